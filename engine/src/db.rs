@@ -1,0 +1,104 @@
+//! The persistent state: an embedded sled database of named trees.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The engine's state database. Deleting it loses time, never correctness:
+/// every record in it is checked against the world before it is trusted.
+#[derive(Clone)]
+pub struct Db {
+    db: sled::Db,
+    path: PathBuf,
+}
+
+/// One named tree of the database.
+#[derive(Clone)]
+pub struct Tree {
+    tree: sled::Tree,
+    path: PathBuf,
+}
+
+impl Db {
+    /// Opens (or creates) the database in the folder `path`.
+    pub fn open(path: &Path) -> Result<Db> {
+        std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(64 << 20)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| db_error(path, e))?;
+        Ok(Db {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The tree called `name`, created on first use.
+    pub fn tree(&self, name: &str) -> Result<Tree> {
+        let tree = self.db.open_tree(name).map_err(|e| db_error(&self.path, e))?;
+        Ok(Tree {
+            tree,
+            path: self.path.clone(),
+        })
+    }
+
+    /// Writes everything to disk.
+    pub fn flush(&self) -> Result<()> {
+        self.db.flush().map_err(|e| db_error(&self.path, e))?;
+        Ok(())
+    }
+
+    /// The database folder.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Tree {
+    /// The value stored under `key`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let value = self.tree.get(key).map_err(|e| db_error(&self.path, e))?;
+        Ok(value.map(|v| v.to_vec()))
+    }
+
+    /// Stores `value` under `key`.
+    pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.tree
+            .insert(key, value)
+            .map_err(|e| db_error(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Removes `key`.
+    pub fn remove(&self, key: &[u8]) -> Result<()> {
+        self.tree.remove(key).map_err(|e| db_error(&self.path, e))?;
+        Ok(())
+    }
+
+    /// Every key that starts with `prefix`.
+    pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        self.tree
+            .scan_prefix(prefix)
+            .keys()
+            .map(|k| k.map(|k| k.to_vec()).map_err(|e| db_error(&self.path, e)))
+            .collect()
+    }
+}
+
+fn db_error(path: &Path, e: sled::Error) -> Error {
+    let message = match &e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+            "another strata process is using it; wait for that one to finish".to_string()
+        }
+        sled::Error::Corruption { .. } => format!(
+            "{e}; it only caches work, so removing the folder is safe"
+        ),
+        _ => e.to_string(),
+    };
+    Error::Db {
+        path: path.to_path_buf(),
+        message,
+    }
+}

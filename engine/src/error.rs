@@ -1,0 +1,88 @@
+//! Errors of the engine, each with the path or node it concerns.
+
+use std::io;
+use std::path::PathBuf;
+
+/// What went wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path being read or written.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A folder walk failed (permissions, a vanished folder, a bad ignore file).
+    #[error("scanning {path}: {message}")]
+    Walk {
+        /// The folder being scanned.
+        path: PathBuf,
+        /// What the walker reported.
+        message: String,
+    },
+    /// The state database could not be opened or used.
+    #[error("state database {path}: {message}")]
+    Db {
+        /// The database folder.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A recorded value could not be decoded (a state database from another
+    /// version of strata); the caller treats the node as never computed.
+    #[error("recorded value of node {node} is unreadable: {message}")]
+    Decode {
+        /// The node whose value is unreadable.
+        node: String,
+        /// The decoder's message.
+        message: String,
+    },
+    /// The graph has a cycle through this node.
+    #[error("the build graph has a cycle through {node}")]
+    Cycle {
+        /// A node on the cycle.
+        node: String,
+    },
+    /// A node named a dependency that is not in the graph.
+    #[error("node {node} depends on {dependency}, which is not in the graph")]
+    MissingDependency {
+        /// The depending node.
+        node: String,
+        /// The missing dependency.
+        dependency: String,
+    },
+    /// Two nodes were added with the same id.
+    #[error("node {node} was added twice")]
+    DuplicateNode {
+        /// The duplicated id.
+        node: String,
+    },
+}
+
+impl Error {
+    /// An I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// The engine's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Adds the path to an I/O result.
+pub trait IoContext<T> {
+    /// Wraps the error with `path`.
+    fn at(self, path: impl Into<PathBuf>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn at(self, path: impl Into<PathBuf>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}

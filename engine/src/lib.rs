@@ -1,0 +1,25 @@
+//! strata-engine: the generic part of strata. Content hashes, a
+//! gitignore-aware scan with a persistent stat cache, a DAG of content-keyed
+//! nodes with early cutoff, and atomic file writes. It knows nothing of
+//! stores, apps or images.
+#![deny(missing_docs)]
+
+mod atomic;
+mod db;
+mod error;
+mod graph;
+mod hash;
+mod node;
+mod run;
+mod scan;
+mod statcache;
+
+pub use atomic::{TempName, copy_atomic, symlink_atomic, write_atomic};
+pub use db::{Db, Tree};
+pub use error::{Error, IoContext, Result};
+pub use graph::Graph;
+pub use hash::{ContentHash, KeyHasher};
+pub use node::{Computed, Node};
+pub use run::{Engine, Event, Inputs, OnFailure, Outcome, RunLog, Status};
+pub use scan::{EntryKind, ScanEntry, read, relative, scan, symlink_digest, walker};
+pub use statcache::{Fingerprint, StatCache, file_digest};

@@ -1,0 +1,547 @@
+//! The scheduler: runs a graph wave by wave in parallel, skipping nodes
+//! whose key is unchanged, and records what it did.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use petgraph::graph::NodeIndex;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::db::{Db, Tree};
+use crate::error::{Error, Result};
+use crate::graph::Graph;
+use crate::hash::{ContentHash, KeyHasher};
+use crate::node::{Computed, Node};
+use crate::statcache::StatCache;
+
+/// The engine: a state database and the scheduler that uses it.
+#[derive(Clone)]
+pub struct Engine {
+    db: Db,
+    records: Tree,
+    values: Tree,
+    stat: StatCache,
+}
+
+/// What is recorded of a node after it ran.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+struct Record {
+    key: ContentHash,
+    output: ContentHash,
+}
+
+/// What happened to a node in a run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Key unchanged and still valid: not computed.
+    Cached,
+    /// Volatile, computed, and its output is what it was.
+    Checked,
+    /// Computed; its output equals the recorded one, so dependents were cut
+    /// off.
+    Unchanged,
+    /// Computed; its output changed (or it had never run).
+    Changed,
+    /// Computed and failed.
+    Failed,
+    /// Not run because a dependency failed.
+    Skipped,
+}
+
+impl Status {
+    /// Whether the node's computation ran because something changed.
+    pub fn recomputed(self) -> bool {
+        matches!(self, Status::Unchanged | Status::Changed | Status::Failed)
+    }
+}
+
+/// One node's part in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Event {
+    /// The node id.
+    pub id: String,
+    /// What happened.
+    pub status: Status,
+    /// When it started, from the start of the run.
+    pub start: Duration,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+/// The log of a run: which nodes were computed and which were not. Tests use
+/// it to prove incrementality.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunLog {
+    /// Every node's event, in the order they finished.
+    pub events: Vec<Event>,
+}
+
+impl RunLog {
+    /// The ids of the nodes that were computed because an input changed (or
+    /// whose volatile output changed), sorted.
+    pub fn recomputed(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = self
+            .events
+            .iter()
+            .filter(|e| e.status.recomputed())
+            .map(|e| e.id.as_str())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The recomputed ids that start with `prefix`.
+    pub fn recomputed_with_prefix(&self, prefix: &str) -> Vec<&str> {
+        self.recomputed()
+            .into_iter()
+            .filter(|id| id.starts_with(prefix))
+            .collect()
+    }
+
+    /// What happened to one node.
+    pub fn status(&self, id: &str) -> Option<Status> {
+        self.events.iter().find(|e| e.id == id).map(|e| e.status)
+    }
+
+    /// Panics unless exactly `expected` (in any order) were recomputed among
+    /// the nodes whose id starts with `prefix`.
+    pub fn assert_recomputed(&self, prefix: &str, expected: &[&str]) {
+        let mut want: Vec<&str> = expected.to_vec();
+        want.sort_unstable();
+        let got = self.recomputed_with_prefix(prefix);
+        assert_eq!(got, want, "recomputed nodes under {prefix:?}");
+    }
+}
+
+/// The outcome of running a graph: the log and each failed node's error.
+pub struct Outcome<N: Node> {
+    /// What happened to each node.
+    pub log: RunLog,
+    /// The failed nodes' errors, by node id.
+    pub errors: Vec<(String, N::Error)>,
+    values: Vec<Option<Arc<N::Value>>>,
+    graph_ids: Vec<String>,
+}
+
+impl<N: Node> Outcome<N> {
+    /// The value a node computed in this run, if it was computed.
+    pub fn value(&self, id: &str) -> Option<Arc<N::Value>> {
+        let i = self.graph_ids.iter().position(|x| x == id)?;
+        self.values[i].clone()
+    }
+}
+
+/// Whether a failure stops the run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum OnFailure {
+    /// Finish the current wave, then stop.
+    Stop,
+    /// Go on with every node that does not depend on a failed one.
+    Continue,
+}
+
+struct Slot<V> {
+    output: OnceLock<ContentHash>,
+    value: OnceLock<Arc<V>>,
+    failed: OnceLock<()>,
+}
+
+/// A node's access to its inputs while it computes.
+pub struct Inputs<'a, N: Node> {
+    run: &'a Running<'a, N>,
+    index: NodeIndex,
+    prior: Option<Arc<N::Value>>,
+}
+
+impl<N: Node> Inputs<'_, N> {
+    /// The value of the dependency `id`: computed in this run, or loaded
+    /// from the database, or computed now if neither is possible.
+    pub fn dependency(&self, id: &str) -> Result<Arc<N::Value>, N::Error> {
+        let index = self.run.graph.index(id).ok_or_else(|| Error::MissingDependency {
+            node: self.run.graph.node(self.index).id().to_string(),
+            dependency: id.to_string(),
+        })?;
+        self.run.value(index)
+    }
+
+    /// The value recorded by this node's last run, when it had one.
+    pub fn prior(&self) -> Option<&N::Value> {
+        self.prior.as_deref()
+    }
+}
+
+struct Running<'a, N: Node> {
+    engine: &'a Engine,
+    graph: &'a Graph<N>,
+    slots: Vec<Slot<N::Value>>,
+}
+
+impl<'a, N: Node> Running<'a, N> {
+    fn value(&self, index: NodeIndex) -> Result<Arc<N::Value>, N::Error> {
+        let slot = &self.slots[index.index()];
+        if let Some(v) = slot.value.get() {
+            return Ok(v.clone());
+        }
+        let node = self.graph.node(index);
+        if node.persist() {
+            if let Some(v) = self.engine.load::<N>(node.id())? {
+                let v = Arc::new(v);
+                let _ = slot.value.set(v.clone());
+                return Ok(v);
+            }
+        }
+        // Neither computed nor stored: compute it now from its inputs.
+        let inputs = Inputs {
+            run: self,
+            index,
+            prior: None,
+        };
+        let computed = node.compute(&inputs)?;
+        let _ = slot.value.set(computed.value.clone());
+        Ok(computed.value)
+    }
+
+    fn key(&self, index: NodeIndex) -> Option<ContentHash> {
+        let node = self.graph.node(index);
+        let mut hasher = KeyHasher::new("node");
+        hasher.hash(&node.salt());
+        for dep in self.graph.dependencies(index) {
+            hasher.str(self.graph.node(dep).id());
+            hasher.hash(self.slots[dep.index()].output.get()?);
+        }
+        Some(hasher.finish())
+    }
+
+    fn step(&self, index: NodeIndex) -> (Status, Option<N::Error>) {
+        let node = self.graph.node(index);
+        let slot = &self.slots[index.index()];
+        let Some(key) = self.key(index) else {
+            let _ = slot.failed.set(());
+            return (Status::Skipped, None);
+        };
+        match self.try_step(node, slot, index, key) {
+            Ok(status) => (status, None),
+            Err(e) => {
+                let _ = slot.failed.set(());
+                (Status::Failed, Some(e))
+            }
+        }
+    }
+
+    fn try_step(
+        &self,
+        node: &N,
+        slot: &Slot<N::Value>,
+        index: NodeIndex,
+        key: ContentHash,
+    ) -> Result<Status, N::Error> {
+        let record = self.engine.record(node.id())?;
+        let mut prior: Option<Arc<N::Value>> = None;
+        if let Some(record) = record {
+            if !node.volatile() && record.key == key {
+                if !node.validates() {
+                    let _ = slot.output.set(record.output);
+                    return Ok(Status::Cached);
+                }
+                if let Some(value) = self.engine.load::<N>(node.id())? {
+                    if node.still_valid(&value)? {
+                        let _ = slot.output.set(record.output);
+                        let _ = slot.value.set(Arc::new(value));
+                        return Ok(Status::Cached);
+                    }
+                    prior = Some(Arc::new(value));
+                }
+            }
+        }
+        if prior.is_none() && node.persist() && record.is_some() && !node.volatile() {
+            prior = self.engine.load::<N>(node.id())?.map(Arc::new);
+        }
+        let inputs = Inputs {
+            run: self,
+            index,
+            prior,
+        };
+        let Computed { value, output } = node.compute(&inputs)?;
+        let status = match record {
+            Some(r) if r.output == output && node.volatile() => Status::Checked,
+            Some(r) if r.output == output => Status::Unchanged,
+            _ => Status::Changed,
+        };
+        if status != Status::Checked {
+            if node.persist() {
+                self.engine.store::<N>(node.id(), &value)?;
+            }
+            self.engine.set_record(node.id(), Record { key, output })?;
+        }
+        let _ = slot.output.set(output);
+        let _ = slot.value.set(value);
+        Ok(status)
+    }
+}
+
+impl Engine {
+    /// An engine whose state lives in the database folder `path`.
+    pub fn open(path: &std::path::Path) -> Result<Engine> {
+        let db = Db::open(path)?;
+        Ok(Engine {
+            records: db.tree("records")?,
+            values: db.tree("values")?,
+            stat: StatCache::new(db.tree("stat")?),
+            db,
+        })
+    }
+
+    /// The stat cache of file digests.
+    pub fn stat_cache(&self) -> &StatCache {
+        &self.stat
+    }
+
+    /// The database, for callers that keep state of their own.
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// Runs every node of `graph` that needs it, in parallel waves.
+    pub fn run<N: Node>(&self, graph: &Graph<N>, on_failure: OnFailure) -> Result<Outcome<N>> {
+        let waves = graph.waves()?;
+        let running = Running {
+            engine: self,
+            graph,
+            slots: (0..graph.len())
+                .map(|_| Slot {
+                    output: OnceLock::new(),
+                    value: OnceLock::new(),
+                    failed: OnceLock::new(),
+                })
+                .collect(),
+        };
+        let started = Instant::now();
+        let log = Mutex::new(RunLog::default());
+        let errors = Mutex::new(Vec::new());
+        for wave in waves {
+            wave.par_iter().for_each(|&index| {
+                let start = started.elapsed();
+                let (status, error) = running.step(index);
+                let id = graph.node(index).id().to_string();
+                if let Some(e) = error {
+                    errors.lock().unwrap().push((id.clone(), e));
+                }
+                log.lock().unwrap().events.push(Event {
+                    id,
+                    status,
+                    start,
+                    duration: started.elapsed() - start,
+                });
+            });
+            if on_failure == OnFailure::Stop && !errors.lock().unwrap().is_empty() {
+                break;
+            }
+        }
+        self.db.flush()?;
+        let mut errors = errors.into_inner().unwrap();
+        errors.sort_by(|a, b| a.0.cmp(&b.0));
+        let graph_ids = (0..graph.len())
+            .map(|i| graph.node(NodeIndex::new(i)).id().to_string())
+            .collect();
+        Ok(Outcome {
+            log: log.into_inner().unwrap(),
+            errors,
+            values: running
+                .slots
+                .into_iter()
+                .map(|s| s.value.into_inner())
+                .collect(),
+            graph_ids,
+        })
+    }
+
+    /// Forgets a node's record and value, so that it runs next time.
+    pub fn forget(&self, id: &str) -> Result<()> {
+        self.records.remove(id.as_bytes())?;
+        self.values.remove(id.as_bytes())
+    }
+
+    /// The ids of recorded nodes that start with `prefix`.
+    pub fn recorded_ids(&self, prefix: &str) -> Result<Vec<String>> {
+        Ok(self
+            .records
+            .keys_with_prefix(prefix.as_bytes())?
+            .into_iter()
+            .map(|k| String::from_utf8_lossy(&k).into_owned())
+            .collect())
+    }
+
+    /// The value recorded for node `id` by its last run, if any and if it
+    /// still decodes.
+    pub fn load<N: Node>(&self, id: &str) -> Result<Option<N::Value>> {
+        let Some(bytes) = self.values.get(id.as_bytes())? else {
+            return Ok(None);
+        };
+        // A value written by another version of strata is simply absent.
+        Ok(postcard::from_bytes(&bytes).ok())
+    }
+
+    /// The output hash recorded for node `id`.
+    pub fn recorded_output(&self, id: &str) -> Result<Option<ContentHash>> {
+        Ok(self.record(id)?.map(|r| r.output))
+    }
+
+    fn record(&self, id: &str) -> Result<Option<Record>> {
+        Ok(self
+            .records
+            .get(id.as_bytes())?
+            .and_then(|b| postcard::from_bytes(&b).ok()))
+    }
+
+    fn set_record(&self, id: &str, record: Record) -> Result<()> {
+        let bytes = postcard::to_stdvec(&record).expect("a record always encodes");
+        self.records.insert(id.as_bytes(), &bytes)
+    }
+
+    fn store<N: Node>(&self, id: &str, value: &N::Value) -> Result<()> {
+        let bytes = postcard::to_stdvec(value).map_err(|e| Error::Decode {
+            node: id.to_string(),
+            message: e.to_string(),
+        })?;
+        self.values.insert(id.as_bytes(), &bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+
+    use super::*;
+
+    /// A toy world: named cells a volatile node reads.
+    type World = Arc<RwLock<HashMap<String, i64>>>;
+
+    enum Toy {
+        /// Reads a cell.
+        Read(String, World),
+        /// Its dependency's value, rounded down to a multiple of ten.
+        Tens(String),
+        /// Sum of its dependencies.
+        Sum(String, Vec<String>),
+    }
+
+    impl Node for Toy {
+        type Value = i64;
+        type Error = Error;
+
+        fn id(&self) -> &str {
+            match self {
+                Toy::Read(id, _) | Toy::Tens(id) | Toy::Sum(id, _) => id,
+            }
+        }
+
+        fn salt(&self) -> ContentHash {
+            ContentHash::of(self.id().as_bytes())
+        }
+
+        fn volatile(&self) -> bool {
+            matches!(self, Toy::Read(..))
+        }
+
+        fn compute(&self, inputs: &Inputs<'_, Self>) -> Result<Computed<i64>> {
+            let value = match self {
+                Toy::Read(id, world) => world.read().unwrap()[id.as_str()],
+                Toy::Tens(id) => {
+                    let src = id.trim_start_matches("tens-");
+                    *inputs.dependency(src)? / 10 * 10
+                }
+                Toy::Sum(_, deps) => {
+                    let mut total = 0;
+                    for d in deps {
+                        total += *inputs.dependency(d)?;
+                    }
+                    total
+                }
+            };
+            Ok(Computed::new(value, ContentHash::of(&value.to_le_bytes())))
+        }
+    }
+
+    fn graph(world: &World) -> Graph<Toy> {
+        let mut g = Graph::new();
+        for cell in ["a", "b"] {
+            g.add(Toy::Read(cell.into(), world.clone())).unwrap();
+            g.add(Toy::Tens(format!("tens-{cell}"))).unwrap();
+            g.depend(&format!("tens-{cell}"), cell).unwrap();
+        }
+        g.add(Toy::Sum("sum".into(), vec!["tens-a".into(), "tens-b".into()]))
+            .unwrap();
+        g.depend("sum", "tens-a").unwrap();
+        g.depend("sum", "tens-b").unwrap();
+        g
+    }
+
+    #[test]
+    fn early_cutoff_and_cached_nodes() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::from([
+            ("a".to_string(), 11),
+            ("b".to_string(), 25),
+        ])));
+        let g = graph(&world);
+
+        let first = engine.run(&g, OnFailure::Stop).unwrap();
+        assert_eq!(first.log.recomputed(), ["a", "b", "sum", "tens-a", "tens-b"]);
+        assert_eq!(*first.value("sum").unwrap(), 30);
+
+        // Nothing changed: only the volatile reads ran, and found no change.
+        let second = engine.run(&g, OnFailure::Stop).unwrap();
+        assert!(second.log.recomputed().is_empty());
+        assert_eq!(second.log.status("a"), Some(Status::Checked));
+        assert_eq!(second.log.status("sum"), Some(Status::Cached));
+
+        // a: 11 -> 12 changes `a` and recomputes `tens-a`, whose output (10)
+        // is unchanged: `sum` is cut off.
+        world.write().unwrap().insert("a".into(), 12);
+        let third = engine.run(&g, OnFailure::Stop).unwrap();
+        third.log.assert_recomputed("", &["a", "tens-a"]);
+        assert_eq!(third.log.status("tens-a"), Some(Status::Unchanged));
+
+        // b: 25 -> 31 goes all the way through.
+        world.write().unwrap().insert("b".into(), 31);
+        let fourth = engine.run(&g, OnFailure::Stop).unwrap();
+        fourth.log.assert_recomputed("", &["b", "sum", "tens-b"]);
+        assert_eq!(*fourth.value("sum").unwrap(), 40);
+    }
+
+    #[test]
+    fn cached_values_load_from_the_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::from([
+            ("a".to_string(), 7),
+            ("b".to_string(), 40),
+        ])));
+        {
+            let engine = Engine::open(dir.path()).unwrap();
+            engine.run(&graph(&world), OnFailure::Stop).unwrap();
+        }
+        let engine = Engine::open(dir.path()).unwrap();
+        let outcome = engine.run(&graph(&world), OnFailure::Stop).unwrap();
+        assert!(outcome.log.recomputed().is_empty());
+        assert_eq!(engine.load::<Toy>("sum").unwrap(), Some(40));
+    }
+
+    #[test]
+    fn cycles_are_reported() {
+        let mut g: Graph<Toy> = Graph::new();
+        g.add(Toy::Tens("x".into())).unwrap();
+        g.add(Toy::Tens("y".into())).unwrap();
+        g.depend("x", "y").unwrap();
+        g.depend("y", "x").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        assert!(matches!(
+            engine.run(&g, OnFailure::Stop),
+            Err(Error::Cycle { .. })
+        ));
+    }
+}

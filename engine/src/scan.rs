@@ -1,0 +1,212 @@
+//! The scan: a parallel, gitignore-aware walk of a folder that yields every
+//! input file with its digest.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ignore::{WalkBuilder, WalkState};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, IoContext, Result};
+use crate::hash::{ContentHash, KeyHasher};
+use crate::statcache::{StatCache, file_digest};
+
+/// What an input path is. Folders are not entries: as in git, a folder
+/// exists when a file inside it does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum EntryKind {
+    /// A regular file; `executable` when any execute bit is set.
+    File {
+        /// Whether the file is executable.
+        executable: bool,
+    },
+    /// A symbolic link, kept as a link.
+    Symlink,
+}
+
+/// One input file found by a scan.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct ScanEntry {
+    /// The path relative to the scanned folder, with `/` separators.
+    pub path: String,
+    /// File or symlink.
+    pub kind: EntryKind,
+    /// The blake3 digest of the file's bytes, or of a symlink's target.
+    pub digest: ContentHash,
+    /// Where a symlink points, as written in the link.
+    pub link_target: Option<PathBuf>,
+}
+
+/// The digest that names a symlink: its target text, in a domain of its own.
+pub fn symlink_digest(target: &Path) -> ContentHash {
+    KeyHasher::new("symlink")
+        .field(target.as_os_str().as_encoded_bytes())
+        .finish()
+}
+
+/// Every input file under `dir`, sorted by path. Files git would ignore
+/// (`.gitignore` files in `dir` and its parents, `.git/info/exclude`) are
+/// left out, as are `.git` folders and special files. A missing `dir` gives
+/// no entries. With a `cache`, a file is looked up under `key_prefix` plus its
+/// relative path and read only when its stat changed.
+pub fn scan(dir: &Path, cache: Option<&StatCache>, key_prefix: &str) -> Result<Vec<ScanEntry>> {
+    match std::fs::symlink_metadata(dir) {
+        Ok(meta) if meta.is_dir() => {}
+        Ok(_) => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    }
+    let entries = Mutex::new(Vec::new());
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    walker(dir).build_parallel().run(|| {
+        Box::new(|result| {
+            let outcome = result
+                .map_err(|e| Error::Walk {
+                    path: dir.to_path_buf(),
+                    message: e.to_string(),
+                })
+                .and_then(|entry| scan_entry(dir, &entry, cache, key_prefix));
+            match outcome {
+                Ok(Some(found)) => {
+                    entries.lock().unwrap().push(found);
+                    WalkState::Continue
+                }
+                Ok(None) => WalkState::Continue,
+                Err(e) => {
+                    failure.lock().unwrap().get_or_insert(e);
+                    WalkState::Quit
+                }
+            }
+        })
+    });
+    if let Some(e) = failure.into_inner().unwrap() {
+        return Err(e);
+    }
+    let mut entries = entries.into_inner().unwrap();
+    entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    Ok(entries)
+}
+
+/// The walker every scan uses: git's ignore rules only, hidden files
+/// included, symlinks not followed.
+pub fn walker(dir: &Path) -> WalkBuilder {
+    let mut builder = WalkBuilder::new(dir);
+    builder
+        .standard_filters(false)
+        .git_ignore(true)
+        .git_exclude(true)
+        .git_global(false)
+        .parents(true)
+        .require_git(false)
+        .follow_links(false)
+        .filter_entry(|e| e.file_name() != ".git");
+    builder
+}
+
+fn scan_entry(
+    root: &Path,
+    entry: &ignore::DirEntry,
+    cache: Option<&StatCache>,
+    key_prefix: &str,
+) -> Result<Option<ScanEntry>> {
+    let Some(file_type) = entry.file_type() else {
+        return Ok(None);
+    };
+    if file_type.is_dir() || !(file_type.is_file() || file_type.is_symlink()) {
+        return Ok(None);
+    }
+    let path = entry.path();
+    let rel = relative(root, path);
+    if file_type.is_symlink() {
+        let target = match std::fs::read_link(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        return Ok(Some(ScanEntry {
+            path: rel,
+            kind: EntryKind::Symlink,
+            digest: symlink_digest(&target),
+            link_target: Some(target),
+        }));
+    }
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        // Deleted while we walked: it is simply not there any more.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let digest = match cache {
+        Some(cache) => {
+            let key = format!("{key_prefix}{rel}");
+            cache.file_digest(&key, path, &meta)
+        }
+        None => file_digest(path),
+    };
+    let digest = match digest {
+        Ok(d) => d,
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    Ok(Some(ScanEntry {
+        path: rel,
+        kind: EntryKind::File {
+            executable: meta.permissions().mode() & 0o111 != 0,
+        },
+        digest,
+        link_target: None,
+    }))
+}
+
+/// `path` relative to `root`, with `/` separators.
+pub fn relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let mut out = String::new();
+    for (i, part) in rel.components().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(&part.as_os_str().to_string_lossy());
+    }
+    out
+}
+
+/// Reads a whole file, naming the path on failure.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).at(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn scan_respects_gitignore_and_keeps_dotfiles() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("app/src")).unwrap();
+        std::fs::create_dir_all(root.join("app/node_modules/x")).unwrap();
+        std::fs::write(root.join(".gitignore"), "node_modules\n").unwrap();
+        std::fs::write(root.join("app/.gitignore"), "*.log\n").unwrap();
+        std::fs::write(root.join("app/src/a.ts"), "a").unwrap();
+        std::fs::write(root.join("app/.env.example"), "X=1").unwrap();
+        std::fs::write(root.join("app/debug.log"), "no").unwrap();
+        std::fs::write(root.join("app/node_modules/x/i.js"), "no").unwrap();
+        symlink("src/a.ts", root.join("app/link")).unwrap();
+        let entries = scan(&root.join("app"), None, "").unwrap();
+        let paths: Vec<_> = entries.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, [".env.example", ".gitignore", "link", "src/a.ts"]);
+        assert_eq!(entries[2].kind, EntryKind::Symlink);
+        assert_eq!(entries[3].digest, ContentHash::of(b"a"));
+    }
+
+    #[test]
+    fn missing_folder_scans_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(scan(&dir.path().join("nope"), None, "").unwrap().is_empty());
+    }
+}

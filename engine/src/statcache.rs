@@ -1,0 +1,171 @@
+//! The stat cache: a file whose size, times and inode are unchanged since it
+//! was last hashed is not read again.
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::db::Tree;
+use crate::error::{IoContext, Result};
+use crate::hash::ContentHash;
+
+/// What `stat` says of a file: enough to tell that it changed without
+/// reading it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time, in nanoseconds since the epoch.
+    pub mtime_ns: i64,
+    /// Status change time, in nanoseconds since the epoch.
+    pub ctime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+    /// File type and permission bits.
+    pub mode: u32,
+}
+
+impl Fingerprint {
+    /// The fingerprint of `meta` (from `symlink_metadata`).
+    pub fn of(meta: &Metadata) -> Self {
+        Fingerprint {
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+            ino: meta.ino(),
+            mode: meta.mode(),
+        }
+    }
+
+    /// The fingerprint of the file at `path`, without following a symlink.
+    pub fn at(path: &Path) -> io::Result<Self> {
+        Ok(Self::of(&std::fs::symlink_metadata(path)?))
+    }
+
+    /// True when a change made now could leave this fingerprint unchanged:
+    /// the file was modified so recently that a second write within the
+    /// file system's timestamp granularity would keep its times. Such an
+    /// entry is never trusted (git calls this "racy clean").
+    pub fn is_racy(&self, now: SystemTime) -> bool {
+        let now_ns = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_nanos() as i64;
+        self.mtime_ns.max(self.ctime_ns) > now_ns - RACY_WINDOW_NS
+    }
+}
+
+/// How recent a change must be for its fingerprint to be distrusted. One
+/// second covers every common file system's timestamp granularity.
+const RACY_WINDOW_NS: i64 = 1_000_000_000;
+
+#[derive(Serialize, Deserialize)]
+struct CacheEntry {
+    fingerprint: Fingerprint,
+    digest: ContentHash,
+}
+
+/// Digests of files, keyed by a caller-chosen name (a path relative to the
+/// repository, so that the cache does not depend on where the checkout is).
+#[derive(Clone)]
+pub struct StatCache {
+    tree: Tree,
+    started: SystemTime,
+}
+
+impl StatCache {
+    /// A stat cache stored in `tree`.
+    pub fn new(tree: Tree) -> Self {
+        Self::as_of(tree, SystemTime::now())
+    }
+
+    /// A stat cache that judges racy entries as if the scan began at
+    /// `started` (tests use this to age files without sleeping).
+    pub fn as_of(tree: Tree, started: SystemTime) -> Self {
+        StatCache { tree, started }
+    }
+
+    /// The blake3 digest of the regular file at `path`, whose metadata is
+    /// `meta`, read only when the cache has no trusted entry for `key`.
+    pub fn file_digest(&self, key: &str, path: &Path, meta: &Metadata) -> Result<ContentHash> {
+        let fingerprint = Fingerprint::of(meta);
+        if let Some(bytes) = self.tree.get(key.as_bytes())? {
+            if let Ok(entry) = postcard::from_bytes::<CacheEntry>(&bytes) {
+                if entry.fingerprint == fingerprint && !fingerprint.is_racy(self.started) {
+                    return Ok(entry.digest);
+                }
+            }
+        }
+        let digest = file_digest(path)?;
+        if !fingerprint.is_racy(self.started) {
+            let entry = CacheEntry { fingerprint, digest };
+            let bytes = postcard::to_stdvec(&entry).expect("a cache entry always encodes");
+            self.tree.insert(key.as_bytes(), &bytes)?;
+        }
+        Ok(digest)
+    }
+}
+
+/// The blake3 digest of a file's bytes, read now.
+pub fn file_digest(path: &Path) -> Result<ContentHash> {
+    let mut hasher = blake3::Hasher::new();
+    let file = std::fs::File::open(path).at(path)?;
+    hasher.update_reader(file).at(path)?;
+    Ok(ContentHash(*hasher.finalize().as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+
+    #[test]
+    fn unchanged_file_is_not_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "one").unwrap();
+        let later = SystemTime::now() + Duration::from_secs(10);
+        let cache = StatCache::as_of(db.tree("stat").unwrap(), later);
+        let meta = std::fs::symlink_metadata(&file).unwrap();
+        let first = cache.file_digest("f", &file, &meta).unwrap();
+        assert_eq!(first, ContentHash::of(b"one"));
+        // With the file unreadable, only a cache hit can answer.
+        std::fs::remove_file(&file).unwrap();
+        let again = cache.file_digest("f", &file, &meta).unwrap();
+        assert_eq!(again, first);
+    }
+
+    #[test]
+    fn racy_file_is_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "fresh").unwrap();
+        let cache = StatCache::new(db.tree("stat").unwrap());
+        let meta = std::fs::symlink_metadata(&file).unwrap();
+        cache.file_digest("f", &file, &meta).unwrap();
+        assert!(cache.tree.get(b"f").unwrap().is_none());
+    }
+
+    #[test]
+    fn changed_fingerprint_rehashes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let file = dir.path().join("f");
+        let later = SystemTime::now() + Duration::from_secs(10);
+        let cache = StatCache::as_of(db.tree("stat").unwrap(), later);
+        for content in ["one", "two!"] {
+            std::fs::write(&file, content).unwrap();
+            let meta = std::fs::symlink_metadata(&file).unwrap();
+            assert_eq!(
+                cache.file_digest("f", &file, &meta).unwrap(),
+                ContentHash::of(content.as_bytes())
+            );
+        }
+    }
+}
