@@ -1,1 +1,103 @@
-fn main() {}
+//! The `strata` binary: parse arguments, validate them into options, call
+//! the rules, print, and map errors to exit codes (0 ok, 1 a store failed,
+//! 2 bad usage or input).
+
+mod args;
+mod compose;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use strata_engine::Engine;
+use strata_rules::Workspace;
+
+use args::{Cli, Command, GraphFormat, StoreCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let bad_input = error.chain().any(|cause| {
+        cause
+            .downcast_ref::<strata_rules::Error>()
+            .is_some_and(strata_rules::Error::is_bad_input)
+    });
+    if bad_input { 2 } else { 1 }
+}
+
+/// Options every command shares, validated.
+pub struct Setup {
+    /// The monorepo, loaded.
+    pub workspace: Workspace,
+    /// Where the state lives.
+    pub state_dir: PathBuf,
+    /// `-v` count.
+    pub verbose: u8,
+}
+
+impl Setup {
+    fn new(cli: &Cli) -> anyhow::Result<Setup> {
+        let root = std::path::absolute(&cli.root)
+            .with_context(|| format!("--root {}", cli.root.display()))?;
+        let workspace = Workspace::load(&root)?;
+        let state_dir = match &cli.cache_dir {
+            Some(dir) => std::path::absolute(dir)?,
+            None => root.join(".strata"),
+        };
+        Ok(Setup {
+            workspace,
+            state_dir,
+            verbose: cli.verbose,
+        })
+    }
+
+    /// The engine, with its database in the state folder.
+    pub fn engine(&self) -> anyhow::Result<Engine> {
+        Ok(Engine::open(&self.state_dir.join("db"))?)
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cx = Setup::new(&cli)?;
+    match &cli.command {
+        Command::Store(StoreCommand::Compose(args)) => {
+            compose::run(&cx, &args.selection, args.json)
+        }
+        Command::Store(StoreCommand::Build(args)) => {
+            if !args.compose_only {
+                anyhow::bail!("store build: only --compose-only is available in this version");
+            }
+            compose::run(&cx, &args.selection, args.json)
+        }
+        Command::Store(StoreCommand::Graph(args)) => {
+            let tree = strata_rules::tree(&cx.workspace);
+            match args.format {
+                GraphFormat::Dot => print!("{}", tree.dot()),
+                GraphFormat::Mermaid => print!("{}", tree.mermaid()),
+                GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&tree)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store(StoreCommand::Explain(args)) => {
+            let engine = cx.engine()?;
+            let explanation =
+                strata_rules::explain(&cx.workspace, &engine, &args.id, args.file.as_deref())?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&explanation)?);
+            } else {
+                print!("{explanation}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -31,11 +31,7 @@ impl TempName {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        path.with_file_name(format!(
-            ".{name}{}{}-{n}",
-            Self::MARKER,
-            std::process::id()
-        ))
+        path.with_file_name(format!(".{name}{}{}-{n}", Self::MARKER, std::process::id()))
     }
 }
 
@@ -120,7 +116,10 @@ mod tests {
         assert_eq!(std::fs::read(dir.path().join("b")).unwrap(), b"data");
         symlink_atomic(Path::new("a"), &dir.path().join("l")).unwrap();
         symlink_atomic(Path::new("b"), &dir.path().join("l")).unwrap();
-        assert_eq!(std::fs::read_link(dir.path().join("l")).unwrap(), Path::new("b"));
+        assert_eq!(
+            std::fs::read_link(dir.path().join("l")).unwrap(),
+            Path::new("b")
+        );
         assert!(TempName::is_temp(&TempName::beside(&src).to_string_lossy()));
     }
 }

@@ -37,7 +37,10 @@ impl Db {
 
     /// The tree called `name`, created on first use.
     pub fn tree(&self, name: &str) -> Result<Tree> {
-        let tree = self.db.open_tree(name).map_err(|e| db_error(&self.path, e))?;
+        let tree = self
+            .db
+            .open_tree(name)
+            .map_err(|e| db_error(&self.path, e))?;
         Ok(Tree {
             tree,
             path: self.path.clone(),
@@ -89,12 +92,14 @@ impl Tree {
 
 fn db_error(path: &Path, e: sled::Error) -> Error {
     let message = match &e {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") => {
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
+        {
             "another strata process is using it; wait for that one to finish".to_string()
         }
-        sled::Error::Corruption { .. } => format!(
-            "{e}; it only caches work, so removing the folder is safe"
-        ),
+        sled::Error::Corruption { .. } => {
+            format!("{e}; it only caches work, so removing the folder is safe")
+        }
         _ => e.to_string(),
     };
     Error::Db {

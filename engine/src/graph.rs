@@ -47,10 +47,12 @@ impl<N: Node> Graph<N> {
             node: node.to_string(),
             dependency: dependency.to_string(),
         })?;
-        let from = self.index(dependency).ok_or_else(|| Error::MissingDependency {
-            node: node.to_string(),
-            dependency: dependency.to_string(),
-        })?;
+        let from = self
+            .index(dependency)
+            .ok_or_else(|| Error::MissingDependency {
+                node: node.to_string(),
+                dependency: dependency.to_string(),
+            })?;
         self.dag.update_edge(from, to, ());
         Ok(())
     }

@@ -159,10 +159,14 @@ impl<N: Node> Inputs<'_, N> {
     /// The value of the dependency `id`: computed in this run, or loaded
     /// from the database, or computed now if neither is possible.
     pub fn dependency(&self, id: &str) -> Result<Arc<N::Value>, N::Error> {
-        let index = self.run.graph.index(id).ok_or_else(|| Error::MissingDependency {
-            node: self.run.graph.node(self.index).id().to_string(),
-            dependency: id.to_string(),
-        })?;
+        let index = self
+            .run
+            .graph
+            .index(id)
+            .ok_or_else(|| Error::MissingDependency {
+                node: self.run.graph.node(self.index).id().to_string(),
+                dependency: id.to_string(),
+            })?;
         self.run.value(index)
     }
 
@@ -305,6 +309,17 @@ impl Engine {
 
     /// Runs every node of `graph` that needs it, in parallel waves.
     pub fn run<N: Node>(&self, graph: &Graph<N>, on_failure: OnFailure) -> Result<Outcome<N>> {
+        self.run_observed(graph, on_failure, &|_| {})
+    }
+
+    /// Like [`Engine::run`], calling `observe` as each node finishes (for
+    /// progress displays).
+    pub fn run_observed<N: Node>(
+        &self,
+        graph: &Graph<N>,
+        on_failure: OnFailure,
+        observe: &(dyn Fn(&Event) + Sync),
+    ) -> Result<Outcome<N>> {
         let waves = graph.waves()?;
         let running = Running {
             engine: self,
@@ -328,12 +343,14 @@ impl Engine {
                 if let Some(e) = error {
                     errors.lock().unwrap().push((id.clone(), e));
                 }
-                log.lock().unwrap().events.push(Event {
+                let event = Event {
                     id,
                     status,
                     start,
                     duration: started.elapsed() - start,
-                });
+                };
+                observe(&event);
+                log.lock().unwrap().events.push(event);
             });
             if on_failure == OnFailure::Stop && !errors.lock().unwrap().is_empty() {
                 break;
@@ -472,8 +489,11 @@ mod tests {
             g.add(Toy::Tens(format!("tens-{cell}"))).unwrap();
             g.depend(&format!("tens-{cell}"), cell).unwrap();
         }
-        g.add(Toy::Sum("sum".into(), vec!["tens-a".into(), "tens-b".into()]))
-            .unwrap();
+        g.add(Toy::Sum(
+            "sum".into(),
+            vec!["tens-a".into(), "tens-b".into()],
+        ))
+        .unwrap();
         g.depend("sum", "tens-a").unwrap();
         g.depend("sum", "tens-b").unwrap();
         g
@@ -490,7 +510,10 @@ mod tests {
         let g = graph(&world);
 
         let first = engine.run(&g, OnFailure::Stop).unwrap();
-        assert_eq!(first.log.recomputed(), ["a", "b", "sum", "tens-a", "tens-b"]);
+        assert_eq!(
+            first.log.recomputed(),
+            ["a", "b", "sum", "tens-a", "tens-b"]
+        );
         assert_eq!(*first.value("sum").unwrap(), 30);
 
         // Nothing changed: only the volatile reads ran, and found no change.

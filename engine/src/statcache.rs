@@ -102,7 +102,10 @@ impl StatCache {
         }
         let digest = file_digest(path)?;
         if !fingerprint.is_racy(self.started) {
-            let entry = CacheEntry { fingerprint, digest };
+            let entry = CacheEntry {
+                fingerprint,
+                digest,
+            };
             let bytes = postcard::to_stdvec(&entry).expect("a cache entry always encodes");
             self.tree.insert(key.as_bytes(), &bytes)?;
         }

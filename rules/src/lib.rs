@@ -1,1 +1,30 @@
+//! strata-rules: the domain of multistore monorepos. The workspace model and
+//! its config, composition by the inheritance rules, and materialization of
+//! composed stores into `.out`.
+#![deny(missing_docs)]
 
+mod compose;
+mod composer;
+mod config;
+mod error;
+mod explain;
+mod listing;
+mod materialize;
+mod nodes;
+mod store_id;
+mod tree;
+mod workspace;
+
+pub use compose::{
+    Composed, Composition, PACKAGE_JSON, Source, composition, package_json, resolve,
+};
+pub use composer::{AppReport, ComposeReport, StoreReport, compose, compose_graph};
+pub use config::{CONFIG_FILE, Config, Deployment, StoreSettings, StrataSettings};
+pub use error::{Error, Result};
+pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerShare, explain};
+pub use listing::Listing;
+pub use materialize::{Counts, OutRecord, TOOL_OWNED};
+pub use nodes::{OUT, StoreNode, StoreValue, compose_id, out_dir, out_id, scan_id};
+pub use store_id::invalid_reason;
+pub use tree::{TreeStore, TreeView, tree};
+pub use workspace::{APPS, Layer, Owner, STORES, Store, Workspace};

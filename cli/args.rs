@@ -1,0 +1,123 @@
+//! The command line's arguments (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// strata: incremental builds and deploys for multistore storefront monorepos.
+#[derive(Parser, Debug)]
+#[command(name = "strata", version, about, long_about = None)]
+pub struct Cli {
+    /// The monorepo's root (where alokai.config.json is).
+    #[arg(long, global = true, default_value = ".", value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// Where strata keeps its state (default: <root>/.strata).
+    #[arg(long, global = true, env = "STRATA_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Say more (files written, node timings).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Work on the stores of the monorepo.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+/// `strata store …`
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Compose stores into .out/<store-id>/<app>.
+    Compose(ComposeArgs),
+    /// Compose, then build stores (`--compose-only` stops after composing).
+    Build(BuildArgs),
+    /// Show the store tree: deployable and template stores, and the base apps.
+    Graph(GraphArgs),
+    /// Explain where a store's files come from and why it is (or is not) recomposed.
+    Explain(ExplainArgs),
+}
+
+/// Which stores to work on.
+#[derive(Args, Debug)]
+pub struct Selection {
+    /// A store id; repeat it or give a comma-separated list. Default: all deployable stores.
+    #[arg(
+        short = 's',
+        long = "store-id",
+        value_delimiter = ',',
+        value_name = "ID"
+    )]
+    pub stores: Vec<String>,
+
+    /// Every deployable store (the default when no -s is given).
+    #[arg(long, conflicts_with = "stores")]
+    pub all: bool,
+}
+
+/// `strata store compose`
+#[derive(Args, Debug)]
+pub struct ComposeArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata store build`
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Only compose (the same as `strata store compose`).
+    #[arg(long)]
+    pub compose_only: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Output formats of `store graph`.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum GraphFormat {
+    /// Graphviz dot.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+    /// JSON.
+    Json,
+}
+
+/// `strata store graph`
+#[derive(Args, Debug)]
+pub struct GraphArgs {
+    /// The output format.
+    #[arg(long, value_enum, default_value = "dot")]
+    pub format: GraphFormat,
+}
+
+/// `strata store explain`
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// The store.
+    pub id: String,
+
+    /// A file to trace, as <app>/<path> or a path inside the apps.
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<String>,
+
+    /// Print the explanation as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,115 @@
+//! `strata store compose`: run the composition and report it.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_engine::Status;
+use strata_rules::ComposeReport;
+
+use crate::Setup;
+use crate::args::Selection;
+
+pub fn run(cx: &Setup, selection: &Selection, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = cx.engine()?;
+    let ids = if selection.all {
+        Vec::new()
+    } else {
+        selection.stores.clone()
+    };
+    let selected = cx.workspace.select(&ids)?.len();
+    let total = (selected * cx.workspace.base_apps.len()) as u64;
+    let bar = if std::io::stderr().is_terminal() && !json {
+        let bar = ProgressBar::new(total);
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} composing {pos}/{len} apps {wide_msg}")
+                .expect("a valid template"),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let started = Instant::now();
+    let report = strata_rules::compose(&cx.workspace, &engine, &ids, &|event| {
+        if let Some(bar) = &bar {
+            if let Some(rest) = event.id.strip_prefix("out/") {
+                bar.inc(1);
+                bar.set_message(rest.to_string());
+            }
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let elapsed = started.elapsed();
+    if json {
+        let value = serde_json::json!({
+            "stores": report.stores,
+            "removed": report.removed,
+            "totals": report.totals(),
+            "recomputed": report.log.recomputed(),
+            "seconds": elapsed.as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_report(&report, elapsed, cx.verbose);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_report(report: &ComposeReport, elapsed: std::time::Duration, verbose: u8) {
+    for store in &report.stores {
+        let mut parts = Vec::new();
+        for app in &store.apps {
+            match (app.status, app.counts) {
+                (Status::Cached, _) | (_, None) => {
+                    if verbose > 0 {
+                        parts.push(format!("{}: up to date", app.app));
+                    }
+                }
+                (_, Some(c)) if c.written + c.restored + c.removed == 0 => {
+                    if verbose > 0 {
+                        parts.push(format!("{}: checked", app.app));
+                    }
+                }
+                (_, Some(c)) => {
+                    let mut what = Vec::new();
+                    if c.written > 0 {
+                        what.push(format!("{} written", c.written));
+                    }
+                    if c.restored > 0 {
+                        what.push(format!("{} restored", c.restored));
+                    }
+                    if c.removed > 0 {
+                        what.push(format!("{} removed", c.removed));
+                    }
+                    parts.push(format!("{}: {}", app.app, what.join(", ")));
+                }
+            }
+        }
+        if parts.is_empty() {
+            println!("{}: up to date", store.id);
+        } else {
+            println!("{}: {}", store.id, parts.join("; "));
+        }
+    }
+    for removed in &report.removed {
+        println!("removed {removed} (no longer deployable)");
+    }
+    let t = report.totals();
+    println!(
+        "composed {} stores in {:.2}s: {} files written, {} restored, {} removed",
+        report.stores.len(),
+        elapsed.as_secs_f64(),
+        t.written,
+        t.restored,
+        t.removed
+    );
+    if verbose > 1 {
+        for event in &report.log.events {
+            eprintln!("  {:?} {} {:?}", event.status, event.id, event.duration);
+        }
+    }
+}

@@ -1,0 +1,2 @@
+// Read by the build script: the same switch a real Next.js app needs.
+export default { output: "standalone" };

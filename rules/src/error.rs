@@ -1,0 +1,158 @@
+//! Errors of the domain, each with what a user needs to fix it.
+
+use std::path::PathBuf;
+
+/// What went wrong, in the user's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// There is no `alokai.config.json` at the root.
+    #[error("{path}: not found; run strata from the monorepo's root or pass --root")]
+    ConfigMissing {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// The config is not valid JSON, or a field has the wrong type.
+    #[error("{path}:{line}:{column}: {message}")]
+    ConfigSyntax {
+        /// The config file.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// What the parser said, with the field's path when known.
+        message: String,
+    },
+    /// A store listed in the config has no folder in the store tree.
+    #[error(
+        "store {id:?} is listed in {config} but has no folder in the store tree; looked for {}",
+        list(looked)
+    )]
+    StoreNotFound {
+        /// The store id.
+        id: String,
+        /// The config file.
+        config: PathBuf,
+        /// The folders looked at.
+        looked: Vec<PathBuf>,
+    },
+    /// Two folders of the store tree have the same id.
+    #[error("store id {id:?} is used twice: {} and {}", first.display(), second.display())]
+    DuplicateStore {
+        /// The id.
+        id: String,
+        /// The first folder.
+        first: PathBuf,
+        /// The second folder.
+        second: PathBuf,
+    },
+    /// A store id cannot name an OCI repository.
+    #[error(
+        "store id {id:?} ({}) cannot be part of an image name: {reason}; use lowercase letters and digits separated by '.', '_', '__' or '-'",
+        place.display()
+    )]
+    InvalidStoreId {
+        /// The id.
+        id: String,
+        /// Where it was found.
+        place: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A store tried to override `package.json`.
+    #[error(
+        "{}: a store cannot override package.json; it always comes from the base app (with its name set to <app>-<store-id>). Move the changes to the base app's package.json",
+        path.display()
+    )]
+    PackageJsonOverride {
+        /// The offending file.
+        path: PathBuf,
+    },
+    /// A path is a file in one layer and a folder in another.
+    #[error(
+        "{} is a file but {} is a folder: a path cannot be both across the layers of a store",
+        file.display(),
+        folder.display()
+    )]
+    FileFolderConflict {
+        /// The file.
+        file: PathBuf,
+        /// A file inside the folder of the same path in another layer.
+        folder: PathBuf,
+    },
+    /// A symlink points outside the repository.
+    #[error(
+        "{} is a symlink to {}, outside the repository; composed stores must be self-contained",
+        link.display(),
+        target.display()
+    )]
+    SymlinkEscapes {
+        /// The link.
+        link: PathBuf,
+        /// Where it points.
+        target: PathBuf,
+    },
+    /// A base app's package.json is not valid JSON.
+    #[error("{}: {message}", path.display())]
+    PackageJson {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// A store named on the command line does not exist or is not deployable.
+    #[error("{message}")]
+    UnknownStore {
+        /// What to tell the user.
+        message: String,
+    },
+    /// The monorepo has no `apps/` folder.
+    #[error("{}: no apps/ folder; is this an Alokai multistore monorepo?", root.display())]
+    NoApps {
+        /// The root looked at.
+        root: PathBuf,
+    },
+    /// A file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] strata_engine::Error),
+}
+
+impl Error {
+    /// Whether the error is the user's input being wrong (exit code 2),
+    /// rather than a failure while working (exit code 1).
+    pub fn is_bad_input(&self) -> bool {
+        !matches!(self, Error::Io { .. } | Error::Engine(_))
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+fn list(paths: &[PathBuf]) -> String {
+    const SHOWN: usize = 6;
+    let mut parts: Vec<String> = paths
+        .iter()
+        .take(SHOWN)
+        .map(|p| p.display().to_string())
+        .collect();
+    if paths.len() > SHOWN {
+        parts.push(format!("and {} more", paths.len() - SHOWN));
+    }
+    parts.join(", ")
+}
+
+/// The domain's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

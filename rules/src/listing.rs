@@ -1,0 +1,127 @@
+//! A layer's listing: the input files of one folder, checked for the rules
+//! that concern a single layer (symlinks must stay inside the repository).
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use strata_engine::{ContentHash, EntryKind, KeyHasher, ScanEntry, StatCache, scan};
+
+use crate::error::{Error, Result};
+
+/// The input files of one layer folder, sorted by path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listing {
+    /// The files.
+    pub entries: Vec<ScanEntry>,
+}
+
+impl Listing {
+    /// Scans the layer folder `dir` (relative to `root`).
+    pub fn scan(root: &Path, dir: &str, cache: Option<&StatCache>) -> Result<Listing> {
+        let entries = scan(&root.join(dir), cache, &format!("{dir}/"))?;
+        for entry in &entries {
+            if let Some(target) = &entry.link_target {
+                check_symlink(root, dir, &entry.path, target)?;
+            }
+        }
+        Ok(Listing { entries })
+    }
+
+    /// The hash of every (path, kind, digest): equal listings, equal hashes.
+    pub fn digest(&self) -> ContentHash {
+        let mut hasher = KeyHasher::new("listing/v1");
+        for e in &self.entries {
+            hasher.str(&e.path);
+            hasher.u64(kind_tag(e.kind));
+            hasher.hash(&e.digest);
+        }
+        hasher.finish()
+    }
+
+    /// The entry at `path`.
+    pub fn get(&self, path: &str) -> Option<&ScanEntry> {
+        self.entries
+            .binary_search_by(|e| e.path.as_str().cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+/// A number for each kind of entry, for hashing.
+pub fn kind_tag(kind: EntryKind) -> u64 {
+    match kind {
+        EntryKind::File { executable: false } => 0,
+        EntryKind::File { executable: true } => 1,
+        EntryKind::Symlink => 2,
+    }
+}
+
+fn check_symlink(root: &Path, dir: &str, path: &str, target: &Path) -> Result<()> {
+    let link = Path::new(dir).join(path);
+    let resolved = if target.is_absolute() {
+        match target.strip_prefix(root) {
+            Ok(inside) => normalize(inside),
+            // An absolute link may name the root through another spelling
+            // (a symlinked temp folder): compare canonical forms too.
+            Err(_) => match (root.canonicalize(), target.canonicalize()) {
+                (Ok(r), Ok(t)) => t.strip_prefix(&r).ok().and_then(|p| normalize(p)),
+                _ => None,
+            },
+        }
+    } else {
+        normalize(&link.parent().unwrap_or(Path::new("")).join(target))
+    };
+    if resolved.is_none() {
+        return Err(Error::SymlinkEscapes {
+            link,
+            target: target.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// `path` with `.` and `..` resolved lexically, or `None` when it climbs
+/// above its start.
+fn normalize(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    return None;
+                }
+            }
+            Component::Normal(p) => out.push(p),
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_inside_pass_and_outside_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("apps/a/src")).unwrap();
+        std::fs::write(root.join("apps/a/src/x"), "x").unwrap();
+        symlink("x", root.join("apps/a/src/ok")).unwrap();
+        symlink("../../../README.md", root.join("apps/a/src/up")).unwrap();
+        assert_eq!(
+            Listing::scan(root, "apps/a", None).unwrap().entries.len(),
+            3
+        );
+        symlink("../../../../etc/passwd", root.join("apps/a/src/bad")).unwrap();
+        let err = Listing::scan(root, "apps/a", None).unwrap_err();
+        assert!(matches!(err, Error::SymlinkEscapes { .. }), "{err}");
+        assert!(err.to_string().contains("apps/a/src/bad"));
+        std::fs::remove_file(root.join("apps/a/src/bad")).unwrap();
+        symlink("/etc/passwd", root.join("apps/a/src/abs")).unwrap();
+        assert!(Listing::scan(root, "apps/a", None).is_err());
+    }
+}

@@ -1,0 +1,519 @@
+//! Materialization: making `.out/<store>/<app>` hold exactly a composition,
+//! writing only what differs from what is recorded as already there.
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ignore::Match;
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use strata_engine::{
+    ContentHash, EntryKind, Fingerprint, IoContext, TempName, copy_atomic, file_digest,
+    symlink_atomic, write_atomic,
+};
+
+use crate::compose::{Composed, Composition, Source};
+use crate::error::{Error, Result};
+
+/// Names at the top of an app's output folder that belong to the tools
+/// (builds, `.deploy` preparation, installs) and are never removed, ignored
+/// by git or not.
+pub const TOOL_OWNED: &[&str] = &[".deploy", ".strata-build.log", "node_modules"];
+
+/// What is recorded of a materialized app folder: every file written, with
+/// its stat, and every folder, so that a later run can tell in one `stat`
+/// per path whether someone else changed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutRecord {
+    /// The composition that is on disk.
+    pub composition: ContentHash,
+    /// The files, sorted by path.
+    pub files: Vec<OutFile>,
+    /// The folders (`""` is the app folder itself), sorted by path.
+    pub dirs: Vec<OutDir>,
+    /// What the run that made this record did.
+    pub counts: Counts,
+}
+
+/// A file in the output folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutFile {
+    /// Relative to the app's output folder.
+    pub path: String,
+    /// File or symlink.
+    pub kind: EntryKind,
+    /// The digest of what was written.
+    pub digest: ContentHash,
+    /// Its stat after writing.
+    pub fingerprint: Fingerprint,
+}
+
+/// A folder in the output folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutDir {
+    /// Relative to the app's output folder.
+    pub path: String,
+    /// Modification time: it changes when an entry is added or removed.
+    pub mtime_ns: i64,
+    /// Inode number.
+    pub ino: u64,
+}
+
+/// What a materialization did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Files in the composition.
+    pub files: usize,
+    /// Files written because the composition changed.
+    pub written: usize,
+    /// Files rewritten because something else had changed them.
+    pub restored: usize,
+    /// Files and folders removed.
+    pub removed: usize,
+}
+
+/// Whether the folder still holds what `record` says: one `stat` per file
+/// and folder, in parallel.
+pub fn still_valid(out_dir: &Path, record: &OutRecord) -> bool {
+    let dirs_ok = record.dirs.par_iter().all(|d| {
+        std::fs::symlink_metadata(join(out_dir, &d.path))
+            .map(|m| m.is_dir() && dir_matches(d, &m))
+            .unwrap_or(false)
+    });
+    dirs_ok
+        && record.files.par_iter().all(|f| {
+            Fingerprint::at(&join(out_dir, &f.path))
+                .map(|fp| fp == f.fingerprint)
+                .unwrap_or(false)
+        })
+}
+
+/// Makes `out_dir` hold exactly `composition`, whose layer folders are
+/// relative to `root`. `prior` is what the last run recorded.
+pub fn materialize(
+    root: &Path,
+    out_dir: &Path,
+    composition: &Composition,
+    prior: Option<&OutRecord>,
+) -> Result<OutRecord> {
+    let parent = out_dir.parent().expect("an app folder has a parent");
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    remove_interrupted_builds(out_dir)?;
+    match std::fs::symlink_metadata(out_dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fresh(root, out_dir, composition),
+        Err(e) => Err(Error::io(out_dir, e)),
+        Ok(_) => update(root, out_dir, composition, prior),
+    }
+}
+
+/// Writes a whole app folder under a temporary name, then renames it into
+/// place: one rename makes the folder appear complete, and no per-file
+/// temporary is needed.
+fn fresh(root: &Path, out_dir: &Path, composition: &Composition) -> Result<OutRecord> {
+    let tmp = TempName::beside(out_dir);
+    let dirs = folders(composition);
+    for dir in &dirs {
+        let path = join(&tmp, dir);
+        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+    }
+    let written: Result<()> = composition
+        .entries
+        .par_iter()
+        .try_for_each(|e| write_direct(root, composition, e, &join(&tmp, &e.path)));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let counts = Counts {
+        files: composition.entries.len(),
+        written: composition.entries.len(),
+        ..Counts::default()
+    };
+    record(out_dir, composition, &dirs, counts)
+}
+
+/// Brings an existing app folder to the composition.
+fn update(
+    root: &Path,
+    out_dir: &Path,
+    composition: &Composition,
+    prior: Option<&OutRecord>,
+) -> Result<OutRecord> {
+    let empty = OutRecord::default();
+    let prior = prior.unwrap_or(&empty);
+    let prior_files: HashMap<&str, &OutFile> =
+        prior.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let wanted_files: HashSet<&str> = composition
+        .entries
+        .iter()
+        .map(|e| e.path.as_str())
+        .collect();
+    let dirs = folders(composition);
+    let wanted_dirs: HashSet<&str> = dirs.iter().map(String::as_str).collect();
+    let mut counts = Counts {
+        files: composition.entries.len(),
+        ..Counts::default()
+    };
+
+    // Files that left the composition, then folders left empty.
+    for f in &prior.files {
+        if !wanted_files.contains(f.path.as_str()) && remove(&join(out_dir, &f.path))? {
+            counts.removed += 1;
+        }
+    }
+    for d in prior.dirs.iter().rev() {
+        if !wanted_dirs.contains(d.path.as_str()) {
+            // Not empty means it holds ignored files (build outputs): keep.
+            let _ = std::fs::remove_dir(join(out_dir, &d.path));
+        }
+    }
+
+    // Entries nobody recorded in folders whose listing changed: leftovers
+    // of an interrupted run, or files someone else put there.
+    let prior_dirs: HashMap<&str, &OutDir> =
+        prior.dirs.iter().map(|d| (d.path.as_str(), d)).collect();
+    let changed_dirs: Vec<&String> = dirs
+        .iter()
+        .filter(|d| {
+            let unchanged = prior_dirs.get(d.as_str()).is_some_and(|rec| {
+                std::fs::symlink_metadata(join(out_dir, d))
+                    .map(|m| dir_matches(rec, &m))
+                    .unwrap_or(false)
+            });
+            !unchanged
+        })
+        .collect();
+    if !changed_dirs.is_empty() {
+        let ignore = OutIgnore::new(root, out_dir, composition);
+        for dir in changed_dirs {
+            counts.removed += remove_strays(out_dir, dir, &wanted_files, &wanted_dirs, &ignore)?;
+        }
+    }
+
+    // Write what differs.
+    let outcomes: Vec<Result<Option<bool>>> = composition
+        .entries
+        .par_iter()
+        .map(|e| {
+            let path = join(out_dir, &e.path);
+            let prior = prior_files.get(e.path.as_str()).copied();
+            let on_disk = Fingerprint::at(&path).ok();
+            let in_place = match (prior, on_disk) {
+                (Some(p), Some(fp)) if p.fingerprint == fp => {
+                    p.digest == e.digest && p.kind == e.kind
+                }
+                (_, Some(fp)) => holds(&path, &fp, e),
+                (_, None) => false,
+            };
+            if in_place {
+                return Ok(None);
+            }
+            write_replacing(root, composition, e, &path)?;
+            Ok(Some(
+                prior.is_some_and(|p| p.digest == e.digest && p.kind == e.kind),
+            ))
+        })
+        .collect();
+    for outcome in outcomes {
+        match outcome? {
+            None => {}
+            Some(true) => counts.restored += 1,
+            Some(false) => counts.written += 1,
+        }
+    }
+    record(out_dir, composition, &dirs, counts)
+}
+
+/// The record of a folder that now holds the composition.
+fn record(
+    out_dir: &Path,
+    composition: &Composition,
+    dirs: &[String],
+    counts: Counts,
+) -> Result<OutRecord> {
+    let files = composition
+        .entries
+        .par_iter()
+        .map(|e| {
+            let path = join(out_dir, &e.path);
+            Ok(OutFile {
+                path: e.path.clone(),
+                kind: e.kind,
+                digest: e.digest,
+                fingerprint: Fingerprint::at(&path).at(&path)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dirs = dirs
+        .par_iter()
+        .map(|d| {
+            let path = join(out_dir, d);
+            let meta = std::fs::symlink_metadata(&path).at(&path)?;
+            Ok(OutDir {
+                path: d.clone(),
+                mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                ino: meta.ino(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(OutRecord {
+        composition: composition.digest,
+        files,
+        dirs,
+        counts,
+    })
+}
+
+/// Every folder that holds a composed file, `""` (the app folder) first,
+/// sorted so that parents come before children.
+fn folders(composition: &Composition) -> Vec<String> {
+    let mut set: HashSet<&str> = HashSet::new();
+    set.insert("");
+    for e in &composition.entries {
+        let mut p = e.path.as_str();
+        while let Some(slash) = p.rfind('/') {
+            p = &p[..slash];
+            if !set.insert(p) {
+                break;
+            }
+        }
+    }
+    let mut dirs: Vec<String> = set.into_iter().map(str::to_string).collect();
+    dirs.sort();
+    dirs
+}
+
+fn dir_matches(rec: &OutDir, meta: &std::fs::Metadata) -> bool {
+    meta.mtime() * 1_000_000_000 + meta.mtime_nsec() == rec.mtime_ns && meta.ino() == rec.ino
+}
+
+fn join(base: &Path, rel: &str) -> PathBuf {
+    if rel.is_empty() {
+        base.to_path_buf()
+    } else {
+        base.join(rel)
+    }
+}
+
+/// Whether the file at `path` (whose stat is `fp`) already holds `entry`.
+fn holds(path: &Path, fp: &Fingerprint, entry: &Composed) -> bool {
+    let file_type = fp.mode & libc_s_ifmt();
+    match entry.kind {
+        EntryKind::Symlink => {
+            file_type == S_IFLNK
+                && std::fs::read_link(path).ok().as_deref() == entry.link_target.as_deref()
+        }
+        EntryKind::File { executable } => {
+            file_type == S_IFREG
+                && ((fp.mode & 0o111 != 0) == executable)
+                && file_digest(path).is_ok_and(|d| d == entry.digest)
+        }
+    }
+}
+
+const S_IFLNK: u32 = 0o120000;
+const S_IFREG: u32 = 0o100000;
+const fn libc_s_ifmt() -> u32 {
+    0o170000
+}
+
+/// Writes an entry into a folder being built (no one else sees it yet).
+fn write_direct(
+    root: &Path,
+    composition: &Composition,
+    entry: &Composed,
+    path: &Path,
+) -> Result<()> {
+    match (&entry.kind, &entry.source) {
+        (EntryKind::Symlink, _) => {
+            let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
+            std::os::unix::fs::symlink(target, path).at(path)?;
+        }
+        (EntryKind::File { executable }, Source::Generated(bytes)) => {
+            let mut file = create(path, *executable)?;
+            file.write_all(bytes).at(path)?;
+        }
+        (EntryKind::File { executable }, Source::Layer(l)) => {
+            let src = root
+                .join(&composition.layers[*l as usize])
+                .join(&entry.path);
+            let mut from = std::fs::File::open(&src).at(&src)?;
+            let mut to = create(path, *executable)?;
+            std::io::copy(&mut from, &mut to).at(path)?;
+        }
+    }
+    Ok(())
+}
+
+fn create(path: &Path, executable: bool) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(if executable { 0o777 } else { 0o666 })
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
+/// Replaces whatever is at `path` with the entry, atomically.
+fn write_replacing(
+    root: &Path,
+    composition: &Composition,
+    entry: &Composed,
+    path: &Path,
+) -> Result<()> {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.is_dir() {
+            std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+        }
+    } else if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    match (&entry.kind, &entry.source) {
+        (EntryKind::Symlink, _) => {
+            let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
+            symlink_atomic(target, path)?;
+        }
+        (EntryKind::File { executable }, Source::Generated(bytes)) => {
+            write_atomic(path, bytes, *executable)?;
+        }
+        (EntryKind::File { executable }, Source::Layer(l)) => {
+            let src = root
+                .join(&composition.layers[*l as usize])
+                .join(&entry.path);
+            copy_atomic(&src, path, *executable)?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file, symlink or folder; false when nothing was there.
+fn remove(path: &Path) -> Result<bool> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let result = if meta.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Removes the temporary folders of fresh writes that were interrupted.
+fn remove_interrupted_builds(out_dir: &Path) -> Result<()> {
+    let (Some(parent), Some(name)) = (out_dir.parent(), out_dir.file_name()) else {
+        return Ok(());
+    };
+    let prefix = format!(".{}{}", name.to_string_lossy(), TempName::MARKER);
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            remove(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+fn remove_strays(
+    out_dir: &Path,
+    dir: &str,
+    files: &HashSet<&str>,
+    dirs: &HashSet<&str>,
+    ignore: &OutIgnore,
+) -> Result<usize> {
+    let path = join(out_dir, dir);
+    let entries = match std::fs::read_dir(&path) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(&path, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if dir.is_empty() {
+            name.clone()
+        } else {
+            format!("{dir}/{name}")
+        };
+        if TempName::is_temp(&name) {
+            removed += usize::from(remove(&entry.path())?);
+            continue;
+        }
+        if files.contains(rel.as_str()) || dirs.contains(rel.as_str()) {
+            continue;
+        }
+        if dir.is_empty() && TOOL_OWNED.contains(&name.as_str()) {
+            continue;
+        }
+        let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+        if !ignore.is_ignored(&rel, is_dir) {
+            removed += usize::from(remove(&entry.path())?);
+        }
+    }
+    Ok(removed)
+}
+
+/// Git's ignore rules as they apply inside an app's output folder: the
+/// composed `.gitignore` files, plus the repository root's rules.
+struct OutIgnore {
+    /// (folder relative to the app, its rules), deepest folders first.
+    rules: Vec<(String, Gitignore)>,
+}
+
+impl OutIgnore {
+    fn new(root: &Path, out_dir: &Path, composition: &Composition) -> OutIgnore {
+        let mut rules = Vec::new();
+        for e in &composition.entries {
+            let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+            if name == ".gitignore" {
+                let dir = e.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                let mut builder = GitignoreBuilder::new(join(out_dir, dir));
+                builder.add(join(out_dir, &e.path));
+                if let Ok(gi) = builder.build() {
+                    rules.push((dir.to_string(), gi));
+                }
+            }
+        }
+        let mut builder = GitignoreBuilder::new(out_dir);
+        builder.add(root.join(".gitignore"));
+        builder.add(root.join(".git/info/exclude"));
+        if let Ok(gi) = builder.build() {
+            rules.push((String::new(), gi));
+        }
+        rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        OutIgnore { rules }
+    }
+
+    fn is_ignored(&self, rel: &str, is_dir: bool) -> bool {
+        for (dir, gi) in &self.rules {
+            let inside = dir.is_empty() || rel.starts_with(&format!("{dir}/"));
+            if !inside {
+                continue;
+            }
+            let sub = if dir.is_empty() {
+                rel
+            } else {
+                &rel[dir.len() + 1..]
+            };
+            match gi.matched(sub, is_dir) {
+                Match::Ignore(_) => return true,
+                Match::Whitelist(_) => return false,
+                Match::None => {}
+            }
+        }
+        false
+    }
+}

@@ -1,0 +1,196 @@
+//! The domain's nodes in the engine's graph: scans of layer folders,
+//! compositions, and materializations into `.out`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use strata_engine::{Computed, ContentHash, Inputs, KeyHasher, Node, StatCache};
+
+use crate::compose::{Composition, PACKAGE_JSON, composition};
+use crate::error::{Error, Result};
+use crate::listing::Listing;
+use crate::materialize::{OutRecord, materialize, still_valid};
+
+/// The output folder of composed stores, relative to the root.
+pub const OUT: &str = ".out";
+
+/// A node of the compose graph.
+pub enum StoreNode {
+    /// Scans one layer folder (volatile: it reads the file system).
+    Scan {
+        /// `scan/<dir>`.
+        id: String,
+        /// The monorepo's root.
+        root: Arc<Path>,
+        /// The layer folder, relative to the root.
+        dir: String,
+        /// File digests by stat.
+        cache: StatCache,
+    },
+    /// Composes one app of one store from its layers' scans.
+    Compose {
+        /// `compose/<store>/<app>`.
+        id: String,
+        /// The monorepo's root.
+        root: Arc<Path>,
+        /// The store id.
+        store: String,
+        /// The app.
+        app: String,
+        /// The layer folders, base first.
+        dirs: Vec<String>,
+    },
+    /// Makes `.out/<store>/<app>` hold the composition.
+    Materialize {
+        /// `out/<store>/<app>`.
+        id: String,
+        /// The monorepo's root.
+        root: Arc<Path>,
+        /// The compose node it writes.
+        compose: String,
+        /// `.out/<store>/<app>`, relative to the root.
+        out: String,
+    },
+}
+
+/// What the nodes compute.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum StoreValue {
+    /// A layer's files.
+    Listing(Listing),
+    /// A composition.
+    Composition(Composition),
+    /// What is on disk in `.out`.
+    Out(OutRecord),
+}
+
+/// The id of the scan node of a layer folder.
+pub fn scan_id(dir: &str) -> String {
+    format!("scan/{dir}")
+}
+
+/// The id of the compose node of (store, app).
+pub fn compose_id(store: &str, app: &str) -> String {
+    format!("compose/{store}/{app}")
+}
+
+/// The id of the materialize node of (store, app).
+pub fn out_id(store: &str, app: &str) -> String {
+    format!("out/{store}/{app}")
+}
+
+/// `.out/<store>/<app>`, relative to the root.
+pub fn out_dir(store: &str, app: &str) -> String {
+    format!("{OUT}/{store}/{app}")
+}
+
+impl Node for StoreNode {
+    type Value = StoreValue;
+    type Error = Error;
+
+    fn id(&self) -> &str {
+        match self {
+            StoreNode::Scan { id, .. }
+            | StoreNode::Compose { id, .. }
+            | StoreNode::Materialize { id, .. } => id,
+        }
+    }
+
+    fn salt(&self) -> ContentHash {
+        // Never the root's absolute path: keys must not depend on where the
+        // checkout is.
+        let mut h = KeyHasher::new("store-node/v1");
+        match self {
+            StoreNode::Scan { dir, .. } => h.str("scan").str(dir),
+            StoreNode::Compose {
+                store, app, dirs, ..
+            } => {
+                h.str("compose").str(store).str(app);
+                for d in dirs {
+                    h.str(d);
+                }
+                &mut h
+            }
+            StoreNode::Materialize { out, .. } => h.str("out").str(out),
+        };
+        h.finish()
+    }
+
+    fn volatile(&self) -> bool {
+        matches!(self, StoreNode::Scan { .. })
+    }
+
+    fn persist(&self) -> bool {
+        // A composition is cheap to compute again from its scans.
+        !matches!(self, StoreNode::Compose { .. })
+    }
+
+    fn validates(&self) -> bool {
+        matches!(self, StoreNode::Materialize { .. })
+    }
+
+    fn still_valid(&self, prior: &StoreValue) -> Result<bool> {
+        match (self, prior) {
+            (StoreNode::Materialize { root, out, .. }, StoreValue::Out(record)) => {
+                Ok(still_valid(&root.join(out), record))
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn compute(&self, inputs: &Inputs<'_, Self>) -> Result<Computed<StoreValue>> {
+        match self {
+            StoreNode::Scan {
+                root, dir, cache, ..
+            } => {
+                let listing = Listing::scan(root, dir, Some(cache))?;
+                let digest = listing.digest();
+                Ok(Computed::new(StoreValue::Listing(listing), digest))
+            }
+            StoreNode::Compose {
+                root,
+                store,
+                app,
+                dirs,
+                ..
+            } => {
+                let values = dirs
+                    .iter()
+                    .map(|d| inputs.dependency(&scan_id(d)))
+                    .collect::<Result<Vec<_>>>()?;
+                let listings: Vec<&Listing> = values.iter().map(|v| listing(v)).collect();
+                let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
+                let package = root.join(&dirs[0]).join(PACKAGE_JSON);
+                let composition = composition(app, store, &dir_refs, &listings, || {
+                    std::fs::read(&package).map_err(|e| Error::io(&package, e))
+                })?;
+                let digest = composition.digest;
+                Ok(Computed::new(StoreValue::Composition(composition), digest))
+            }
+            StoreNode::Materialize {
+                root, compose, out, ..
+            } => {
+                let value = inputs.dependency(compose)?;
+                let StoreValue::Composition(composition) = &*value else {
+                    unreachable!("a compose node computes a composition")
+                };
+                let prior = match inputs.prior() {
+                    Some(StoreValue::Out(record)) => Some(record),
+                    _ => None,
+                };
+                let out_dir: PathBuf = root.join(out);
+                let record = materialize(root, &out_dir, composition, prior)?;
+                let digest = record.composition;
+                Ok(Computed::new(StoreValue::Out(record), digest))
+            }
+        }
+    }
+}
+
+fn listing(value: &StoreValue) -> &Listing {
+    match value {
+        StoreValue::Listing(l) => l,
+        _ => unreachable!("a scan node computes a listing"),
+    }
+}
