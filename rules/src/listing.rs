@@ -64,7 +64,7 @@ fn check_symlink(root: &Path, dir: &str, path: &str, target: &Path) -> Result<()
             // An absolute link may name the root through another spelling
             // (a symlinked temp folder): compare canonical forms too.
             Err(_) => match (root.canonicalize(), target.canonicalize()) {
-                (Ok(r), Ok(t)) => t.strip_prefix(&r).ok().and_then(|p| normalize(p)),
+                (Ok(r), Ok(t)) => t.strip_prefix(&r).ok().and_then(normalize),
                 _ => None,
             },
         }

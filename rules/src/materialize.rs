@@ -493,7 +493,7 @@ impl OutIgnore {
         if let Ok(gi) = builder.build() {
             rules.push((String::new(), gi));
         }
-        rules.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        rules.sort_by_key(|r| std::cmp::Reverse(r.0.len()));
         OutIgnore { rules }
     }
 

@@ -1,0 +1,274 @@
+//! Fixtures for the integration tests: monorepos built in temp dirs, the
+//! strata binary, and an independent implementation of the inheritance
+//! rules to compare `.out` against.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A file as the tests compare it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileState {
+    /// A regular file: bytes and execute bit.
+    File(Vec<u8>, bool),
+    /// A symlink and its target.
+    Link(PathBuf),
+    /// A `package.json`, compared as JSON.
+    Json(serde_json::Value),
+}
+
+/// A monorepo in a temp dir.
+pub struct Repo {
+    dir: tempfile::TempDir,
+}
+
+impl Repo {
+    /// An empty folder.
+    pub fn empty() -> Repo {
+        Repo {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// A small multistore monorepo: three base apps, a template brand with
+    /// two deployable regions, and a deployable top-level store.
+    pub fn standard() -> Repo {
+        let repo = Repo::empty();
+        repo.write(".gitignore", "node_modules/\n.out/\n.strata/\n");
+        for app in ["web", "api", "e2e"] {
+            repo.write(
+                &format!("apps/{app}/package.json"),
+                &format!("{{\n  \"name\": \"{app}\",\n  \"version\": \"1.0.0\",\n  \"scripts\": {{ \"build\": \"node build.js\" }}\n}}\n"),
+            );
+            repo.write(&format!("apps/{app}/.gitignore"), ".next/\nlib/\n");
+            for i in 0..5 {
+                repo.write(&format!("apps/{app}/src/file{i}.ts"), &format!("{app} base {i}\n"));
+            }
+            repo.write(&format!("apps/{app}/src/deep/nested/leaf.ts"), "leaf\n");
+        }
+        repo.write("apps/web/components/header.tsx", "base header\n");
+        repo.write("apps/web/components/footer.tsx", "base footer\n");
+        repo.write("apps/stores/brand/web/components/header.tsx", "brand header\n");
+        repo.write("apps/stores/brand/stores/us/web/components/footer.tsx", "us footer\n");
+        repo.write("apps/stores/brand/stores/eu/api/src/file1.ts", "eu api\n");
+        repo.write("apps/stores/solo/web/src/extra.ts", "solo only\n");
+        repo.config(&["us", "eu", "solo"]);
+        repo
+    }
+
+    /// The root.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes a file, creating its folders.
+    pub fn write(&self, rel: &str, content: &str) {
+        let path = self.path().join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    /// Removes a file or folder.
+    pub fn remove(&self, rel: &str) {
+        let path = self.path().join(rel);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+
+    /// Writes `alokai.config.json` listing these deployable stores.
+    pub fn config(&self, stores: &[&str]) {
+        let entries: Vec<String> = stores
+            .iter()
+            .map(|s| format!("    \"{s}\": {{ \"deployment\": {{ \"framework\": \"nextjs\" }} }}"))
+            .collect();
+        self.write(
+            "alokai.config.json",
+            &format!("{{\n  \"stores\": {{\n{}\n  }}\n}}\n", entries.join(",\n")),
+        );
+    }
+
+    /// Runs strata with `--root` set to this repo.
+    pub fn strata(&self, args: &[&str]) -> Output {
+        strata(self.path(), args)
+    }
+
+    /// Runs strata and panics with its output unless it exits 0.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.strata(args);
+        assert!(
+            out.status.success(),
+            "strata {args:?} failed ({:?}):\n{}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `strata store compose --json` and returns the report.
+    pub fn compose_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["store", "compose", "--json"])).unwrap()
+    }
+
+    /// Every file under `.out`, except what tools own.
+    pub fn out_tree(&self) -> BTreeMap<String, FileState> {
+        tree(&self.path().join(".out"))
+    }
+}
+
+/// Runs the strata binary on `root`.
+pub fn strata(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// The recomputed node ids in a `--json` report.
+pub fn recomputed(report: &serde_json::Value) -> Vec<String> {
+    report["recomputed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Every file under `dir`, keyed by relative path (`package.json` at an
+/// app's top parsed as JSON), skipping build outputs the tests make.
+pub fn tree(dir: &Path) -> BTreeMap<String, FileState> {
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, FileState>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            if matches!(entry.file_name().to_str(), Some(".next" | "lib" | "node_modules")) {
+                continue;
+            }
+            walk(root, &path, out);
+        } else if meta.file_type().is_symlink() {
+            out.insert(rel, FileState::Link(std::fs::read_link(&path).unwrap()));
+        } else {
+            out.insert(rel.clone(), file_state(&rel, &path));
+        }
+    }
+}
+
+fn file_state(rel: &str, path: &Path) -> FileState {
+    let bytes = std::fs::read(path).unwrap();
+    if rel.split('/').count() == 3 && rel.ends_with("/package.json") {
+        return FileState::Json(serde_json::from_slice(&bytes).unwrap());
+    }
+    let exec = std::fs::metadata(path).unwrap().permissions().mode() & 0o111 != 0;
+    FileState::File(bytes, exec)
+}
+
+/// What `.out` must hold, by a direct reading of the inheritance rules,
+/// written independently of strata's code: for each deployable store and
+/// base app, copy the base app, then each ancestor's overrides from the
+/// farthest to the closest, then the store's own; `package.json` from the
+/// base with `name` = `<app>-<store>`. (Fixtures hold no git-ignored inputs.)
+pub fn oracle(root: &Path) -> BTreeMap<String, FileState> {
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("alokai.config.json")).unwrap()).unwrap();
+    let mut store_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
+    find_stores(&root.join("apps/stores"), &mut store_dirs);
+    let mut apps: Vec<String> = std::fs::read_dir(root.join("apps"))
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_dir() && e.file_name() != "stores")
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    apps.sort();
+    let mut out = BTreeMap::new();
+    for store in config["stores"].as_object().unwrap().keys() {
+        // The chain of store folders, farthest ancestor first.
+        let own = &store_dirs[store];
+        let mut chain = Vec::new();
+        let mut dir = own.clone();
+        loop {
+            chain.push(dir.clone());
+            let parent = dir.parent().unwrap();
+            if parent.file_name().unwrap() == "stores" && parent.parent().unwrap() != root.join("apps") {
+                dir = parent.parent().unwrap().to_path_buf();
+            } else {
+                break;
+            }
+        }
+        chain.reverse();
+        for app in &apps {
+            let mut files: BTreeMap<String, FileState> = BTreeMap::new();
+            let mut layers = vec![root.join("apps").join(app)];
+            layers.extend(chain.iter().map(|d| d.join(app)));
+            for layer in layers {
+                for (rel, state) in tree(&layer) {
+                    files.insert(rel, state);
+                }
+            }
+            if let Some(FileState::File(bytes, _)) = files.get("package.json").cloned() {
+                let mut json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+                json["name"] = serde_json::Value::String(format!("{app}-{store}"));
+                files.insert("package.json".into(), FileState::Json(json));
+            }
+            for (rel, state) in files {
+                out.insert(format!("{store}/{app}/{rel}"), state);
+            }
+        }
+    }
+    out
+}
+
+fn find_stores(dir: &Path, found: &mut BTreeMap<String, PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            found.insert(entry.file_name().to_string_lossy().into_owned(), entry.path());
+            find_stores(&entry.path().join("stores"), found);
+        }
+    }
+}
+
+/// Panics with the differing paths unless `.out` equals the oracle.
+pub fn assert_out_exact(repo: &Repo) {
+    assert_trees_equal(&repo.out_tree(), &oracle(repo.path()));
+}
+
+/// Panics with the differing paths unless the two trees are equal.
+pub fn assert_trees_equal(got: &BTreeMap<String, FileState>, want: &BTreeMap<String, FileState>) {
+    if got == want {
+        return;
+    }
+    let mut diffs = Vec::new();
+    for (path, state) in want {
+        match got.get(path) {
+            None => diffs.push(format!("missing {path}")),
+            Some(s) if s != state => diffs.push(format!("differs {path}: got {s:?}, want {state:?}")),
+            _ => {}
+        }
+    }
+    for path in got.keys() {
+        if !want.contains_key(path) {
+            diffs.push(format!("extra {path}"));
+        }
+    }
+    panic!("trees differ:\n{}", diffs.join("\n"));
+}
