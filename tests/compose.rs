@@ -19,7 +19,10 @@ fn compose_matches_the_inheritance_rules() {
     assert_eq!(read("eu/api/src/file1.ts"), "eu api\n");
     assert_eq!(read("us/api/src/file1.ts"), "api base 1\n");
     assert!(read("us/web/package.json").contains("\"name\": \"web-us\""));
-    assert!(!out.join("brand").exists(), "template stores are never written");
+    assert!(
+        !out.join("brand").exists(),
+        "template stores are never written"
+    );
 }
 
 #[test]
@@ -161,11 +164,25 @@ fn symlinks_and_exec_bits_are_kept() {
     repo.ok(&["store", "compose"]);
     assert_out_exact(&repo);
     let out = repo.path().join(".out/eu/api/bin");
-    assert_ne!(std::fs::metadata(out.join("run.sh")).unwrap().permissions().mode() & 0o111, 0);
-    assert_eq!(std::fs::read_link(out.join("link.ts")).unwrap().to_str(), Some("../src/file0.ts"));
+    assert_ne!(
+        std::fs::metadata(out.join("run.sh"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o111,
+        0
+    );
+    assert_eq!(
+        std::fs::read_link(out.join("link.ts")).unwrap().to_str(),
+        Some("../src/file0.ts")
+    );
 
     // Making a file executable is a change like any other.
-    std::fs::set_permissions(repo.path().join("apps/api/src/file0.ts"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(
+        repo.path().join("apps/api/src/file0.ts"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
     repo.ok(&["store", "compose"]);
     assert_out_exact(&repo);
 }
@@ -175,7 +192,10 @@ fn git_ignored_inputs_are_not_composed() {
     let repo = Repo::standard();
     repo.write("apps/web/.next/cache.bin", "ignored by the app");
     repo.write("apps/web/node_modules/x/index.js", "ignored by the root");
-    repo.write("apps/stores/solo/web/node_modules/y/index.js", "ignored in a store too");
+    repo.write(
+        "apps/stores/solo/web/node_modules/y/index.js",
+        "ignored in a store too",
+    );
     // As in git, the base app's .gitignore does not reach a store's folder:
     // this one is an input.
     repo.write("apps/stores/solo/web/lib/kept.js", "tracked by git");
@@ -223,13 +243,22 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
     let cases: Vec<(&str, Break, &[&str])> = vec![
         (
             "invalid JSON",
-            |r| r.write("alokai.config.json", "{\n  \"stores\": {\n    \"us\": {},\n  }\n}\n"),
+            |r| {
+                r.write(
+                    "alokai.config.json",
+                    "{\n  \"stores\": {\n    \"us\": {},\n  }\n}\n",
+                )
+            },
             &["alokai.config.json:4:3"],
         ),
         (
             "a configured store with no folder",
             |r| r.config(&["us", "ghost"]),
-            &["\"ghost\"", "apps/stores/ghost", "apps/stores/brand/stores/ghost"],
+            &[
+                "\"ghost\"",
+                "apps/stores/ghost",
+                "apps/stores/brand/stores/ghost",
+            ],
         ),
         (
             "two stores with one id",
@@ -247,17 +276,27 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         (
             "an overridden package.json",
             |r| r.write("apps/stores/brand/web/package.json", "{}"),
-            &["apps/stores/brand/web/package.json", "cannot override package.json"],
+            &[
+                "apps/stores/brand/web/package.json",
+                "cannot override package.json",
+            ],
         ),
         (
             "a file in one layer, a folder in another",
             |r| r.write("apps/stores/solo/web/components/header.tsx/x.ts", "x"),
-            &["apps/web/components/header.tsx", "apps/stores/solo/web/components/header.tsx/x.ts"],
+            &[
+                "apps/web/components/header.tsx",
+                "apps/stores/solo/web/components/header.tsx/x.ts",
+            ],
         ),
         (
             "a symlink out of the repository",
             |r| symlink("/etc/hostname", r.path().join("apps/web/src/host")).unwrap(),
-            &["apps/web/src/host", "/etc/hostname", "outside the repository"],
+            &[
+                "apps/web/src/host",
+                "/etc/hostname",
+                "outside the repository",
+            ],
         ),
     ];
     for (what, breaks, needles) in cases {
@@ -267,9 +306,15 @@ fn bad_input_is_a_clear_error_and_writes_nothing() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
         for needle in needles {
-            assert!(stderr.contains(needle), "{what}: {stderr:?} should mention {needle:?}");
+            assert!(
+                stderr.contains(needle),
+                "{what}: {stderr:?} should mention {needle:?}"
+            );
         }
-        assert!(!repo.path().join(".out").exists(), "{what}: nothing may be written");
+        assert!(
+            !repo.path().join(".out").exists(),
+            "{what}: nothing may be written"
+        );
     }
 }
 
@@ -294,7 +339,12 @@ fn graph_and_explain() {
     let json: serde_json::Value =
         serde_json::from_str(&repo.ok(&["store", "graph", "--format", "json"])).unwrap();
     assert_eq!(json["base_apps"], serde_json::json!(["api", "e2e", "web"]));
-    let brand = json["stores"].as_array().unwrap().iter().find(|s| s["id"] == "brand").unwrap();
+    let brand = json["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "brand")
+        .unwrap();
     assert_eq!(brand["kind"], "template");
     let mermaid = repo.ok(&["store", "graph", "--format", "mermaid"]);
     assert!(mermaid.contains("store_brand --> store_us"));
@@ -302,14 +352,39 @@ fn graph_and_explain() {
     repo.ok(&["store", "compose"]);
     repo.write("apps/web/components/header.tsx", "changed base header\n");
     repo.write("apps/web/src/file0.ts", "changed\n");
-    let text = repo.ok(&["store", "explain", "us", "--file", "web/components/header.tsx"]);
-    assert!(text.contains("components/header.tsx: from apps/stores/brand/web"), "{text}");
-    assert!(text.contains("shadows apps/web/components/header.tsx"), "{text}");
-    assert!(text.contains("overridden by apps/stores/brand/web"), "{text}");
+    let text = repo.ok(&[
+        "store",
+        "explain",
+        "us",
+        "--file",
+        "web/components/header.tsx",
+    ]);
+    assert!(
+        text.contains("components/header.tsx: from apps/stores/brand/web"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shadows apps/web/components/header.tsx"),
+        "{text}"
+    );
+    assert!(
+        text.contains("overridden by apps/stores/brand/web"),
+        "{text}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&repo.ok(&["store", "explain", "us", "--json"])).unwrap();
-    let web = json["apps"].as_array().unwrap().iter().find(|a| a["app"] == "web").unwrap();
+    let web = json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "web")
+        .unwrap();
     assert_eq!(web["state"], "stale");
-    let api = json["apps"].as_array().unwrap().iter().find(|a| a["app"] == "api").unwrap();
+    let api = json["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["app"] == "api")
+        .unwrap();
     assert_eq!(api["state"], "up-to-date");
 }

@@ -26,9 +26,18 @@ const STORES: &[(&str, &str)] = &[
 #[derive(Clone, Debug)]
 enum Edit {
     /// Write a file in a base app (`layer` None) or a store's override folder.
-    Write { layer: Option<usize>, app: usize, path: usize, content: u8 },
+    Write {
+        layer: Option<usize>,
+        app: usize,
+        path: usize,
+        content: u8,
+    },
     /// Delete it (if it exists).
-    Delete { layer: Option<usize>, app: usize, path: usize },
+    Delete {
+        layer: Option<usize>,
+        app: usize,
+        path: usize,
+    },
     /// Toggle a dynamic store: add its folder and config entry, or remove both.
     ToggleStore { store: usize },
     /// Flip a base file's execute bit.
@@ -63,14 +72,22 @@ fn apply(repo: &Repo, edit: &Edit) {
         Some(s) => format!("{}/{}", STORES[s].1, APPS[app]),
     };
     match *edit {
-        Edit::Write { layer, app, path, content } => {
+        Edit::Write {
+            layer,
+            app,
+            path,
+            content,
+        } => {
             // A dynamic store's folder only exists while the store does.
             if let Some(s) = layer {
                 if s >= 4 && !repo.path().join(STORES[s].1).exists() {
                     return;
                 }
             }
-            repo.write(&format!("{}/{}", dir(layer, app), PATHS[path]), &format!("v{content}\n"));
+            repo.write(
+                &format!("{}/{}", dir(layer, app), PATHS[path]),
+                &format!("v{content}\n"),
+            );
         }
         Edit::Delete { layer, app, path } => {
             let p = repo.path().join(dir(layer, app)).join(PATHS[path]);
@@ -99,7 +116,10 @@ fn apply(repo: &Repo, edit: &Edit) {
 fn base_repo() -> Repo {
     let repo = Repo::empty();
     for app in APPS {
-        repo.write(&format!("apps/{app}/package.json"), &format!("{{\"name\": \"{app}\"}}\n"));
+        repo.write(
+            &format!("apps/{app}/package.json"),
+            &format!("{{\"name\": \"{app}\"}}\n"),
+        );
         for path in PATHS {
             repo.write(&format!("apps/{app}/{path}"), "base\n");
         }

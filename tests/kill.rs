@@ -9,9 +9,15 @@ use crate::util::{Repo, assert_out_exact};
 fn big_repo() -> Repo {
     let repo = Repo::empty();
     for app in ["web", "api", "e2e"] {
-        repo.write(&format!("apps/{app}/package.json"), &format!("{{\"name\": \"{app}\"}}\n"));
+        repo.write(
+            &format!("apps/{app}/package.json"),
+            &format!("{{\"name\": \"{app}\"}}\n"),
+        );
         for i in 0..400 {
-            repo.write(&format!("apps/{app}/src/d{}/f{i}.ts", i % 20), &format!("{app} {i}\n"));
+            repo.write(
+                &format!("apps/{app}/src/d{}/f{i}.ts", i % 20),
+                &format!("{app} {i}\n"),
+            );
         }
     }
     let mut stores = Vec::new();
@@ -19,7 +25,10 @@ fn big_repo() -> Repo {
         repo.write(&format!("apps/stores/{brand}/web/src/d1/f1.ts"), "brand\n");
         for region in ["r1", "r2", "r3"] {
             let id = format!("{brand}-{region}");
-            repo.write(&format!("apps/stores/{brand}/stores/{id}/web/src/d2/f2.ts"), &format!("{id}\n"));
+            repo.write(
+                &format!("apps/stores/{brand}/stores/{id}/web/src/d2/f2.ts"),
+                &format!("{id}\n"),
+            );
             stores.push(id);
         }
     }
@@ -49,7 +58,10 @@ fn rerun_after_sigkill_is_exact() {
     for (round, ms) in [3u64, 10, 25, 50, 90, 150].into_iter().enumerate() {
         // Change a spread of files so the killed run has real work to do.
         for i in (round..400).step_by(7) {
-            repo.write(&format!("apps/web/src/d{}/f{i}.ts", i % 20), &format!("round {round}\n"));
+            repo.write(
+                &format!("apps/web/src/d{}/f{i}.ts", i % 20),
+                &format!("round {round}\n"),
+            );
         }
         if round % 2 == 1 {
             repo.remove(&format!("apps/api/src/d{round}"));

@@ -43,14 +43,23 @@ impl Repo {
             );
             repo.write(&format!("apps/{app}/.gitignore"), ".next/\nlib/\n");
             for i in 0..5 {
-                repo.write(&format!("apps/{app}/src/file{i}.ts"), &format!("{app} base {i}\n"));
+                repo.write(
+                    &format!("apps/{app}/src/file{i}.ts"),
+                    &format!("{app} base {i}\n"),
+                );
             }
             repo.write(&format!("apps/{app}/src/deep/nested/leaf.ts"), "leaf\n");
         }
         repo.write("apps/web/components/header.tsx", "base header\n");
         repo.write("apps/web/components/footer.tsx", "base footer\n");
-        repo.write("apps/stores/brand/web/components/header.tsx", "brand header\n");
-        repo.write("apps/stores/brand/stores/us/web/components/footer.tsx", "us footer\n");
+        repo.write(
+            "apps/stores/brand/web/components/header.tsx",
+            "brand header\n",
+        );
+        repo.write(
+            "apps/stores/brand/stores/us/web/components/footer.tsx",
+            "us footer\n",
+        );
         repo.write("apps/stores/brand/stores/eu/api/src/file1.ts", "eu api\n");
         repo.write("apps/stores/solo/web/src/extra.ts", "solo only\n");
         repo.config(&["us", "eu", "solo"]);
@@ -155,10 +164,17 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, FileState>) {
     for entry in entries {
         let entry = entry.unwrap();
         let path = entry.path();
-        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let meta = std::fs::symlink_metadata(&path).unwrap();
         if meta.is_dir() {
-            if matches!(entry.file_name().to_str(), Some(".next" | "lib" | "node_modules")) {
+            if matches!(
+                entry.file_name().to_str(),
+                Some(".next" | "lib" | "node_modules")
+            ) {
                 continue;
             }
             walk(root, &path, out);
@@ -186,7 +202,8 @@ fn file_state(rel: &str, path: &Path) -> FileState {
 /// base with `name` = `<app>-<store>`. (Fixtures hold no git-ignored inputs.)
 pub fn oracle(root: &Path) -> BTreeMap<String, FileState> {
     let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(root.join("alokai.config.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(root.join("alokai.config.json")).unwrap())
+            .unwrap();
     let mut store_dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     find_stores(&root.join("apps/stores"), &mut store_dirs);
     let mut apps: Vec<String> = std::fs::read_dir(root.join("apps"))
@@ -205,7 +222,9 @@ pub fn oracle(root: &Path) -> BTreeMap<String, FileState> {
         loop {
             chain.push(dir.clone());
             let parent = dir.parent().unwrap();
-            if parent.file_name().unwrap() == "stores" && parent.parent().unwrap() != root.join("apps") {
+            if parent.file_name().unwrap() == "stores"
+                && parent.parent().unwrap() != root.join("apps")
+            {
                 dir = parent.parent().unwrap().to_path_buf();
             } else {
                 break;
@@ -241,7 +260,10 @@ fn find_stores(dir: &Path, found: &mut BTreeMap<String, PathBuf>) {
     for entry in entries {
         let entry = entry.unwrap();
         if entry.file_type().unwrap().is_dir() {
-            found.insert(entry.file_name().to_string_lossy().into_owned(), entry.path());
+            found.insert(
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            );
             find_stores(&entry.path().join("stores"), found);
         }
     }
@@ -261,7 +283,9 @@ pub fn assert_trees_equal(got: &BTreeMap<String, FileState>, want: &BTreeMap<Str
     for (path, state) in want {
         match got.get(path) {
             None => diffs.push(format!("missing {path}")),
-            Some(s) if s != state => diffs.push(format!("differs {path}: got {s:?}, want {state:?}")),
+            Some(s) if s != state => {
+                diffs.push(format!("differs {path}: got {s:?}, want {state:?}"))
+            }
             _ => {}
         }
     }

@@ -11,6 +11,7 @@ use strata_engine::{Engine, Event, Graph, OnFailure, RunLog, Status};
 use crate::error::{Error, Result};
 use crate::materialize::Counts;
 use crate::nodes::{OUT, StoreNode, StoreValue, compose_id, out_dir, out_id, scan_id};
+use crate::sources::SourceCache;
 use crate::workspace::Workspace;
 
 /// What a compose did, per store and app.
@@ -64,6 +65,7 @@ impl ComposeReport {
 /// The compose graph of the selected stores.
 pub fn compose_graph(ws: &Workspace, engine: &Engine, ids: &[String]) -> Result<Graph<StoreNode>> {
     let root: Arc<Path> = Arc::from(ws.root());
+    let sources = Arc::new(SourceCache::new());
     let mut graph = Graph::new();
     for store in ws.select(ids)? {
         for app in &ws.base_apps {
@@ -100,6 +102,7 @@ pub fn compose_graph(ws: &Workspace, engine: &Engine, ids: &[String]) -> Result<
                 root: root.clone(),
                 compose: cid.clone(),
                 out: out_dir(&store.id, app),
+                sources: sources.clone(),
             })?;
             graph.depend(&oid, &cid)?;
         }

@@ -11,6 +11,7 @@ mod explain;
 mod listing;
 mod materialize;
 mod nodes;
+mod sources;
 mod store_id;
 mod tree;
 mod workspace;

@@ -17,6 +17,7 @@ use strata_engine::{
 
 use crate::compose::{Composed, Composition, Source};
 use crate::error::{Error, Result};
+use crate::sources::{Content, SourceCache};
 
 /// Names at the top of an app's output folder that belong to the tools
 /// (builds, `.deploy` preparation, installs) and are never removed, ignored
@@ -98,42 +99,72 @@ pub fn materialize(
     out_dir: &Path,
     composition: &Composition,
     prior: Option<&OutRecord>,
+    sources: &SourceCache,
 ) -> Result<OutRecord> {
     let parent = out_dir.parent().expect("an app folder has a parent");
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     remove_interrupted_builds(out_dir)?;
     match std::fs::symlink_metadata(out_dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => fresh(root, out_dir, composition),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            fresh(root, out_dir, composition, sources)
+        }
         Err(e) => Err(Error::io(out_dir, e)),
-        Ok(_) => update(root, out_dir, composition, prior),
+        Ok(_) => update(root, out_dir, composition, prior, sources),
     }
 }
 
 /// Writes a whole app folder under a temporary name, then renames it into
 /// place: one rename makes the folder appear complete, and no per-file
 /// temporary is needed.
-fn fresh(root: &Path, out_dir: &Path, composition: &Composition) -> Result<OutRecord> {
+fn fresh(
+    root: &Path,
+    out_dir: &Path,
+    composition: &Composition,
+    sources: &SourceCache,
+) -> Result<OutRecord> {
     let tmp = TempName::beside(out_dir);
     let dirs = folders(composition);
     for dir in &dirs {
         let path = join(&tmp, dir);
-        std::fs::create_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+        std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
     }
-    let written: Result<()> = composition
+    // Renaming the folder changes no file's stat, so what each write's
+    // fstat says is what the record keeps.
+    let written: Result<Vec<Fingerprint>> = composition
         .entries
         .par_iter()
-        .try_for_each(|e| write_direct(root, composition, e, &join(&tmp, &e.path)));
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
+        .map(|e| write_direct(root, composition, e, &join(&tmp, &e.path), sources))
+        .collect();
+    let fingerprints = match written {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
     std::fs::rename(&tmp, out_dir).map_err(|e| Error::io(out_dir, e))?;
     let counts = Counts {
         files: composition.entries.len(),
         written: composition.entries.len(),
         ..Counts::default()
     };
-    record(out_dir, composition, &dirs, counts)
+    let files = composition
+        .entries
+        .iter()
+        .zip(fingerprints)
+        .map(|(e, fingerprint)| OutFile {
+            path: e.path.clone(),
+            kind: e.kind,
+            digest: e.digest,
+            fingerprint,
+        })
+        .collect();
+    Ok(OutRecord {
+        composition: composition.digest,
+        files,
+        dirs: dir_records(out_dir, &dirs)?,
+        counts,
+    })
 }
 
 /// Brings an existing app folder to the composition.
@@ -142,6 +173,7 @@ fn update(
     out_dir: &Path,
     composition: &Composition,
     prior: Option<&OutRecord>,
+    sources: &SourceCache,
 ) -> Result<OutRecord> {
     let empty = OutRecord::default();
     let prior = prior.unwrap_or(&empty);
@@ -212,7 +244,7 @@ fn update(
             if in_place {
                 return Ok(None);
             }
-            write_replacing(root, composition, e, &path)?;
+            write_replacing(root, composition, e, &path, sources)?;
             Ok(Some(
                 prior.is_some_and(|p| p.digest == e.digest && p.kind == e.kind),
             ))
@@ -248,8 +280,16 @@ fn record(
             })
         })
         .collect::<Result<Vec<_>>>()?;
-    let dirs = dirs
-        .par_iter()
+    Ok(OutRecord {
+        composition: composition.digest,
+        files,
+        dirs: dir_records(out_dir, dirs)?,
+        counts,
+    })
+}
+
+fn dir_records(out_dir: &Path, dirs: &[String]) -> Result<Vec<OutDir>> {
+    dirs.par_iter()
         .map(|d| {
             let path = join(out_dir, d);
             let meta = std::fs::symlink_metadata(&path).at(&path)?;
@@ -259,13 +299,7 @@ fn record(
                 ino: meta.ino(),
             })
         })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(OutRecord {
-        composition: composition.digest,
-        files,
-        dirs,
-        counts,
-    })
+        .collect()
 }
 
 /// Every folder that holds a composed file, `""` (the app folder) first,
@@ -321,32 +355,37 @@ const fn libc_s_ifmt() -> u32 {
     0o170000
 }
 
-/// Writes an entry into a folder being built (no one else sees it yet).
+/// Writes an entry into a folder being built (no one else sees it yet) and
+/// returns its stat.
 fn write_direct(
     root: &Path,
     composition: &Composition,
     entry: &Composed,
     path: &Path,
-) -> Result<()> {
-    match (&entry.kind, &entry.source) {
-        (EntryKind::Symlink, _) => {
-            let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
-            std::os::unix::fs::symlink(target, path).at(path)?;
-        }
-        (EntryKind::File { executable }, Source::Generated(bytes)) => {
-            let mut file = create(path, *executable)?;
-            file.write_all(bytes).at(path)?;
-        }
-        (EntryKind::File { executable }, Source::Layer(l)) => {
+    sources: &SourceCache,
+) -> Result<Fingerprint> {
+    let EntryKind::File { executable } = entry.kind else {
+        let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
+        std::os::unix::fs::symlink(target, path).at(path)?;
+        return Ok(Fingerprint::at(path).at(path)?);
+    };
+    let mut file = create(path, executable)?;
+    match &entry.source {
+        Source::Generated(bytes) => file.write_all(bytes).at(path)?,
+        Source::Layer(l) => {
             let src = root
                 .join(&composition.layers[*l as usize])
                 .join(&entry.path);
-            let mut from = std::fs::File::open(&src).at(&src)?;
-            let mut to = create(path, *executable)?;
-            std::io::copy(&mut from, &mut to).at(path)?;
+            match sources.content(&src, entry.digest)? {
+                Content::Bytes(bytes) => file.write_all(&bytes).at(path)?,
+                Content::Copy => {
+                    let mut from = std::fs::File::open(&src).at(&src)?;
+                    std::io::copy(&mut from, &mut file).at(path)?;
+                }
+            }
         }
     }
-    Ok(())
+    Ok(Fingerprint::of(&file.metadata().at(path)?))
 }
 
 fn create(path: &Path, executable: bool) -> Result<std::fs::File> {
@@ -364,6 +403,7 @@ fn write_replacing(
     composition: &Composition,
     entry: &Composed,
     path: &Path,
+    sources: &SourceCache,
 ) -> Result<()> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.is_dir() {
@@ -384,7 +424,10 @@ fn write_replacing(
             let src = root
                 .join(&composition.layers[*l as usize])
                 .join(&entry.path);
-            copy_atomic(&src, path, *executable)?;
+            match sources.content(&src, entry.digest)? {
+                Content::Bytes(bytes) => write_atomic(path, &bytes, *executable)?,
+                Content::Copy => copy_atomic(&src, path, *executable)?,
+            }
         }
     }
     Ok(())

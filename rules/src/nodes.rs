@@ -11,6 +11,7 @@ use crate::compose::{Composition, PACKAGE_JSON, composition};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
 use crate::materialize::{OutRecord, materialize, still_valid};
+use crate::sources::SourceCache;
 
 /// The output folder of composed stores, relative to the root.
 pub const OUT: &str = ".out";
@@ -51,6 +52,8 @@ pub enum StoreNode {
         compose: String,
         /// `.out/<store>/<app>`, relative to the root.
         out: String,
+        /// Source bytes shared by the run's materializations.
+        sources: Arc<SourceCache>,
     },
 }
 
@@ -169,7 +172,11 @@ impl Node for StoreNode {
                 Ok(Computed::new(StoreValue::Composition(composition), digest))
             }
             StoreNode::Materialize {
-                root, compose, out, ..
+                root,
+                compose,
+                out,
+                sources,
+                ..
             } => {
                 let value = inputs.dependency(compose)?;
                 let StoreValue::Composition(composition) = &*value else {
@@ -180,7 +187,7 @@ impl Node for StoreNode {
                     _ => None,
                 };
                 let out_dir: PathBuf = root.join(out);
-                let record = materialize(root, &out_dir, composition, prior)?;
+                let record = materialize(root, &out_dir, composition, prior, sources)?;
                 let digest = record.composition;
                 Ok(Computed::new(StoreValue::Out(record), digest))
             }

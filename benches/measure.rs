@@ -1,0 +1,53 @@
+//! Running the strata binary for benchmarks: wall time and peak memory of
+//! the child process (from wait4's rusage).
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One run of the binary.
+#[derive(Clone, Debug)]
+pub struct Run {
+    pub wall: Duration,
+    pub max_rss_kb: i64,
+    pub stdout: String,
+}
+
+/// Runs `strata --root root args…` and measures it.
+pub fn run_strata(root: &Path, args: &[&str]) -> Run {
+    let start = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.unwrap();
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut out).unwrap();
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills in; pid is our child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = start.elapsed();
+    assert_eq!(waited, pid);
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "strata {args:?} failed"
+    );
+    Run {
+        wall,
+        max_rss_kb: usage.ru_maxrss,
+        stdout: out,
+    }
+}
+
+/// The run with the median wall time.
+pub fn median(runs: &[Run]) -> Run {
+    let mut sorted = runs.to_vec();
+    sorted.sort_by_key(|r| r.wall);
+    sorted[sorted.len() / 2].clone()
+}
