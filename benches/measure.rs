@@ -14,6 +14,10 @@ pub struct Run {
 }
 
 /// Runs `strata --root root args…` and measures it.
+#[allow(
+    clippy::zombie_processes,
+    reason = "reaped by wait4, which also reads its rusage"
+)]
 pub fn run_strata(root: &Path, args: &[&str]) -> Run {
     let start = Instant::now();
     let child = Command::new(env!("CARGO_BIN_EXE_strata"))
