@@ -109,7 +109,10 @@ fn print_report(report: &ComposeReport, elapsed: std::time::Duration, verbose: u
     );
     if verbose > 1 {
         for event in &report.log.events {
-            eprintln!("  {:?} {} {:?}", event.status, event.id, event.duration);
+            eprintln!(
+                "  {:?} {} start {:?} took {:?}",
+                event.status, event.id, event.start, event.duration
+            );
         }
     }
 }

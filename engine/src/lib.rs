@@ -22,4 +22,4 @@ pub use hash::{ContentHash, KeyHasher};
 pub use node::{Computed, Node};
 pub use run::{Engine, Event, Inputs, OnFailure, Outcome, RunLog, Status};
 pub use scan::{EntryKind, ScanEntry, read, relative, scan, symlink_digest, walker};
-pub use statcache::{Fingerprint, StatCache, file_digest};
+pub use statcache::{DirHandle, Fingerprint, StatCache, file_digest};

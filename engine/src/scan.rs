@@ -1,12 +1,11 @@
 //! The scan: a parallel, gitignore-aware walk of a folder that yields every
 //! input file with its digest.
 
+use ignore::WalkBuilder;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-
-use ignore::{WalkBuilder, WalkState};
-use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::hash::{ContentHash, KeyHasher};
@@ -57,33 +56,22 @@ pub fn scan(dir: &Path, cache: Option<&StatCache>, key_prefix: &str) -> Result<V
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io(dir, e)),
     }
-    let entries = Mutex::new(Vec::new());
-    let failure: Mutex<Option<Error>> = Mutex::new(None);
-    walker(dir).build_parallel().run(|| {
-        Box::new(|result| {
-            let outcome = result
-                .map_err(|e| Error::Walk {
-                    path: dir.to_path_buf(),
-                    message: e.to_string(),
-                })
-                .and_then(|entry| scan_entry(dir, &entry, cache, key_prefix));
-            match outcome {
-                Ok(Some(found)) => {
-                    entries.lock().unwrap().push(found);
-                    WalkState::Continue
-                }
-                Ok(None) => WalkState::Continue,
-                Err(e) => {
-                    failure.lock().unwrap().get_or_insert(e);
-                    WalkState::Quit
-                }
-            }
-        })
-    });
-    if let Some(e) = failure.into_inner().unwrap() {
-        return Err(e);
+    // Walk in this thread (a parallel walker's threads cost more than the
+    // walk of a typical layer), then stat and hash in parallel.
+    let mut found = Vec::new();
+    for result in walker(dir).build() {
+        let entry = result.map_err(|e| Error::Walk {
+            path: dir.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        if entry.file_type().is_some_and(|t| !t.is_dir()) {
+            found.push(entry);
+        }
     }
-    let mut entries = entries.into_inner().unwrap();
+    let mut entries = found
+        .par_iter()
+        .filter_map(|entry| scan_entry(dir, entry, cache, key_prefix).transpose())
+        .collect::<Result<Vec<_>>>()?;
     entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
 }

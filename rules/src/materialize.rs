@@ -11,7 +11,7 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use strata_engine::{
-    ContentHash, EntryKind, Fingerprint, IoContext, TempName, copy_atomic, file_digest,
+    ContentHash, DirHandle, EntryKind, Fingerprint, IoContext, TempName, copy_atomic, file_digest,
     symlink_atomic, write_atomic,
 };
 
@@ -77,19 +77,38 @@ pub struct Counts {
 }
 
 /// Whether the folder still holds what `record` says: one `stat` per file
-/// and folder, in parallel.
+/// and folder, in parallel, each relative to its open folder.
 pub fn still_valid(out_dir: &Path, record: &OutRecord) -> bool {
-    let dirs_ok = record.dirs.par_iter().all(|d| {
-        std::fs::symlink_metadata(join(out_dir, &d.path))
-            .map(|m| m.is_dir() && dir_matches(d, &m))
-            .unwrap_or(false)
-    });
-    dirs_ok
-        && record.files.par_iter().all(|f| {
-            Fingerprint::at(&join(out_dir, &f.path))
-                .map(|fp| fp == f.fingerprint)
-                .unwrap_or(false)
+    let mut by_dir: HashMap<&str, Vec<&OutFile>> = HashMap::with_capacity(record.dirs.len());
+    for f in &record.files {
+        let dir = f.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        by_dir.entry(dir).or_default().push(f);
+    }
+    if by_dir.keys().any(|d| {
+        record
+            .dirs
+            .binary_search_by(|r| r.path.as_str().cmp(d))
+            .is_err()
+    }) {
+        return false;
+    }
+    record.dirs.par_iter().all(|d| {
+        let Ok(handle) = DirHandle::open(&join(out_dir, &d.path)) else {
+            return false;
+        };
+        let Ok(own) = handle.fingerprint() else {
+            return false;
+        };
+        if own.mtime_ns != d.mtime_ns || own.ino != d.ino {
+            return false;
+        }
+        by_dir.get(d.path.as_str()).is_none_or(|files| {
+            files.iter().all(|f| {
+                let name = f.path.rsplit('/').next().unwrap_or(&f.path);
+                handle.entry(name).is_ok_and(|fp| fp == f.fingerprint)
+            })
         })
+    })
 }
 
 /// Makes `out_dir` hold exactly `composition`, whose layer folders are
