@@ -46,6 +46,8 @@ impl Fingerprint {
         Ok(Self::of(&std::fs::symlink_metadata(path)?))
     }
 
+    // The stat fields' integer types differ between platforms.
+    #[allow(clippy::unnecessary_cast)]
     fn of_stat(st: &rustix::fs::Stat) -> Self {
         Fingerprint {
             size: st.st_size as u64,
