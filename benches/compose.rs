@@ -56,7 +56,13 @@ fn settle() {
 }
 
 fn main() {
-    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // STRATA_BENCH_DIR picks the file system (a tmpfs such as /dev/shm takes
+    // the disk out of the comparison); the default is cargo's target dir.
+    let base = std::env::var_os("STRATA_BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_TARGET_TMPDIR").into());
+    let tmp = tempfile::tempdir_in(&base).unwrap();
+    println!("benchmarking in {}", base.display());
     let root = tmp.path().join("repo");
     if let Some(keep) = std::env::var_os("STRATA_BENCH_KEEP") {
         // Leave a generated monorepo behind for profiling.

@@ -245,8 +245,14 @@ fn update(
         }
     }
 
-    // Write what differs.
-    let outcomes: Vec<Result<Option<bool>>> = composition
+    // Write what differs; keep the stat of what is in place.
+    #[derive(Clone, Copy)]
+    enum Done {
+        InPlace,
+        Restored,
+        Written,
+    }
+    let outcomes: Vec<Result<(Done, Fingerprint)>> = composition
         .entries
         .par_iter()
         .map(|e| {
@@ -260,49 +266,37 @@ fn update(
                 (_, Some(fp)) => holds(&path, &fp, e),
                 (_, None) => false,
             };
-            if in_place {
-                return Ok(None);
+            if let (true, Some(fp)) = (in_place, on_disk) {
+                return Ok((Done::InPlace, fp));
             }
             write_replacing(root, composition, e, &path, sources)?;
-            Ok(Some(
-                prior.is_some_and(|p| p.digest == e.digest && p.kind == e.kind),
-            ))
+            let done = if prior.is_some_and(|p| p.digest == e.digest && p.kind == e.kind) {
+                Done::Restored
+            } else {
+                Done::Written
+            };
+            Ok((done, Fingerprint::at(&path).at(&path)?))
         })
         .collect();
-    for outcome in outcomes {
-        match outcome? {
-            None => {}
-            Some(true) => counts.restored += 1,
-            Some(false) => counts.written += 1,
+    let mut files = Vec::with_capacity(composition.entries.len());
+    for (e, outcome) in composition.entries.iter().zip(outcomes) {
+        let (done, fingerprint) = outcome?;
+        match done {
+            Done::InPlace => {}
+            Done::Restored => counts.restored += 1,
+            Done::Written => counts.written += 1,
         }
+        files.push(OutFile {
+            path: e.path.clone(),
+            kind: e.kind,
+            digest: e.digest,
+            fingerprint,
+        });
     }
-    record(out_dir, composition, &dirs, counts)
-}
-
-/// The record of a folder that now holds the composition.
-fn record(
-    out_dir: &Path,
-    composition: &Composition,
-    dirs: &[String],
-    counts: Counts,
-) -> Result<OutRecord> {
-    let files = composition
-        .entries
-        .par_iter()
-        .map(|e| {
-            let path = join(out_dir, &e.path);
-            Ok(OutFile {
-                path: e.path.clone(),
-                kind: e.kind,
-                digest: e.digest,
-                fingerprint: Fingerprint::at(&path).at(&path)?,
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
     Ok(OutRecord {
         composition: composition.digest,
         files,
-        dirs: dir_records(out_dir, dirs)?,
+        dirs: dir_records(out_dir, &dirs)?,
         counts,
     })
 }
