@@ -43,6 +43,41 @@ pub enum StoreCommand {
     Graph(GraphArgs),
     /// Explain where a store's files come from and why it is (or is not) recomposed.
     Explain(ExplainArgs),
+    /// List the deployable stores a git range affects, and why.
+    Changed(ChangedArgs),
+}
+
+/// `strata store changed`
+#[derive(Args, Debug)]
+pub struct ChangedArgs {
+    /// The older side of the range (the merge base with --to is used).
+    #[arg(long, default_value = "HEAD~1", value_name = "REF")]
+    pub since: String,
+
+    /// The newer side of the range.
+    #[arg(
+        long,
+        default_value = "HEAD",
+        value_name = "REF",
+        conflicts_with = "uncommitted"
+    )]
+    pub to: String,
+
+    /// A glob (relative to the root) whose changes affect every store; repeatable.
+    #[arg(long = "global-dependencies", value_name = "GLOB")]
+    pub global_dependencies: Vec<String>,
+
+    /// Print only a JSON array of store ids (for a CI matrix).
+    #[arg(long, conflicts_with = "json")]
+    pub condensed: bool,
+
+    /// Print the full report as JSON.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Compare --since with the working tree (staged, unstaged and untracked files).
+    #[arg(long)]
+    pub uncommitted: bool,
 }
 
 /// Which stores to work on.

@@ -68,6 +68,10 @@ impl Setup {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Store(StoreCommand::Changed(args)) = &cli.command {
+        // Reads git, not the working tree: needs no loadable workspace.
+        return changed(&cli, args);
+    }
     let cx = Setup::new(&cli)?;
     match &cli.command {
         Command::Store(StoreCommand::Compose(args)) => {
@@ -99,5 +103,27 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Store(StoreCommand::Changed(_)) => unreachable!("handled above"),
     }
+}
+
+fn changed(cli: &Cli, args: &args::ChangedArgs) -> anyhow::Result<ExitCode> {
+    let root = std::path::absolute(&cli.root)?;
+    let report = strata_rules::changed(
+        &root,
+        &strata_rules::ChangedOptions {
+            since: args.since.clone(),
+            to: args.to.clone(),
+            uncommitted: args.uncommitted,
+            global_dependencies: args.global_dependencies.clone(),
+        },
+    )?;
+    if args.condensed {
+        println!("{}", serde_json::to_string(&report.ids())?);
+    } else if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

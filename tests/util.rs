@@ -296,3 +296,48 @@ pub fn assert_trees_equal(got: &BTreeMap<String, FileState>, want: &BTreeMap<Str
     }
     panic!("trees differ:\n{}", diffs.join("\n"));
 }
+
+/// Runs git in `dir` with a fixed identity; panics on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=strata-test",
+            "-c",
+            "user.email=test@strata.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .output()
+        .expect("git is installed (Debian package: git)");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+impl Repo {
+    /// Makes the folder a git repository with everything committed.
+    pub fn git_init(&self) {
+        git(self.path(), &["init", "-q"]);
+        self.commit("initial");
+    }
+
+    /// Commits every change; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        git(self.path(), &["add", "-A"]);
+        git(
+            self.path(),
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(self.path(), &["rev-parse", "HEAD"])
+    }
+}

@@ -112,6 +112,18 @@ pub enum Error {
         /// The root looked at.
         root: PathBuf,
     },
+    /// A git reference does not resolve.
+    #[error("{message}")]
+    GitRef {
+        /// What to tell the user, with the ref and what to do.
+        message: String,
+    },
+    /// Reading the git repository failed.
+    #[error("git: {message}")]
+    Git {
+        /// What went wrong.
+        message: String,
+    },
     /// A file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {
@@ -130,7 +142,10 @@ impl Error {
     /// Whether the error is the user's input being wrong (exit code 2),
     /// rather than a failure while working (exit code 1).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(self, Error::Io { .. } | Error::Engine(_))
+        !matches!(
+            self,
+            Error::Io { .. } | Error::Engine(_) | Error::Git { .. }
+        )
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {

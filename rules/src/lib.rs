@@ -3,6 +3,7 @@
 //! composed stores into `.out`.
 #![deny(missing_docs)]
 
+mod changed;
 mod compose;
 mod composer;
 mod config;
@@ -11,11 +12,15 @@ mod explain;
 mod listing;
 mod materialize;
 mod nodes;
+mod snapshot;
 mod sources;
 mod store_id;
 mod tree;
 mod workspace;
 
+pub use changed::{
+    ChangeReport, ChangedOptions, ChangedStore, LOCKFILES, Reason, ReasonKind, changed, history,
+};
 pub use compose::{
     Composed, Composition, PACKAGE_JSON, Source, composition, package_json, resolve,
 };
@@ -26,6 +31,7 @@ pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerSha
 pub use listing::Listing;
 pub use materialize::{Counts, OutRecord, TOOL_OWNED};
 pub use nodes::{OUT, StoreNode, StoreValue, compose_id, out_dir, out_id, scan_id};
+pub use snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot};
 pub use store_id::invalid_reason;
 pub use tree::{TreeStore, TreeView, tree};
-pub use workspace::{APPS, Layer, Owner, STORES, Store, Workspace};
+pub use workspace::{APPS, FileSystem, Folders, Layer, Owner, STORES, Store, Workspace};

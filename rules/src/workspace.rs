@@ -66,20 +66,22 @@ impl Workspace {
 
     /// Builds the model from a config already read.
     pub fn with_config(root: &Path, config: Config) -> Result<Workspace> {
-        let apps = root.join(APPS);
-        if !apps.is_dir() {
+        Self::from_folders(root, config, &FileSystem(root))
+    }
+
+    /// Builds the model from a config and a view of the folders (the file
+    /// system, or a git commit's tree).
+    pub fn from_folders(root: &Path, config: Config, folders: &dyn Folders) -> Result<Workspace> {
+        let Some(apps) = folders.subfolders(APPS)? else {
             return Err(Error::NoApps {
                 root: root.to_path_buf(),
             });
-        }
-        let mut base_apps: Vec<String> = subfolders(&apps)?
-            .into_iter()
-            .filter(|name| name != STORES)
-            .collect();
+        };
+        let mut base_apps: Vec<String> = apps.into_iter().filter(|name| name != STORES).collect();
         base_apps.sort();
 
         let mut stores = Vec::new();
-        discover(root, &format!("{APPS}/{STORES}"), None, &mut stores)?;
+        discover(folders, &format!("{APPS}/{STORES}"), None, &mut stores)?;
         stores.sort_by(|a: &Store, b| a.dir.cmp(&b.dir));
         let mut by_id: HashMap<String, usize> = HashMap::new();
         for (i, store) in stores.iter().enumerate() {
@@ -229,33 +231,52 @@ impl Workspace {
     }
 }
 
-/// The names of the non-hidden subfolders of `dir` (none when it is absent).
-fn subfolders(dir: &Path) -> Result<Vec<String>> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
-    let mut names = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let file_type = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if file_type.is_dir() && !name.starts_with('.') {
-            names.push(name);
+/// A view of a tree of folders: the file system, or a commit.
+pub trait Folders {
+    /// The names of the non-hidden subfolders of `dir` (relative to the
+    /// root, `/`-separated), sorted; `None` when `dir` is not a folder.
+    fn subfolders(&self, dir: &str) -> Result<Option<Vec<String>>>;
+}
+
+/// The file system under a root.
+pub struct FileSystem<'a>(pub &'a Path);
+
+impl Folders for FileSystem<'_> {
+    fn subfolders(&self, dir: &str) -> Result<Option<Vec<String>>> {
+        let path = self.0.join(dir);
+        let entries = match std::fs::read_dir(&path) {
+            Ok(e) => e,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&path, e))?;
+            let file_type = entry.file_type().map_err(|e| Error::io(entry.path(), e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if file_type.is_dir() && !name.starts_with('.') {
+                names.push(name);
+            }
         }
+        names.sort();
+        Ok(Some(names))
     }
-    names.sort();
-    Ok(names)
 }
 
 fn discover(
-    root: &Path,
+    folders: &dyn Folders,
     stores_dir: &str,
     parent: Option<&str>,
     out: &mut Vec<Store>,
 ) -> Result<()> {
-    for id in subfolders(&root.join(stores_dir))? {
+    for id in folders.subfolders(stores_dir)?.unwrap_or_default() {
         let dir = format!("{stores_dir}/{id}");
         out.push(Store {
             id: id.clone(),
@@ -263,7 +284,7 @@ fn discover(
             parent: parent.map(str::to_string),
             deployable: false,
         });
-        discover(root, &format!("{dir}/{STORES}"), Some(&id), out)?;
+        discover(folders, &format!("{dir}/{STORES}"), Some(&id), out)?;
     }
     Ok(())
 }

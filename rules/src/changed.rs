@@ -1,0 +1,563 @@
+//! `store changed`: which deployable stores a git range affects, and why.
+//! The composition is the truth: a store is reported when its composed
+//! files differ between the two sides, with the changed files behind it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::Path;
+
+use git2::{Repository, Sort};
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use serde::Serialize;
+
+use crate::compose::PACKAGE_JSON;
+use crate::config::CONFIG_FILE;
+use crate::error::{Error, Result};
+use crate::snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot, workspace};
+use crate::workspace::{APPS, STORES, Workspace};
+
+/// Lockfiles: a change to one, at the root or in a base app, affects every
+/// store.
+pub const LOCKFILES: &[&str] = &["yarn.lock", "package-lock.json", "pnpm-lock.yaml"];
+
+/// What to compare.
+#[derive(Clone, Debug)]
+pub struct ChangedOptions {
+    /// The older side (default `HEAD~1`).
+    pub since: String,
+    /// The newer side (default `HEAD`); ignored with `uncommitted`.
+    pub to: String,
+    /// Compare `since` with the working tree instead.
+    pub uncommitted: bool,
+    /// Globs (relative to the monorepo's root) whose changes affect every
+    /// store.
+    pub global_dependencies: Vec<String>,
+}
+
+/// Why a store is affected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReasonKind {
+    /// A file in the store's own folder changed its composition.
+    StoreChanged,
+    /// A file in an ancestor store or a base app did.
+    AncestorChanged,
+    /// A lockfile changed.
+    PackageLockChanged,
+    /// A file matching `--global-dependencies` changed.
+    GlobalDependenciesChanged,
+    /// The store's own entry in `alokai.config.json` changed.
+    ConfigChanged,
+}
+
+impl fmt::Display for ReasonKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            ReasonKind::StoreChanged => "STORE_CHANGED",
+            ReasonKind::AncestorChanged => "ANCESTOR_CHANGED",
+            ReasonKind::PackageLockChanged => "PACKAGE_LOCK_CHANGED",
+            ReasonKind::GlobalDependenciesChanged => "GLOBAL_DEPENDENCIES_CHANGED",
+            ReasonKind::ConfigChanged => "CONFIG_CHANGED",
+        };
+        f.write_str(s)
+    }
+}
+
+/// One reason, with the files behind it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Reason {
+    /// The kind.
+    pub reason: ReasonKind,
+    /// The changed files, relative to the monorepo's root.
+    pub files: Vec<String>,
+}
+
+/// An affected store.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChangedStore {
+    /// The store id.
+    pub id: String,
+    /// Why, in a fixed order.
+    pub reasons: Vec<Reason>,
+}
+
+/// The answer of `store changed`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ChangeReport {
+    /// The commit `--since` resolved to.
+    pub since: String,
+    /// The commit compared against (the merge base of the range).
+    pub base: String,
+    /// The commit `--to` resolved to, or `working-tree`.
+    pub to: String,
+    /// Files that changed in the range, relative to the monorepo's root.
+    pub changed_files: usize,
+    /// The affected deployable stores, in the config's order.
+    pub stores: Vec<ChangedStore>,
+}
+
+impl ChangeReport {
+    /// The affected store ids.
+    pub fn ids(&self) -> Vec<&str> {
+        self.stores.iter().map(|s| s.id.as_str()).collect()
+    }
+}
+
+fn ref_error(repo: &Repository, flag: &str, reference: &str, e: &git2::Error) -> Error {
+    let mut message = format!("cannot resolve {flag} {reference:?}: {}", e.message());
+    if repo.is_shallow() {
+        message.push_str(
+            "; this is a shallow clone, so older commits are missing: fetch more history (git fetch --deepen=100, or --unshallow; in GitHub Actions, actions/checkout with fetch-depth: 0)",
+        );
+    } else {
+        message.push_str("; check the name, or fetch the history that has it (git fetch origin)");
+    }
+    Error::GitRef { message }
+}
+
+/// The stores affected by the changes between two commits (or a commit and
+/// the working tree) of the repository holding `root`.
+pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
+    let repo = Repository::discover(root).map_err(|e| Error::GitRef {
+        message: format!(
+            "{} is not in a git repository: {}",
+            root.display(),
+            e.message()
+        ),
+    })?;
+    let workdir = repo.workdir().ok_or_else(|| Error::GitRef {
+        message: "the repository is bare; run strata in a checkout".into(),
+    })?;
+    let prefix = prefix(workdir, root)?;
+
+    let since = repo
+        .revparse_single(&options.since)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| ref_error(&repo, "--since", &options.since, &e))?;
+    let to_ref = if options.uncommitted {
+        "HEAD"
+    } else {
+        options.to.as_str()
+    };
+    let to = repo
+        .revparse_single(to_ref)
+        .and_then(|o| o.peel_to_commit())
+        .map_err(|e| ref_error(&repo, "--to", to_ref, &e))?;
+    // Like `git diff since...to`: what the range brought, from where it
+    // forked (for a plain ancestor, that is `since` itself).
+    let base_id = repo.merge_base(since.id(), to.id()).map_err(|e| Error::GitRef {
+        message: format!(
+            "{} and {} have no common history here ({}); in a shallow clone, fetch more history (git fetch --deepen=100 or --unshallow)",
+            options.since,
+            to_ref,
+            e.message()
+        ),
+    })?;
+    let base = repo.find_commit(base_id).map_err(|e| Error::Git {
+        message: e.message().to_string(),
+    })?;
+
+    let old = CommitSnapshot::new(&repo, &base, &prefix)?;
+    let base_tree = base.tree().map_err(|e| Error::Git {
+        message: e.message().to_string(),
+    })?;
+    let mut diff_options = git2::DiffOptions::new();
+    if !prefix.is_empty() {
+        diff_options.pathspec(prefix.trim_end_matches('/'));
+    }
+    let (diff, new): (git2::Diff<'_>, Box<dyn Snapshot + '_>) = if options.uncommitted {
+        diff_options
+            .include_untracked(true)
+            .recurse_untracked_dirs(true);
+        let diff = repo
+            .diff_tree_to_workdir_with_index(Some(&base_tree), Some(&mut diff_options))
+            .map_err(|e| Error::Git {
+                message: e.message().to_string(),
+            })?;
+        (diff, Box::new(WorkSnapshot::new(root)))
+    } else {
+        let to_tree = to.tree().map_err(|e| Error::Git {
+            message: e.message().to_string(),
+        })?;
+        let diff = repo
+            .diff_tree_to_tree(Some(&base_tree), Some(&to_tree), Some(&mut diff_options))
+            .map_err(|e| Error::Git {
+                message: e.message().to_string(),
+            })?;
+        (diff, Box::new(CommitSnapshot::new(&repo, &to, &prefix)?))
+    };
+    let mut paths: Vec<String> = Vec::new();
+    for delta in diff.deltas() {
+        for file in [delta.old_file(), delta.new_file()] {
+            if let Some(path) = file.path().and_then(|p| p.to_str()) {
+                if let Some(rel) = path.strip_prefix(prefix.as_str()) {
+                    paths.push(rel.to_string());
+                }
+            }
+        }
+    }
+    paths.sort();
+    paths.dedup();
+
+    let new_ws = workspace(root, new.as_ref())?;
+    // An older side that does not load (no config yet, a broken one) has
+    // no stores: everything deployable now counts as new.
+    let old_ws = workspace(root, &old).ok();
+    let globs = globset(&options.global_dependencies)?;
+    let stores = affected(&new_ws, old_ws.as_ref(), &old, new.as_ref(), &paths, &globs)?;
+    Ok(ChangeReport {
+        since: since.id().to_string(),
+        base: base_id.to_string(),
+        to: if options.uncommitted {
+            "working-tree".into()
+        } else {
+            to.id().to_string()
+        },
+        changed_files: paths.len(),
+        stores,
+    })
+}
+
+/// The root of the monorepo relative to the repository's working folder:
+/// empty, or ending in `/`.
+fn prefix(workdir: &Path, root: &Path) -> Result<String> {
+    let canon = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
+    let workdir = canon(workdir)?;
+    let root = canon(root)?;
+    let rel = root.strip_prefix(&workdir).map_err(|_| Error::GitRef {
+        message: format!(
+            "{} is outside the repository at {}",
+            root.display(),
+            workdir.display()
+        ),
+    })?;
+    let rel = rel.to_string_lossy();
+    Ok(if rel.is_empty() {
+        String::new()
+    } else {
+        format!("{rel}/")
+    })
+}
+
+fn globset(patterns: &[String]) -> Result<GlobSet> {
+    let mut builder = GlobSetBuilder::new();
+    for p in patterns {
+        let glob = Glob::new(p).map_err(|e| Error::UnknownStore {
+            message: format!("--global-dependencies {p:?}: {e}"),
+        })?;
+        builder.add(glob);
+    }
+    builder.build().map_err(|e| Error::UnknownStore {
+        message: format!("--global-dependencies: {e}"),
+    })
+}
+
+/// Where a changed path sits: the layer folder, the app, and the path
+/// inside the app.
+struct Touched<'p> {
+    path: &'p str,
+    layer: String,
+    app: String,
+    rel: String,
+}
+
+/// Splits `apps/<app>/<rel>` and `apps/stores/<id>(/stores/<id>)*/<app>/<rel>`.
+fn touched(path: &str) -> Option<Touched<'_>> {
+    let rest = path.strip_prefix(&format!("{APPS}/"))?;
+    let mut parts: Vec<&str> = rest.split('/').collect();
+    if parts.len() < 2 {
+        return None;
+    }
+    if parts[0] != STORES {
+        let app = parts.remove(0);
+        return Some(Touched {
+            path,
+            layer: format!("{APPS}/{app}"),
+            app: app.to_string(),
+            rel: parts.join("/"),
+        });
+    }
+    // apps/stores/<id>, then pairs of stores/<id>, then <app>/<rel>.
+    let mut i = 2;
+    while parts.get(i) == Some(&STORES) && parts.len() > i + 2 {
+        i += 2;
+    }
+    if parts.len() < i + 2 {
+        return None;
+    }
+    let app = parts[i];
+    let layer = format!("{APPS}/{}/{app}", parts[..i].join("/"));
+    Some(Touched {
+        path,
+        layer,
+        app: app.to_string(),
+        rel: parts[i + 1..].join("/"),
+    })
+}
+
+struct Lookup<'a> {
+    snapshot: &'a dyn Snapshot,
+    cache: HashMap<String, Option<GitEntry>>,
+}
+
+impl Lookup<'_> {
+    fn entry(&mut self, path: String) -> Result<Option<GitEntry>> {
+        if let Some(hit) = self.cache.get(&path) {
+            return Ok(*hit);
+        }
+        let found = self.snapshot.entry(&path)?;
+        self.cache.insert(path, found);
+        Ok(found)
+    }
+
+    /// The winning file for `rel` among `layers` (base first).
+    fn winner(&mut self, layers: &[String], rel: &str) -> Result<Option<GitEntry>> {
+        for dir in layers.iter().rev() {
+            if let Some(e) = self.entry(format!("{dir}/{rel}"))? {
+                return Ok(Some(e));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn affected(
+    new_ws: &Workspace,
+    old_ws: Option<&Workspace>,
+    old: &dyn Snapshot,
+    new: &dyn Snapshot,
+    paths: &[String],
+    globs: &GlobSet,
+) -> Result<Vec<ChangedStore>> {
+    let base_apps_of = |ws: Option<&Workspace>| ws.map(|w| w.base_apps.clone()).unwrap_or_default();
+    let old_apps = base_apps_of(old_ws);
+    let is_lockfile = |p: &str| {
+        LOCKFILES.contains(&p)
+            || p.split_once('/').is_some_and(|(first, rest)| {
+                first == APPS
+                    && rest.split_once('/').is_some_and(|(app, file)| {
+                        LOCKFILES.contains(&file)
+                            && (new_ws.base_apps.iter().any(|a| a == app)
+                                || old_apps.iter().any(|a| a == app))
+                    })
+            })
+    };
+    let locks: Vec<String> = paths.iter().filter(|p| is_lockfile(p)).cloned().collect();
+    let global: Vec<String> = paths
+        .iter()
+        .filter(|p| globs.is_match(p.as_str()))
+        .cloned()
+        .collect();
+    let config_touched = paths.iter().any(|p| p == CONFIG_FILE);
+    let touches: Vec<Touched<'_>> = paths.iter().filter_map(|p| touched(p)).collect();
+
+    let mut old_lookup = Lookup {
+        snapshot: old,
+        cache: HashMap::new(),
+    };
+    let mut new_lookup = Lookup {
+        snapshot: new,
+        cache: HashMap::new(),
+    };
+    let mut result = Vec::new();
+    for store in new_ws.deployable() {
+        let mut reasons: BTreeMap<ReasonKind, Vec<String>> = BTreeMap::new();
+        let old_store = old_ws.and_then(|w| w.store(&store.id).filter(|s| s.deployable).map(|_| w));
+        let same_shape = old_store.is_some_and(|w| {
+            w.base_apps == new_ws.base_apps
+                && w.lineage(&store.id)
+                    .iter()
+                    .map(|s| &s.dir)
+                    .eq(new_ws.lineage(&store.id).iter().map(|s| &s.dir))
+        });
+        if same_shape {
+            for t in touches.iter().filter(|t| new_ws.base_apps.contains(&t.app)) {
+                let layers: Vec<String> = new_ws
+                    .layers(&store.id, &t.app)
+                    .into_iter()
+                    .map(|l| l.dir)
+                    .collect();
+                let Some(position) = layers.iter().position(|d| *d == t.layer) else {
+                    continue;
+                };
+                if old_lookup.winner(&layers, &t.rel)? != new_lookup.winner(&layers, &t.rel)? {
+                    let kind = if position + 1 == layers.len() {
+                        ReasonKind::StoreChanged
+                    } else {
+                        ReasonKind::AncestorChanged
+                    };
+                    reasons.entry(kind).or_default().push(t.path.to_string());
+                }
+            }
+        } else {
+            // A new store, or one whose place in the tree (or the set of
+            // base apps) changed: compare whole compositions.
+            let differs = match old_store {
+                None => true,
+                Some(w) => composed(w, old, &store.id)? != composed(new_ws, new, &store.id)?,
+            };
+            if differs {
+                let mut files: Vec<String> = touches
+                    .iter()
+                    .filter(|t| t.layer.starts_with(&format!("{}/", store.dir)))
+                    .map(|t| t.path.to_string())
+                    .collect();
+                if files.is_empty() {
+                    files.push(store.dir.clone());
+                }
+                reasons.insert(ReasonKind::StoreChanged, files);
+            }
+        }
+        if !locks.is_empty() {
+            reasons.insert(ReasonKind::PackageLockChanged, locks.clone());
+        }
+        if !global.is_empty() {
+            reasons.insert(ReasonKind::GlobalDependenciesChanged, global.clone());
+        }
+        if config_touched || old_store.is_none() {
+            let before = old_ws.and_then(|w| w.config.raw_stores.get(&store.id));
+            if before != new_ws.config.raw_stores.get(&store.id) {
+                reasons.insert(ReasonKind::ConfigChanged, vec![CONFIG_FILE.to_string()]);
+            }
+        }
+        if !reasons.is_empty() {
+            result.push(ChangedStore {
+                id: store.id.clone(),
+                reasons: reasons
+                    .into_iter()
+                    .map(|(reason, files)| Reason { reason, files })
+                    .collect(),
+            });
+        }
+    }
+    Ok(result)
+}
+
+/// A store's whole composition in a snapshot: app -> path -> git entry.
+fn composed(
+    ws: &Workspace,
+    snapshot: &dyn Snapshot,
+    id: &str,
+) -> Result<BTreeMap<String, BTreeMap<String, GitEntry>>> {
+    let mut apps = BTreeMap::new();
+    for app in &ws.base_apps {
+        let mut files = BTreeMap::new();
+        for layer in ws.layers(id, app) {
+            for (rel, entry) in snapshot.list(&layer.dir)? {
+                if layer.owner == crate::workspace::Owner::Base || rel != PACKAGE_JSON {
+                    files.insert(rel, entry);
+                }
+            }
+        }
+        apps.insert(app.clone(), files);
+    }
+    Ok(apps)
+}
+
+impl fmt::Display for ChangeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const SHOWN: usize = 3;
+        if self.stores.is_empty() {
+            return writeln!(
+                f,
+                "no store is affected ({} files changed)",
+                self.changed_files
+            );
+        }
+        let width = self
+            .stores
+            .iter()
+            .map(|s| s.id.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let rwidth = self
+            .stores
+            .iter()
+            .flat_map(|s| &s.reasons)
+            .map(|r| r.reason.to_string().len())
+            .max()
+            .unwrap_or(7);
+        writeln!(f, "{:<width$}  {:<rwidth$}  FILES", "STORE", "REASON")?;
+        for store in &self.stores {
+            for (i, reason) in store.reasons.iter().enumerate() {
+                let id = if i == 0 { store.id.as_str() } else { "" };
+                let mut files: Vec<&str> = reason
+                    .files
+                    .iter()
+                    .take(SHOWN)
+                    .map(String::as_str)
+                    .collect();
+                let more = reason.files.len().saturating_sub(SHOWN);
+                let more = if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                };
+                if files.is_empty() {
+                    files.push("-");
+                }
+                writeln!(
+                    f,
+                    "{id:<width$}  {:<rwidth$}  {}{more}",
+                    reason.reason.to_string(),
+                    files.join(", ")
+                )?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The commits of the current branch, newest first (for tests and
+/// benchmarks that need history).
+pub fn history(root: &Path, limit: usize) -> Result<Vec<String>> {
+    let repo = Repository::discover(root).map_err(|e| Error::Git {
+        message: e.message().to_string(),
+    })?;
+    let mut walk = repo.revwalk().map_err(|e| Error::Git {
+        message: e.message().to_string(),
+    })?;
+    walk.push_head().map_err(|e| Error::Git {
+        message: e.message().to_string(),
+    })?;
+    let _ = walk.set_sorting(Sort::TOPOLOGICAL);
+    Ok(walk
+        .take(limit)
+        .filter_map(|o| o.ok())
+        .map(|o| o.to_string())
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::touched;
+
+    #[test]
+    fn paths_map_to_layers() {
+        let cases = [
+            ("apps/web/src/a.ts", Some(("apps/web", "web", "src/a.ts"))),
+            (
+                "apps/stores/b/web/x.ts",
+                Some(("apps/stores/b/web", "web", "x.ts")),
+            ),
+            (
+                "apps/stores/b/stores/us/api/deep/y.ts",
+                Some(("apps/stores/b/stores/us/api", "api", "deep/y.ts")),
+            ),
+            // A folder named `stores` inside an app is just a folder.
+            (
+                "apps/stores/b/web/stores/z.ts",
+                Some(("apps/stores/b/web", "web", "stores/z.ts")),
+            ),
+            ("apps/stores/b/README.md", None),
+            ("apps/README.md", None),
+            ("alokai.config.json", None),
+        ];
+        for (path, want) in cases {
+            let got = touched(path).map(|t| (t.layer, t.app, t.rel));
+            let want = want.map(|(l, a, r)| (l.to_string(), a.to_string(), r.to_string()));
+            assert_eq!(got, want, "{path}");
+        }
+    }
+}
