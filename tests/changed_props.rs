@@ -106,6 +106,9 @@ fn apply(repo: &Repo, edit: &Edit) {
                 std::fs::remove_dir_all(folder).unwrap();
             } else {
                 repo.write(&format!("{}/web/a.ts", STORES[4].1), "ny's own\n");
+                // Git keeps no empty folders: this file keeps the store in
+                // the tree when edits delete its app files.
+                repo.write(&format!("{}/README.md", STORES[4].1), "ny\n");
             }
             repo.config(&deployable(repo));
         }

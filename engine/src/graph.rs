@@ -1,17 +1,29 @@
-//! The DAG: nodes with string ids and dependency edges, ordered in waves.
+//! The DAG: nodes with string ids, and edges that are inputs (part of the
+//! dependent's key) or only an order (run after).
 
 use std::collections::HashMap;
 
 use petgraph::Direction;
 use petgraph::algo::toposort;
 use petgraph::graph::{DiGraph, NodeIndex};
+use petgraph::visit::EdgeRef;
 
 use crate::error::{Error, Result};
 use crate::node::Node;
 
+/// What an edge `a -> b` means.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Edge {
+    /// `a`'s output is an input of `b`: part of `b`'s key.
+    Input,
+    /// `b` runs only after `a` succeeded, but does not read it (a barrier:
+    /// for example, no output is written until every input is checked).
+    Order,
+}
+
 /// A graph of nodes; an edge `a -> b` means `b` depends on `a`.
 pub struct Graph<N> {
-    dag: DiGraph<N, ()>,
+    dag: DiGraph<N, Edge>,
     ids: HashMap<String, NodeIndex>,
 }
 
@@ -41,8 +53,18 @@ impl<N: Node> Graph<N> {
         Ok(())
     }
 
-    /// Records that `node` depends on `dependency`.
+    /// Records that `node` reads the output of `dependency`.
     pub fn depend(&mut self, node: &str, dependency: &str) -> Result<()> {
+        self.edge(node, dependency, Edge::Input)
+    }
+
+    /// Records that `node` runs only after `before` succeeded, without
+    /// reading it.
+    pub fn order(&mut self, node: &str, before: &str) -> Result<()> {
+        self.edge(node, before, Edge::Order)
+    }
+
+    fn edge(&mut self, node: &str, dependency: &str, kind: Edge) -> Result<()> {
         let to = self.index(node).ok_or_else(|| Error::MissingDependency {
             node: node.to_string(),
             dependency: dependency.to_string(),
@@ -53,7 +75,13 @@ impl<N: Node> Graph<N> {
                 node: node.to_string(),
                 dependency: dependency.to_string(),
             })?;
-        self.dag.update_edge(from, to, ());
+        // An input edge is also an order; never weaken one to the other.
+        if let Some(existing) = self.dag.find_edge(from, to) {
+            if self.dag[existing] == Edge::Input {
+                return Ok(());
+            }
+        }
+        self.dag.update_edge(from, to, kind);
         Ok(())
     }
 
@@ -80,38 +108,35 @@ impl<N: Node> Graph<N> {
         &self.dag[index]
     }
 
-    /// The direct dependencies of a node, sorted by id so that keys do not
-    /// depend on the order edges were added.
-    pub(crate) fn dependencies(&self, index: NodeIndex) -> Vec<NodeIndex> {
+    /// The inputs of a node, sorted by id so that keys do not depend on the
+    /// order edges were added.
+    pub(crate) fn inputs(&self, index: NodeIndex) -> Vec<NodeIndex> {
         let mut deps: Vec<NodeIndex> = self
             .dag
-            .neighbors_directed(index, Direction::Incoming)
+            .edges_directed(index, Direction::Incoming)
+            .filter(|e| *e.weight() == Edge::Input)
+            .map(|e| e.source())
             .collect();
         deps.sort_by(|a, b| self.dag[*a].id().cmp(self.dag[*b].id()));
         deps
     }
 
-    /// The nodes grouped so that every node comes in a later wave than all
-    /// of its dependencies; the nodes of one wave can run in parallel.
-    pub(crate) fn waves(&self) -> Result<Vec<Vec<NodeIndex>>> {
-        let order = toposort(&self.dag, None).map_err(|cycle| Error::Cycle {
-            node: self.dag[cycle.node_id()].id().to_string(),
-        })?;
-        let mut depth = vec![0usize; self.dag.node_count()];
-        let mut waves: Vec<Vec<NodeIndex>> = Vec::new();
-        for index in order {
-            let d = self
-                .dag
-                .neighbors_directed(index, Direction::Incoming)
-                .map(|dep| depth[dep.index()] + 1)
-                .max()
-                .unwrap_or(0);
-            depth[index.index()] = d;
-            if waves.len() <= d {
-                waves.resize_with(d + 1, Vec::new);
-            }
-            waves[d].push(index);
-        }
-        Ok(waves)
+    /// Every node `index` waits for (inputs and orders).
+    pub(crate) fn predecessors(&self, index: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.dag.neighbors_directed(index, Direction::Incoming)
+    }
+
+    /// Every node waiting for `index`.
+    pub(crate) fn successors(&self, index: NodeIndex) -> impl Iterator<Item = NodeIndex> + '_ {
+        self.dag.neighbors_directed(index, Direction::Outgoing)
+    }
+
+    /// Fails when the graph has a cycle.
+    pub(crate) fn check_acyclic(&self) -> Result<()> {
+        toposort(&self.dag, None)
+            .map(|_| ())
+            .map_err(|cycle| Error::Cycle {
+                node: self.dag[cycle.node_id()].id().to_string(),
+            })
     }
 }

@@ -1,11 +1,11 @@
 //! The scheduler: runs a graph wave by wave in parallel, skipping nodes
 //! whose key is unchanged, and records what it did.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use petgraph::graph::NodeIndex;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::db::{Db, Tree};
@@ -133,10 +133,76 @@ impl<N: Node> Outcome<N> {
     }
 }
 
+/// How to run a graph.
+#[derive(Clone, Copy, Debug)]
+pub struct RunOptions {
+    /// What a failure does.
+    pub on_failure: OnFailure,
+    /// The number of threads (default: rayon's global pool, one per core).
+    /// Nodes that wait on child processes want more than the cores.
+    pub threads: Option<usize>,
+}
+
+impl RunOptions {
+    /// Default threads, with this failure policy.
+    pub fn new(on_failure: OnFailure) -> Self {
+        RunOptions {
+            on_failure,
+            threads: None,
+        }
+    }
+}
+
+/// The shared state of a run in progress.
+struct Schedule<'a, N: Node> {
+    running: &'a Running<'a, N>,
+    /// Per node: predecessors not finished yet.
+    waiting: Vec<AtomicUsize>,
+    stop: AtomicBool,
+    on_failure: OnFailure,
+    started: Instant,
+    log: Mutex<RunLog>,
+    errors: Mutex<Vec<(String, N::Error)>>,
+    observe: &'a (dyn Fn(&Event) + Sync),
+}
+
+impl<'a, N: Node> Schedule<'a, N> {
+    fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, index: NodeIndex) {
+        let graph = self.running.graph;
+        let start = self.started.elapsed();
+        let (status, error) = if self.stop.load(Ordering::Acquire) {
+            let _ = self.running.slots[index.index()].failed.set(());
+            (Status::Skipped, None)
+        } else {
+            self.running.step(index)
+        };
+        let id = graph.node(index).id().to_string();
+        if let Some(e) = error {
+            self.errors.lock().unwrap().push((id.clone(), e));
+            if self.on_failure == OnFailure::Stop {
+                self.stop.store(true, Ordering::Release);
+            }
+        }
+        let event = Event {
+            id,
+            status,
+            start,
+            duration: self.started.elapsed() - start,
+        };
+        (self.observe)(&event);
+        self.log.lock().unwrap().events.push(event);
+        for next in graph.successors(index) {
+            if self.waiting[next.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
+                scope.spawn(move |scope| self.visit(scope, next));
+            }
+        }
+    }
+}
+
 /// Whether a failure stops the run.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum OnFailure {
-    /// Finish the current wave, then stop.
+    /// Start nothing new; what runs finishes.
     Stop,
     /// Go on with every node that does not depend on a failed one.
     Continue,
@@ -211,7 +277,7 @@ impl<'a, N: Node> Running<'a, N> {
         let node = self.graph.node(index);
         let mut hasher = KeyHasher::new("node");
         hasher.hash(&node.salt());
-        for dep in self.graph.dependencies(index) {
+        for dep in self.graph.inputs(index) {
             hasher.str(self.graph.node(dep).id());
             hasher.hash(self.slots[dep.index()].output.get()?);
         }
@@ -221,7 +287,12 @@ impl<'a, N: Node> Running<'a, N> {
     fn step(&self, index: NodeIndex) -> (Status, Option<N::Error>) {
         let node = self.graph.node(index);
         let slot = &self.slots[index.index()];
-        let Some(key) = self.key(index) else {
+        let blocked = self
+            .graph
+            .predecessors(index)
+            .any(|p| self.slots[p.index()].failed.get().is_some());
+        let key = if blocked { None } else { self.key(index) };
+        let Some(key) = key else {
             let _ = slot.failed.set(());
             return (Status::Skipped, None);
         };
@@ -307,9 +378,10 @@ impl Engine {
         &self.db
     }
 
-    /// Runs every node of `graph` that needs it, in parallel waves.
+    /// Runs every node of `graph` that needs it, each as soon as what it
+    /// waits for is done, in parallel.
     pub fn run<N: Node>(&self, graph: &Graph<N>, on_failure: OnFailure) -> Result<Outcome<N>> {
-        self.run_observed(graph, on_failure, &|_| {})
+        self.run_with(graph, RunOptions::new(on_failure), &|_| {})
     }
 
     /// Like [`Engine::run`], calling `observe` as each node finishes (for
@@ -320,7 +392,17 @@ impl Engine {
         on_failure: OnFailure,
         observe: &(dyn Fn(&Event) + Sync),
     ) -> Result<Outcome<N>> {
-        let waves = graph.waves()?;
+        self.run_with(graph, RunOptions::new(on_failure), observe)
+    }
+
+    /// Runs the graph with explicit options.
+    pub fn run_with<N: Node>(
+        &self,
+        graph: &Graph<N>,
+        options: RunOptions,
+        observe: &(dyn Fn(&Event) + Sync),
+    ) -> Result<Outcome<N>> {
+        graph.check_acyclic()?;
         let running = Running {
             engine: self,
             graph,
@@ -332,31 +414,38 @@ impl Engine {
                 })
                 .collect(),
         };
-        let started = Instant::now();
-        let log = Mutex::new(RunLog::default());
-        let errors = Mutex::new(Vec::new());
-        for wave in waves {
-            wave.par_iter().for_each(|&index| {
-                let start = started.elapsed();
-                let (status, error) = running.step(index);
-                let id = graph.node(index).id().to_string();
-                if let Some(e) = error {
-                    errors.lock().unwrap().push((id.clone(), e));
+        let schedule = Schedule {
+            running: &running,
+            waiting: (0..graph.len())
+                .map(|i| AtomicUsize::new(graph.predecessors(NodeIndex::new(i)).count()))
+                .collect(),
+            stop: AtomicBool::new(false),
+            on_failure: options.on_failure,
+            started: Instant::now(),
+            log: Mutex::new(RunLog::default()),
+            errors: Mutex::new(Vec::new()),
+            observe,
+        };
+        let body = || {
+            rayon::scope(|scope| {
+                for i in 0..graph.len() {
+                    if schedule.waiting[i].load(Ordering::Acquire) == 0 {
+                        let schedule = &schedule;
+                        scope.spawn(move |scope| schedule.visit(scope, NodeIndex::new(i)));
+                    }
                 }
-                let event = Event {
-                    id,
-                    status,
-                    start,
-                    duration: started.elapsed() - start,
-                };
-                observe(&event);
-                log.lock().unwrap().events.push(event);
-            });
-            if on_failure == OnFailure::Stop && !errors.lock().unwrap().is_empty() {
-                break;
-            }
+            })
+        };
+        match options.threads {
+            Some(threads) => rayon::ThreadPoolBuilder::new()
+                .num_threads(threads.max(1))
+                .build()
+                .expect("a thread pool")
+                .install(body),
+            None => body(),
         }
         self.db.flush()?;
+        let Schedule { log, errors, .. } = schedule;
         let mut errors = errors.into_inner().unwrap();
         errors.sort_by(|a, b| a.0.cmp(&b.0));
         let graph_ids = (0..graph.len())
@@ -551,6 +640,86 @@ mod tests {
         let outcome = engine.run(&graph(&world), OnFailure::Stop).unwrap();
         assert!(outcome.log.recomputed().is_empty());
         assert_eq!(engine.load::<Toy>("sum").unwrap(), Some(40));
+    }
+
+    /// A node that reads its cell (volatile when `.2`) and fails when it is
+    /// negative.
+    struct Checked(String, World, bool);
+
+    impl Node for Checked {
+        type Value = i64;
+        type Error = Error;
+
+        fn id(&self) -> &str {
+            &self.0
+        }
+
+        fn salt(&self) -> ContentHash {
+            ContentHash::of(self.0.as_bytes())
+        }
+
+        fn volatile(&self) -> bool {
+            self.2
+        }
+
+        fn compute(&self, _inputs: &Inputs<'_, Self>) -> Result<Computed<i64>> {
+            let v = self.1.read().unwrap().get(&self.0).copied().unwrap_or(0);
+            if v < 0 {
+                return Err(Error::Cycle {
+                    node: self.0.clone(),
+                });
+            }
+            Ok(Computed::new(v, ContentHash::of(&v.to_le_bytes())))
+        }
+    }
+
+    #[test]
+    fn failures_skip_dependents_and_order_edges_do_not_change_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::from([
+            ("bad".to_string(), -1),
+            ("ok".to_string(), 1),
+        ])));
+        let build = || {
+            let mut g = Graph::new();
+            for id in ["bad", "ok", "after-bad", "after-ok", "barrier-user"] {
+                let volatile = matches!(id, "bad" | "ok");
+                g.add(Checked(id.into(), world.clone(), volatile)).unwrap();
+            }
+            g.depend("after-bad", "bad").unwrap();
+            g.depend("after-ok", "ok").unwrap();
+            g.order("barrier-user", "ok").unwrap();
+            g
+        };
+        let outcome = engine.run(&build(), OnFailure::Continue).unwrap();
+        assert_eq!(outcome.log.status("bad"), Some(Status::Failed));
+        assert_eq!(outcome.log.status("after-bad"), Some(Status::Skipped));
+        assert_eq!(outcome.log.status("after-ok"), Some(Status::Changed));
+        assert_eq!(outcome.errors.len(), 1);
+        // An order-only predecessor's output is not part of the key.
+        world.write().unwrap().insert("ok".into(), 2);
+        world.write().unwrap().insert("bad".into(), 0);
+        let outcome = engine.run(&build(), OnFailure::Continue).unwrap();
+        assert_eq!(outcome.log.status("barrier-user"), Some(Status::Cached));
+        // Its input changed, so it ran; its own output did not.
+        assert_eq!(outcome.log.status("after-ok"), Some(Status::Unchanged));
+        assert_eq!(outcome.log.status("after-bad"), Some(Status::Changed));
+    }
+
+    #[test]
+    fn stop_skips_what_has_not_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::from([("bad".to_string(), -1)])));
+        let mut g = Graph::new();
+        g.add(Checked("bad".into(), world.clone(), true)).unwrap();
+        g.add(Checked("later".into(), world.clone(), false))
+            .unwrap();
+        g.order("later", "bad").unwrap();
+        let outcome = engine.run(&g, OnFailure::Stop).unwrap();
+        assert_eq!(outcome.log.status("later"), Some(Status::Skipped));
+        assert_eq!(outcome.log.events.len(), 2);
     }
 
     #[test]

@@ -107,7 +107,23 @@ pub fn compose_graph(ws: &Workspace, engine: &Engine, ids: &[String]) -> Result<
             graph.depend(&oid, &cid)?;
         }
     }
+    // No output is written until every composition is known to be valid:
+    // bad input anywhere leaves `.out` untouched.
+    let composes: Vec<String> = graph_ids(ws, ids, compose_id)?;
+    for out in graph_ids(ws, ids, out_id)? {
+        for compose in &composes {
+            graph.order(&out, compose)?;
+        }
+    }
     Ok(graph)
+}
+
+fn graph_ids(ws: &Workspace, ids: &[String], id: fn(&str, &str) -> String) -> Result<Vec<String>> {
+    Ok(ws
+        .select(ids)?
+        .iter()
+        .flat_map(|s| ws.base_apps.iter().map(|app| id(&s.id, app)))
+        .collect())
 }
 
 /// Composes the stores named by `ids` (all deployable stores when empty)
