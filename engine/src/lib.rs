@@ -5,16 +5,19 @@
 #![deny(missing_docs)]
 
 mod atomic;
+mod cas;
 mod db;
 mod error;
 mod graph;
 mod hash;
 mod node;
+pub mod process;
 mod run;
 mod scan;
 mod statcache;
 
 pub use atomic::{TempName, copy_atomic, symlink_atomic, write_atomic};
+pub use cas::Cas;
 pub use db::{Db, Tree};
 pub use error::{Error, IoContext, Result};
 pub use graph::{Edge, Graph};

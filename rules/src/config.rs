@@ -55,12 +55,34 @@ pub struct Deployment {
     pub base_image: Option<String>,
 }
 
-/// strata's own settings.
+/// strata's own settings (`"strata": {…}` in `alokai.config.json`).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StrataSettings {
     /// The default base image.
     pub base_image: Option<String>,
+    /// Environment variable names that are inputs of every build (beside
+    /// `NEXT_PUBLIC_*` and `NUXT_PUBLIC_*`).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Apps deployed beside the frontend and the middleware (`playwright`).
+    #[serde(default)]
+    pub deploy_apps: Vec<String>,
+    /// Per-app settings.
+    #[serde(default)]
+    pub apps: BTreeMap<String, AppSettings>,
+}
+
+/// Settings of one app.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppSettings {
+    /// The build's outputs (paths relative to the app), when git's ignore
+    /// rules do not say it.
+    #[serde(default)]
+    pub outputs: Vec<String>,
+    /// The file `server.js` starts, relative to the app.
+    pub entry: Option<String>,
 }
 
 #[derive(Deserialize)]

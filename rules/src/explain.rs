@@ -103,7 +103,7 @@ pub fn explain(
         for e in &comp.entries {
             let l = match e.source {
                 Source::Layer(l) => l as usize,
-                Source::Generated(_) => 0,
+                Source::Generated(_) | Source::Path(_) => 0,
             };
             *shares.entry(l).or_default() += 1;
         }

@@ -31,6 +31,8 @@ pub const TOOL_OWNED: &[&str] = &[".deploy", ".strata-build.log", "node_modules"
 pub struct OutRecord {
     /// The composition that is on disk.
     pub composition: ContentHash,
+    /// Its digest with `package.json` as the base app has it.
+    pub shared: ContentHash,
     /// The files, sorted by path.
     pub files: Vec<OutFile>,
     /// The folders (`""` is the app folder itself), sorted by path.
@@ -180,6 +182,7 @@ fn fresh(
         .collect();
     Ok(OutRecord {
         composition: composition.digest,
+        shared: composition.shared,
         files,
         dirs: dir_records(out_dir, &dirs)?,
         counts,
@@ -295,6 +298,7 @@ fn update(
     }
     Ok(OutRecord {
         composition: composition.digest,
+        shared: composition.shared,
         files,
         dirs: dir_records(out_dir, &dirs)?,
         counts,
@@ -383,12 +387,13 @@ fn write_direct(
         return Ok(Fingerprint::at(path).at(path)?);
     };
     let mut file = create(path, executable)?;
-    match &entry.source {
-        Source::Generated(bytes) => file.write_all(bytes).at(path)?,
-        Source::Layer(l) => {
-            let src = root
-                .join(&composition.layers[*l as usize])
-                .join(&entry.path);
+    match composition.source_path(root, entry) {
+        None => {
+            if let Source::Generated(bytes) = &entry.source {
+                file.write_all(bytes).at(path)?;
+            }
+        }
+        Some(src) => {
             match sources.content(&src, entry.digest)? {
                 Content::Bytes(bytes) => file.write_all(&bytes).at(path)?,
                 Content::Copy => {
@@ -433,10 +438,10 @@ fn write_replacing(
         (EntryKind::File { executable }, Source::Generated(bytes)) => {
             write_atomic(path, bytes, *executable)?;
         }
-        (EntryKind::File { executable }, Source::Layer(l)) => {
-            let src = root
-                .join(&composition.layers[*l as usize])
-                .join(&entry.path);
+        (EntryKind::File { executable }, _) => {
+            let src = composition
+                .source_path(root, entry)
+                .expect("a file entry that is not generated has a source");
             match sources.content(&src, entry.digest)? {
                 Content::Bytes(bytes) => write_atomic(path, &bytes, *executable)?,
                 Content::Copy => copy_atomic(&src, path, *executable)?,
