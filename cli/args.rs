@@ -118,6 +118,18 @@ pub struct BuildArgs {
     #[arg(long)]
     pub compose_only: bool,
 
+    /// Build only these apps; `!name` leaves one out. Repeatable, or comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "APP")]
+    pub filter: Vec<String>,
+
+    /// Build processes at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Stop at the first failed build.
+    #[arg(long)]
+    pub fail_fast: bool,
+
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

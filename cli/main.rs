@@ -3,6 +3,7 @@
 //! 2 bad usage or input).
 
 mod args;
+mod build;
 mod compose;
 
 use std::path::PathBuf;
@@ -61,6 +62,15 @@ impl Setup {
         })
     }
 
+    /// The store ids a selection names (empty: all deployable stores).
+    pub fn ids(selection: &args::Selection) -> Vec<String> {
+        if selection.all {
+            Vec::new()
+        } else {
+            selection.stores.clone()
+        }
+    }
+
     /// The engine, with its database in the state folder.
     pub fn engine(&self) -> anyhow::Result<Engine> {
         Ok(Engine::open(&self.state_dir.join("db"))?)
@@ -78,10 +88,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             compose::run(&cx, &args.selection, args.json)
         }
         Command::Store(StoreCommand::Build(args)) => {
-            if !args.compose_only {
-                anyhow::bail!("store build: only --compose-only is available in this version");
+            if args.compose_only {
+                compose::run(&cx, &args.selection, args.json)
+            } else {
+                build::run(&cx, args)
             }
-            compose::run(&cx, &args.selection, args.json)
         }
         Command::Store(StoreCommand::Graph(args)) => {
             let tree = strata_rules::tree(&cx.workspace);

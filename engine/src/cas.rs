@@ -100,7 +100,10 @@ impl Cas {
 
     /// Stores bytes written by `write` (for blobs made on the fly); returns
     /// their digest.
-    pub fn put_with(&self, write: impl FnOnce(&mut File) -> std::io::Result<()>) -> Result<ContentHash> {
+    pub fn put_with(
+        &self,
+        write: impl FnOnce(&mut File) -> std::io::Result<()>,
+    ) -> Result<ContentHash> {
         std::fs::create_dir_all(&self.dir).at(&self.dir)?;
         let tmp = TempName::beside(&self.dir.join("blob"));
         let mut file = File::create(&tmp).at(&tmp)?;

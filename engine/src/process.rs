@@ -22,7 +22,9 @@ pub fn spawn(command: &mut Command) -> io::Result<Child> {
     // sees the group or runs before it exists.
     let mut groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     let child = command.spawn()?;
-    groups.get_or_insert_with(HashSet::new).insert(child.id() as i32);
+    groups
+        .get_or_insert_with(HashSet::new)
+        .insert(child.id() as i32);
     Ok(child)
 }
 
@@ -60,7 +62,8 @@ pub fn stop_all(grace: Duration) {
         // Signal 0 probes whether any process of the group is left.
         let groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
         let left = groups.iter().flatten().any(|&pgid| {
-            Pid::from_raw(pgid).is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
+            Pid::from_raw(pgid)
+                .is_some_and(|pid| rustix::process::test_kill_process_group(pid).is_ok())
         });
         if !left {
             return;

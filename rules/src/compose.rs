@@ -176,7 +176,9 @@ fn composition_digest(entries: &[Composed], package_json: Option<ContentHash>) -
         hasher.str(&e.path);
         hasher.u64(kind_tag(e.kind));
         match (package_json, &e.source) {
-            (Some(original), Source::Generated(_)) if e.path == PACKAGE_JSON => hasher.hash(&original),
+            (Some(original), Source::Generated(_)) if e.path == PACKAGE_JSON => {
+                hasher.hash(&original)
+            }
             _ => hasher.hash(&e.digest),
         };
     }

@@ -112,6 +112,36 @@ pub enum Error {
         /// The root looked at.
         root: PathBuf,
     },
+    /// A tool a build needs is missing or broken.
+    #[error("{message}")]
+    Toolchain {
+        /// What is missing and how to get it.
+        message: String,
+    },
+    /// A build script failed.
+    #[error("build of {store}/{app} failed ({status}); full output in {}{}", log.display(), tail_text(tail))]
+    BuildFailed {
+        /// The store.
+        store: String,
+        /// The app.
+        app: String,
+        /// How the script ended.
+        status: String,
+        /// The log with the whole output.
+        log: PathBuf,
+        /// Its last lines.
+        tail: Vec<String>,
+    },
+    /// `.deploy` cannot be prepared from what the build made.
+    #[error("{store}/{app}: {message}")]
+    Prepare {
+        /// The store.
+        store: String,
+        /// The app.
+        app: String,
+        /// What is missing and how to fix it.
+        message: String,
+    },
     /// A git reference does not resolve.
     #[error("{message}")]
     GitRef {
@@ -154,6 +184,18 @@ impl Error {
             source,
         }
     }
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("; last lines:");
+    for line in tail {
+        out.push_str("\n    ");
+        out.push_str(line);
+    }
+    out
 }
 
 fn list(paths: &[PathBuf]) -> String {

@@ -3,6 +3,8 @@
 //! composed stores into `.out`.
 #![deny(missing_docs)]
 
+mod build;
+mod builder;
 mod changed;
 mod compose;
 mod composer;
@@ -12,12 +14,16 @@ mod explain;
 mod listing;
 mod materialize;
 mod nodes;
+mod prepare;
 mod snapshot;
 mod sources;
 mod store_id;
+mod toolchain;
 mod tree;
 mod workspace;
 
+pub use build::{BuildContext, BuildRecord, BuildSpec, How, OutputFile};
+pub use builder::{AppBuild, BuildOptions, BuildReport, StoreBuild, build_stores, filter_apps};
 pub use changed::{
     ChangeReport, ChangedOptions, ChangedStore, LOCKFILES, Reason, ReasonKind, changed, history,
 };
@@ -30,8 +36,13 @@ pub use error::{Error, Result};
 pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerShare, explain};
 pub use listing::Listing;
 pub use materialize::{Counts, OutRecord, TOOL_OWNED};
-pub use nodes::{OUT, StoreNode, StoreValue, compose_id, out_dir, out_id, scan_id};
+pub use nodes::{
+    OUT, StoreNode, StoreValue, build_id, compose_id, deploy_dir, deploy_id, out_dir, out_id,
+    scan_id,
+};
+pub use prepare::{AppKind, DEPLOY, MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP, deployed_apps};
 pub use snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot};
 pub use store_id::invalid_reason;
+pub use toolchain::PackageManager;
 pub use tree::{TreeStore, TreeView, tree};
 pub use workspace::{APPS, FileSystem, Folders, Layer, Owner, STORES, Store, Workspace};

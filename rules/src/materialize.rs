@@ -113,6 +113,16 @@ pub fn still_valid(out_dir: &Path, record: &OutRecord) -> bool {
     })
 }
 
+/// What a materialization does with files it did not write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strays {
+    /// Leave what git ignores and what tools own (an app's `.out` folder,
+    /// where builds write).
+    KeepIgnored,
+    /// Remove everything that is not in the composition (`.deploy`).
+    RemoveAll,
+}
+
 /// Makes `out_dir` hold exactly `composition`, whose layer folders are
 /// relative to `root`. `prior` is what the last run recorded.
 pub fn materialize(
@@ -121,6 +131,7 @@ pub fn materialize(
     composition: &Composition,
     prior: Option<&OutRecord>,
     sources: &SourceCache,
+    strays: Strays,
 ) -> Result<OutRecord> {
     let parent = out_dir.parent().expect("an app folder has a parent");
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
@@ -130,7 +141,7 @@ pub fn materialize(
             fresh(root, out_dir, composition, sources)
         }
         Err(e) => Err(Error::io(out_dir, e)),
-        Ok(_) => update(root, out_dir, composition, prior, sources),
+        Ok(_) => update(root, out_dir, composition, prior, sources, strays),
     }
 }
 
@@ -196,6 +207,7 @@ fn update(
     composition: &Composition,
     prior: Option<&OutRecord>,
     sources: &SourceCache,
+    strays: Strays,
 ) -> Result<OutRecord> {
     let empty = OutRecord::default();
     let prior = prior.unwrap_or(&empty);
@@ -242,9 +254,13 @@ fn update(
         })
         .collect();
     if !changed_dirs.is_empty() {
-        let ignore = OutIgnore::new(root, out_dir, composition);
+        let ignore = match strays {
+            Strays::KeepIgnored => Some(OutIgnore::new(root, out_dir, composition)),
+            Strays::RemoveAll => None,
+        };
         for dir in changed_dirs {
-            counts.removed += remove_strays(out_dir, dir, &wanted_files, &wanted_dirs, &ignore)?;
+            counts.removed +=
+                remove_strays(out_dir, dir, &wanted_files, &wanted_dirs, ignore.as_ref())?;
         }
     }
 
@@ -393,15 +409,13 @@ fn write_direct(
                 file.write_all(bytes).at(path)?;
             }
         }
-        Some(src) => {
-            match sources.content(&src, entry.digest)? {
-                Content::Bytes(bytes) => file.write_all(&bytes).at(path)?,
-                Content::Copy => {
-                    let mut from = std::fs::File::open(&src).at(&src)?;
-                    std::io::copy(&mut from, &mut file).at(path)?;
-                }
+        Some(src) => match sources.content(&src, entry.digest)? {
+            Content::Bytes(bytes) => file.write_all(&bytes).at(path)?,
+            Content::Copy => {
+                let mut from = std::fs::File::open(&src).at(&src)?;
+                std::io::copy(&mut from, &mut file).at(path)?;
             }
-        }
+        },
     }
     Ok(Fingerprint::of(&file.metadata().at(path)?))
 }
@@ -492,7 +506,7 @@ fn remove_strays(
     dir: &str,
     files: &HashSet<&str>,
     dirs: &HashSet<&str>,
-    ignore: &OutIgnore,
+    ignore: Option<&OutIgnore>,
 ) -> Result<usize> {
     let path = join(out_dir, dir);
     let entries = match std::fs::read_dir(&path) {
@@ -516,6 +530,10 @@ fn remove_strays(
         if files.contains(rel.as_str()) || dirs.contains(rel.as_str()) {
             continue;
         }
+        let Some(ignore) = ignore else {
+            removed += usize::from(remove(&entry.path())?);
+            continue;
+        };
         if dir.is_empty() && TOOL_OWNED.contains(&name.as_str()) {
             continue;
         }

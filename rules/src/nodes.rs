@@ -7,10 +7,12 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use strata_engine::{Computed, ContentHash, Inputs, KeyHasher, Node, StatCache};
 
+use crate::build::{BuildContext, BuildRecord, BuildSpec, build, outputs_valid};
 use crate::compose::{Composition, PACKAGE_JSON, composition};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
-use crate::materialize::{OutRecord, materialize, still_valid};
+use crate::materialize::{OutRecord, Strays, materialize, still_valid};
+use crate::prepare::{AppKind, DEPLOY, DeployPlan};
 use crate::sources::SourceCache;
 
 /// The output folder of composed stores, relative to the root.
@@ -55,6 +57,42 @@ pub enum StoreNode {
         /// Source bytes shared by the run's materializations.
         sources: Arc<SourceCache>,
     },
+    /// Runs (or restores) one app's build.
+    Build {
+        /// `build/<store>/<app>`.
+        id: String,
+        /// What to build.
+        spec: BuildSpec,
+        /// The materialize node of the app.
+        out: String,
+        /// The build node this one builds on (the middleware's).
+        upstream: Option<String>,
+        /// `.env*` digests of the app folder, read when the graph was made.
+        dotenv: Vec<(String, ContentHash)>,
+        /// What the run's builds share.
+        ctx: Arc<BuildContext>,
+    },
+    /// Prepares one app's `.deploy` folder.
+    Prepare {
+        /// `deploy/<store>/<app>`.
+        id: String,
+        /// The store.
+        store: String,
+        /// The app.
+        app: String,
+        /// How `.deploy` is selected.
+        kind: AppKind,
+        /// The materialize node of the app.
+        out: String,
+        /// The build node, when the app has a build script.
+        build: Option<String>,
+        /// What the run's builds share.
+        ctx: Arc<BuildContext>,
+        /// File digests by stat.
+        cache: StatCache,
+        /// Source bytes shared by the run's materializations.
+        sources: Arc<SourceCache>,
+    },
 }
 
 /// What the nodes compute.
@@ -64,8 +102,10 @@ pub enum StoreValue {
     Listing(Listing),
     /// A composition.
     Composition(Composition),
-    /// What is on disk in `.out`.
+    /// What is on disk in `.out` (or in `.deploy`).
     Out(OutRecord),
+    /// A build's outputs.
+    Build(BuildRecord),
 }
 
 /// The id of the scan node of a layer folder.
@@ -88,6 +128,16 @@ pub fn out_dir(store: &str, app: &str) -> String {
     format!("{OUT}/{store}/{app}")
 }
 
+/// The id of the build node of (store, app).
+pub fn build_id(store: &str, app: &str) -> String {
+    format!("build/{store}/{app}")
+}
+
+/// The id of the `.deploy` node of (store, app).
+pub fn deploy_id(store: &str, app: &str) -> String {
+    format!("deploy/{store}/{app}")
+}
+
 impl Node for StoreNode {
     type Value = StoreValue;
     type Error = Error;
@@ -96,7 +146,9 @@ impl Node for StoreNode {
         match self {
             StoreNode::Scan { id, .. }
             | StoreNode::Compose { id, .. }
-            | StoreNode::Materialize { id, .. } => id,
+            | StoreNode::Materialize { id, .. }
+            | StoreNode::Build { id, .. }
+            | StoreNode::Prepare { id, .. } => id,
         }
     }
 
@@ -116,6 +168,33 @@ impl Node for StoreNode {
                 &mut h
             }
             StoreNode::Materialize { out, .. } => h.str("out").str(out),
+            StoreNode::Build {
+                spec, dotenv, ctx, ..
+            } => {
+                h.str("build")
+                    .str(&spec.out)
+                    .str(&spec.script)
+                    .hash(&ctx.salt());
+                for (name, digest) in dotenv {
+                    h.str(name).hash(digest);
+                }
+                &mut h
+            }
+            StoreNode::Prepare {
+                store,
+                app,
+                kind,
+                ctx,
+                ..
+            } => {
+                let entry = ctx.settings.apps.get(app).and_then(|a| a.entry.clone());
+                h.str("prepare/v1")
+                    .str(store)
+                    .str(app)
+                    .str(&format!("{kind:?}"))
+                    .hash(&ctx.lock)
+                    .str(entry.as_deref().unwrap_or(""))
+            }
         };
         h.finish()
     }
@@ -130,7 +209,10 @@ impl Node for StoreNode {
     }
 
     fn validates(&self) -> bool {
-        matches!(self, StoreNode::Materialize { .. })
+        matches!(
+            self,
+            StoreNode::Materialize { .. } | StoreNode::Build { .. } | StoreNode::Prepare { .. }
+        )
     }
 
     fn still_valid(&self, prior: &StoreValue) -> Result<bool> {
@@ -138,6 +220,15 @@ impl Node for StoreNode {
             (StoreNode::Materialize { root, out, .. }, StoreValue::Out(record)) => {
                 Ok(still_valid(&root.join(out), record))
             }
+            (StoreNode::Build { spec, ctx, .. }, StoreValue::Build(record)) => {
+                Ok(outputs_valid(&ctx.root, spec, record))
+            }
+            (
+                StoreNode::Prepare {
+                    store, app, ctx, ..
+                },
+                StoreValue::Out(record),
+            ) => Ok(still_valid(&deploy_dir(&ctx.root, store, app), record)),
             _ => Ok(false),
         }
     }
@@ -187,12 +278,96 @@ impl Node for StoreNode {
                     _ => None,
                 };
                 let out_dir: PathBuf = root.join(out);
-                let record = materialize(root, &out_dir, composition, prior, sources)?;
+                let record = materialize(
+                    root,
+                    &out_dir,
+                    composition,
+                    prior,
+                    sources,
+                    Strays::KeepIgnored,
+                )?;
+                let digest = record.composition;
+                Ok(Computed::new(StoreValue::Out(record), digest))
+            }
+            StoreNode::Build {
+                spec,
+                out,
+                upstream,
+                ctx,
+                ..
+            } => {
+                let StoreValue::Out(composed) = &*inputs.dependency(out)? else {
+                    unreachable!("a materialize node records its output")
+                };
+                let upstream = match upstream {
+                    Some(id) => match &*inputs.dependency(id)? {
+                        StoreValue::Build(record) => Some(record.digest()),
+                        _ => None,
+                    },
+                    None => None,
+                };
+                let prior = match inputs.prior() {
+                    Some(StoreValue::Build(record)) => Some(record),
+                    _ => None,
+                };
+                let record = build(ctx, spec, composed.shared, upstream, prior)?;
+                let digest = record.digest();
+                Ok(Computed::new(StoreValue::Build(record), digest))
+            }
+            StoreNode::Prepare {
+                store,
+                app,
+                kind,
+                out,
+                build,
+                ctx,
+                cache,
+                sources,
+                ..
+            } => {
+                let built = match build {
+                    Some(id) => Some(inputs.dependency(id)?),
+                    None => None,
+                };
+                let record = built.as_deref().and_then(|v| match v {
+                    StoreValue::Build(r) => Some(r),
+                    _ => None,
+                });
+                let out_rel = out_dir(store, app);
+                debug_assert_eq!(out, &out_id(store, app));
+                let plan = DeployPlan {
+                    root: &ctx.root,
+                    store,
+                    app,
+                    out: &out_rel,
+                    kind: *kind,
+                    build: record,
+                    settings: &ctx.settings,
+                    cache,
+                };
+                let composition = plan.composition()?;
+                let prior = match inputs.prior() {
+                    Some(StoreValue::Out(record)) => Some(record),
+                    _ => None,
+                };
+                let record = materialize(
+                    &ctx.root,
+                    &deploy_dir(&ctx.root, store, app),
+                    &composition,
+                    prior,
+                    sources,
+                    Strays::RemoveAll,
+                )?;
                 let digest = record.composition;
                 Ok(Computed::new(StoreValue::Out(record), digest))
             }
         }
     }
+}
+
+/// `.out/<store>/<app>/.deploy`.
+pub fn deploy_dir(root: &Path, store: &str, app: &str) -> PathBuf {
+    root.join(out_dir(store, app)).join(DEPLOY)
 }
 
 fn listing(value: &StoreValue) -> &Listing {

@@ -1,0 +1,98 @@
+//! `strata store build`: compose, build, prepare `.deploy`, and report.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_rules::{BuildOptions, BuildReport};
+
+use crate::Setup;
+use crate::args::BuildArgs;
+
+pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
+    let engine = cx.engine()?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let options = BuildOptions {
+        stores: Setup::ids(&args.selection),
+        filter: args.filter.clone(),
+        jobs: args.jobs.unwrap_or(cores).max(1),
+        fail_fast: args.fail_fast,
+        cas_dir: cx.state_dir.join("cas"),
+    };
+    strata_engine::process::exit_on_signal(|| {
+        eprintln!("interrupted: every build process was stopped; nothing was recorded")
+    })?;
+    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"),
+        );
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let started = Instant::now();
+    let report = strata_rules::build_stores(&cx.workspace, &engine, &options, &|event| {
+        if let Some(bar) = &bar {
+            if event.id.starts_with("build/") || event.id.starts_with("deploy/") {
+                bar.set_message(format!("{} {:?}", event.id, event.status));
+            }
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    if args.json {
+        let value = serde_json::json!({
+            "stores": report.stores,
+            "scripts_run": report.scripts_run,
+            "failures": report.failures.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print_report(&report, started.elapsed(), cx.verbose);
+    }
+    for failure in &report.failures {
+        eprintln!("error: {failure}");
+    }
+    Ok(if report.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_report(report: &BuildReport, elapsed: std::time::Duration, verbose: u8) {
+    for store in &report.stores {
+        let parts: Vec<String> = store
+            .apps
+            .iter()
+            .filter(|a| verbose > 0 || a.build != "no-script" || a.deploy.is_some())
+            .map(|a| {
+                let mut text = format!("{} {}", a.app, a.build);
+                if let Some(s) = a.seconds {
+                    text.push_str(&format!(" in {s:.1}s"));
+                }
+                if let Some(with) = &a.shared_with {
+                    text.push_str(&format!(" (with {with})"));
+                }
+                if let Some(d) = a.deploy {
+                    text.push_str(&format!(", .deploy {d}"));
+                }
+                text
+            })
+            .collect();
+        println!("{}: {}", store.id, parts.join("; "));
+    }
+    println!(
+        "built {} stores in {:.2}s: {} build scripts run, {} failed",
+        report.stores.len(),
+        elapsed.as_secs_f64(),
+        report.scripts_run,
+        report.failures.len()
+    );
+}

@@ -1,0 +1,533 @@
+//! Builds: running an app's `build` script in its composed folder, and
+//! keeping what it made in the content-addressed store, so that an equal
+//! build (same key: here, in another store, or after `rm -rf .out`) is
+//! restored instead of run.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use strata_engine::{
+    Cas, ContentHash, EntryKind, Fingerprint, KeyHasher, Tree, process, symlink_atomic,
+    symlink_digest, walker,
+};
+
+use crate::config::StrataSettings;
+use crate::error::{Error, Result};
+use crate::toolchain::{PackageManager, dotenv_digests, which};
+
+/// Files and folders a build's outputs never include: installed
+/// dependencies, tool files, the Next.js build cache (a cache, not an
+/// output), and `.env*` files (inputs that may hold secrets).
+fn never_output(rel: &str) -> bool {
+    let first = rel.split('/').next().unwrap_or(rel);
+    matches!(
+        first,
+        "node_modules" | ".deploy" | ".git" | ".strata-build.log"
+    ) || first.starts_with(".env")
+        || rel == ".next/cache"
+        || rel.starts_with(".next/cache/")
+        || rel.split('/').any(|part| part == "node_modules")
+}
+
+/// A counting semaphore: at most `-j` build processes at once.
+pub struct Semaphore {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Semaphore {
+    /// A semaphore with `n` permits.
+    pub fn new(n: usize) -> Self {
+        Semaphore {
+            free: Mutex::new(n.max(1)),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn acquire(&self) -> Permit<'_> {
+        let mut free = self.free.lock().unwrap();
+        while *free == 0 {
+            free = self.cv.wait(free).unwrap();
+        }
+        *free -= 1;
+        Permit(self)
+    }
+}
+
+struct Permit<'a>(&'a Semaphore);
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap() += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+/// What every build of a run shares.
+pub struct BuildContext {
+    /// The monorepo's root.
+    pub root: PathBuf,
+    /// The package manager that runs scripts.
+    pub pm: PackageManager,
+    /// `node --version`.
+    pub node_version: String,
+    /// The declared environment (names and values; only hashed).
+    pub env: Vec<(String, String)>,
+    /// The root lockfile's digest.
+    pub lock: ContentHash,
+    /// Build outputs by digest.
+    pub cas: Cas,
+    /// Output manifests by build key.
+    pub manifests: Tree,
+    /// strata's settings from the config.
+    pub settings: StrataSettings,
+    slots: Semaphore,
+    keys: Mutex<HashMap<ContentHash, Arc<Mutex<Option<String>>>>>,
+    /// How many build scripts this run started.
+    pub scripts_run: AtomicUsize,
+}
+
+impl BuildContext {
+    /// A context for builds at `root`, running at most `jobs` scripts at once.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        root: &Path,
+        pm: PackageManager,
+        node_version: String,
+        env: Vec<(String, String)>,
+        lock: ContentHash,
+        cas: Cas,
+        manifests: Tree,
+        settings: StrataSettings,
+        jobs: usize,
+    ) -> Self {
+        BuildContext {
+            root: root.to_path_buf(),
+            pm,
+            node_version,
+            env,
+            lock,
+            cas,
+            manifests,
+            settings,
+            slots: Semaphore::new(jobs),
+            keys: Mutex::new(HashMap::new()),
+            scripts_run: AtomicUsize::new(0),
+        }
+    }
+
+    /// The part of every build key that the run shares: tools and
+    /// environment. Environment values are hashed, never stored.
+    pub fn salt(&self) -> ContentHash {
+        let mut h = KeyHasher::new("build-env/v1");
+        h.str(self.pm.program())
+            .str(&self.node_version)
+            .hash(&self.lock);
+        for (k, v) in &self.env {
+            h.str(k).str(v);
+        }
+        h.finish()
+    }
+}
+
+/// One file a build made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputFile {
+    /// Relative to the app folder.
+    pub path: String,
+    /// File or symlink.
+    pub kind: EntryKind,
+    /// Digest of the bytes (or of a symlink's target).
+    pub digest: ContentHash,
+    /// A symlink's target.
+    pub link_target: Option<PathBuf>,
+}
+
+/// How a build's outputs got into place.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum How {
+    /// The script ran.
+    #[default]
+    Ran,
+    /// Restored from the cache (an earlier run, or another checkout).
+    Restored,
+    /// Another store with the same key built it in this run.
+    Shared {
+        /// `store/app` that ran the script.
+        with: String,
+    },
+}
+
+/// What is recorded of a build.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// The build key.
+    pub key: ContentHash,
+    /// The outputs, sorted by path.
+    pub outputs: Vec<OutputFile>,
+    /// Their stat on disk, in the same order.
+    pub fingerprints: Vec<Fingerprint>,
+    /// How they got there.
+    pub how: How,
+    /// Seconds the script took (or the restore).
+    pub seconds: f64,
+}
+
+impl BuildRecord {
+    /// The hash of the outputs: what depends on the build sees this.
+    pub fn digest(&self) -> ContentHash {
+        let mut h = KeyHasher::new("build-outputs/v1");
+        for o in &self.outputs {
+            h.str(&o.path).hash(&o.digest);
+        }
+        h.finish()
+    }
+}
+
+/// One build to do.
+#[derive(Clone, Debug)]
+pub struct BuildSpec {
+    /// The store.
+    pub store: String,
+    /// The app.
+    pub app: String,
+    /// The `build` script's text (from package.json).
+    pub script: String,
+    /// `.out/<store>/<app>`, relative to the root.
+    pub out: String,
+}
+
+impl BuildSpec {
+    fn dir(&self, root: &Path) -> PathBuf {
+        root.join(&self.out)
+    }
+}
+
+/// The key of a build: the store-independent composition digest, the
+/// tools, the declared environment, the app's `.env*` files and what it
+/// builds on (`upstream`: the middleware's outputs, for a frontend).
+pub fn build_key(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    shared: ContentHash,
+    upstream: Option<ContentHash>,
+) -> Result<ContentHash> {
+    let mut h = KeyHasher::new("build/v1");
+    h.str(&spec.app)
+        .str(&spec.script)
+        .hash(&shared)
+        .hash(&ctx.salt());
+    for (name, digest) in dotenv_digests(&spec.dir(&ctx.root))? {
+        h.str(&name).hash(&digest);
+    }
+    if let Some(up) = upstream {
+        h.hash(&up);
+    }
+    Ok(h.finish())
+}
+
+/// Whether the outputs recorded are still on disk as written.
+pub fn outputs_valid(root: &Path, spec: &BuildSpec, record: &BuildRecord) -> bool {
+    let dir = spec.dir(root);
+    record
+        .outputs
+        .par_iter()
+        .zip(record.fingerprints.par_iter())
+        .all(|(o, fp)| Fingerprint::at(&dir.join(&o.path)).is_ok_and(|now| now == *fp))
+}
+
+/// Brings the build's outputs into place: restored when their key is known,
+/// built otherwise.
+pub fn build(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    shared: ContentHash,
+    upstream: Option<ContentHash>,
+    prior: Option<&BuildRecord>,
+) -> Result<BuildRecord> {
+    let key = build_key(ctx, spec, shared, upstream)?;
+    let lock = ctx
+        .keys
+        .lock()
+        .unwrap()
+        .entry(key)
+        .or_insert_with(|| Arc::new(Mutex::new(None)))
+        .clone();
+    // Builds with equal keys wait for each other: the first runs, the
+    // others restore what it made.
+    let mut built_by = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    if let Some(outputs) = manifest(ctx, &key)? {
+        let fingerprints = restore(ctx, spec, &outputs, prior)?;
+        let how = match built_by.as_ref() {
+            Some(with) => How::Shared { with: with.clone() },
+            None => How::Restored,
+        };
+        return Ok(BuildRecord {
+            key,
+            outputs,
+            fingerprints,
+            how,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    let record = run(ctx, spec, key, prior)?;
+    *built_by = Some(format!("{}/{}", spec.store, spec.app));
+    Ok(record)
+}
+
+/// The manifest stored for `key`, when every blob it names is present.
+fn manifest(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<OutputFile>>> {
+    let Some(bytes) = ctx.manifests.get(&key.0)? else {
+        return Ok(None);
+    };
+    let Ok(outputs) = postcard::from_bytes::<Vec<OutputFile>>(&bytes) else {
+        return Ok(None);
+    };
+    let complete = outputs
+        .iter()
+        .all(|o| o.kind == EntryKind::Symlink || ctx.cas.contains(&o.digest));
+    Ok(complete.then_some(outputs))
+}
+
+fn remove_outputs(dir: &Path, outputs: &[OutputFile], keep: &HashSet<&str>) {
+    for o in outputs {
+        if !keep.contains(o.path.as_str()) {
+            let _ = std::fs::remove_file(dir.join(&o.path));
+        }
+    }
+}
+
+fn restore(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    outputs: &[OutputFile],
+    prior: Option<&BuildRecord>,
+) -> Result<Vec<Fingerprint>> {
+    let dir = spec.dir(&ctx.root);
+    if let Some(prior) = prior {
+        let keep: HashSet<&str> = outputs.iter().map(|o| o.path.as_str()).collect();
+        remove_outputs(&dir, &prior.outputs, &keep);
+    }
+    outputs
+        .par_iter()
+        .map(|o| {
+            let dest = dir.join(&o.path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+            }
+            match o.kind {
+                EntryKind::Symlink => {
+                    symlink_atomic(o.link_target.as_deref().unwrap_or(Path::new("")), &dest)?
+                }
+                EntryKind::File { executable } => ctx.cas.restore(&o.digest, &dest, executable)?,
+            }
+            Fingerprint::at(&dest).map_err(|e| Error::io(&dest, e))
+        })
+        .collect()
+}
+
+/// Every file under the app folder that git ignores (what builds make),
+/// with its stat.
+fn ignored_files(dir: &Path) -> Result<BTreeMap<String, Fingerprint>> {
+    let base = dir.to_path_buf();
+    let skip = move |e: &ignore::DirEntry| {
+        let rel = strata_engine::relative(&base, e.path());
+        rel.is_empty() || !never_output(&rel)
+    };
+    let mut visible = HashSet::new();
+    let mut walk = walker(dir);
+    walk.filter_entry(skip.clone());
+    for entry in walk.build().flatten() {
+        visible.insert(strata_engine::relative(dir, entry.path()));
+    }
+    let mut all = ignore::WalkBuilder::new(dir);
+    all.standard_filters(false)
+        .follow_links(false)
+        .filter_entry(skip);
+    let mut out = BTreeMap::new();
+    for entry in all.build().flatten() {
+        if entry.file_type().is_none_or(|t| t.is_dir()) {
+            continue;
+        }
+        let rel = strata_engine::relative(dir, entry.path());
+        if visible.contains(&rel) {
+            continue;
+        }
+        if let Ok(fp) = Fingerprint::at(entry.path()) {
+            out.insert(rel, fp);
+        }
+    }
+    Ok(out)
+}
+
+/// The files under the paths the config names as outputs.
+fn named_outputs(dir: &Path, paths: &[String]) -> BTreeMap<String, Fingerprint> {
+    let mut out = BTreeMap::new();
+    for p in paths {
+        let mut walk = ignore::WalkBuilder::new(dir.join(p));
+        walk.standard_filters(false).follow_links(false);
+        for entry in walk.build().flatten() {
+            if entry.file_type().is_some_and(|t| !t.is_dir()) {
+                let rel = strata_engine::relative(dir, entry.path());
+                if let Ok(fp) = Fingerprint::at(entry.path()) {
+                    out.insert(rel, fp);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn run(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    key: ContentHash,
+    prior: Option<&BuildRecord>,
+) -> Result<BuildRecord> {
+    let dir = spec.dir(&ctx.root);
+    let program = ctx.pm.program();
+    let program_path = which(program).ok_or_else(|| Error::Toolchain {
+        message: format!(
+            "{program} is not on PATH, and this repository uses it ({}); install it (npm install -g {program}, or corepack enable)",
+            match ctx.pm {
+                PackageManager::Yarn => "yarn.lock",
+                PackageManager::Pnpm => "pnpm-lock.yaml",
+                PackageManager::Npm => "package-lock.json",
+            }
+        ),
+    })?;
+    // A build starts from a clean slate: what the last build made goes.
+    if let Some(prior) = prior {
+        remove_outputs(&dir, &prior.outputs, &HashSet::new());
+    }
+    let before = ignored_files(&dir)?;
+    let log_path = dir.join(".strata-build.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+    let mut path = std::ffi::OsString::from(ctx.root.join("node_modules/.bin"));
+    if let Some(existing) = std::env::var_os("PATH") {
+        path.push(":");
+        path.push(existing);
+    }
+    let mut command = Command::new(program_path);
+    command
+        .args(&ctx.pm.run_script("build")[1..])
+        .current_dir(&dir)
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err));
+
+    let permit = ctx.slots.acquire();
+    let started = Instant::now();
+    ctx.scripts_run.fetch_add(1, Ordering::Relaxed);
+    let mut child = process::spawn(&mut command).map_err(|e| Error::io(&dir, e))?;
+    let status = child.wait();
+    process::forget(&child);
+    drop(permit);
+    let status = status.map_err(|e| Error::io(&dir, e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(Error::BuildFailed {
+            store: spec.store.clone(),
+            app: spec.app.clone(),
+            status: status.to_string(),
+            log: PathBuf::from(&spec.out).join(".strata-build.log"),
+            tail: tail(&log_path, 20),
+        });
+    }
+
+    let named = ctx
+        .settings
+        .apps
+        .get(&spec.app)
+        .map(|a| a.outputs.clone())
+        .unwrap_or_default();
+    let made: Vec<String> = if named.is_empty() {
+        ignored_files(&dir)?
+            .into_iter()
+            .filter(|(path, fp)| before.get(path) != Some(fp))
+            .map(|(path, _)| path)
+            .collect()
+    } else {
+        named_outputs(&dir, &named).into_keys().collect()
+    };
+    let stored: Vec<(OutputFile, Fingerprint)> = made
+        .par_iter()
+        .filter(|rel| !never_output(rel))
+        .map(|rel| {
+            let full = dir.join(rel);
+            let meta = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
+            let file = if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&full).map_err(|e| Error::io(&full, e))?;
+                OutputFile {
+                    path: rel.clone(),
+                    kind: EntryKind::Symlink,
+                    digest: symlink_digest(&target),
+                    link_target: Some(target),
+                }
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                OutputFile {
+                    path: rel.clone(),
+                    kind: EntryKind::File {
+                        executable: meta.permissions().mode() & 0o111 != 0,
+                    },
+                    digest: ctx.cas.put_file(&full, None)?,
+                    link_target: None,
+                }
+            };
+            Ok((file, Fingerprint::of(&meta)))
+        })
+        .collect::<Result<_>>()?;
+    let (outputs, fingerprints): (Vec<_>, Vec<_>) = stored.into_iter().unzip();
+    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
+    ctx.manifests.insert(&key.0, &bytes)?;
+    Ok(BuildRecord {
+        key,
+        outputs,
+        fingerprints,
+        how: How::Ran,
+        seconds,
+    })
+}
+
+/// The last `n` lines of a file.
+fn tail(path: &Path, n: usize) -> Vec<String> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return Vec::new();
+    };
+    let lines: Vec<String> = BufReader::new(file).lines().map_while(|l| l.ok()).collect();
+    lines[lines.len().saturating_sub(n)..].to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::never_output;
+
+    #[test]
+    fn outputs_exclude_tools_caches_and_env_files() {
+        for (path, excluded) in [
+            (".next/server/app.js", false),
+            ("lib/index.js", false),
+            (".next/cache/webpack/x", true),
+            ("node_modules/x/index.js", true),
+            ("lib/node_modules/y.js", true),
+            (".env.local", true),
+            (".env", true),
+            (".strata-build.log", true),
+            (".deploy/server.js", true),
+        ] {
+            assert_eq!(never_output(path), excluded, "{path}");
+        }
+    }
+}

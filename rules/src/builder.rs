@@ -1,0 +1,337 @@
+//! The build command: compose the selected stores, run (or restore) their
+//! apps' builds in dependency order with at most `-j` scripts at once, and
+//! prepare the `.deploy` folders of the apps that are deployed.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+use strata_engine::{Cas, Engine, Event, Graph, OnFailure, RunLog, RunOptions, Status};
+
+use crate::build::{BuildContext, BuildSpec, How};
+use crate::composer::compose_graph;
+use crate::error::{Error, Result};
+use crate::nodes::{StoreNode, StoreValue, build_id, deploy_id, out_dir, out_id};
+use crate::prepare::{AppKind, MIDDLEWARE_APP, deployed_apps};
+use crate::sources::SourceCache;
+use crate::toolchain::{
+    PackageManager, declared_env, dotenv_digests, lockfile_digest, node_version,
+};
+use crate::workspace::Workspace;
+
+/// What `store build` was asked to do.
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Store ids (empty: every deployable store).
+    pub stores: Vec<String>,
+    /// App names to build, and `!name` to leave out (empty: all).
+    pub filter: Vec<String>,
+    /// Build processes at once.
+    pub jobs: usize,
+    /// Stop at the first failure.
+    pub fail_fast: bool,
+    /// Where the content-addressed store is.
+    pub cas_dir: std::path::PathBuf,
+}
+
+/// What happened to one app.
+#[derive(Clone, Debug, Serialize)]
+pub struct AppBuild {
+    /// The app.
+    pub app: String,
+    /// `built`, `cached` (in place), `restored` (from the cache), `shared`
+    /// (another store's identical build), `failed`, `skipped` (a
+    /// dependency failed), `no-script`.
+    pub build: &'static str,
+    /// The store/app whose identical build this one reused.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shared_with: Option<String>,
+    /// Seconds the script ran.
+    pub seconds: Option<f64>,
+    /// `.deploy`: `prepared`, `cached`, `failed`, `skipped`, or none when
+    /// the app is not deployed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<&'static str>,
+}
+
+/// One store's builds.
+#[derive(Clone, Debug, Serialize)]
+pub struct StoreBuild {
+    /// The store id.
+    pub id: String,
+    /// Its apps.
+    pub apps: Vec<AppBuild>,
+}
+
+/// What `store build` did.
+#[derive(Debug, Serialize)]
+pub struct BuildReport {
+    /// Per store.
+    pub stores: Vec<StoreBuild>,
+    /// Build scripts started.
+    pub scripts_run: usize,
+    /// The failures, in store order.
+    #[serde(skip)]
+    pub failures: Vec<Error>,
+    /// The engine's log.
+    #[serde(skip)]
+    pub log: RunLog,
+}
+
+/// The apps `filter` keeps: names, and `!name` exclusions (Alokai's
+/// `--filter`). Unknown names are an error.
+pub fn filter_apps(apps: &[String], filter: &[String]) -> Result<Vec<String>> {
+    for f in filter {
+        let name = f.trim_start_matches('!');
+        if !apps.iter().any(|a| a == name) {
+            return Err(Error::UnknownStore {
+                message: format!(
+                    "--filter {f}: no base app {name:?}; base apps: {}",
+                    apps.join(", ")
+                ),
+            });
+        }
+    }
+    let include: Vec<&str> = filter
+        .iter()
+        .filter(|f| !f.starts_with('!'))
+        .map(String::as_str)
+        .collect();
+    let exclude: Vec<&str> = filter.iter().filter_map(|f| f.strip_prefix('!')).collect();
+    Ok(apps
+        .iter()
+        .filter(|a| include.is_empty() || include.contains(&a.as_str()))
+        .filter(|a| !exclude.contains(&a.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// The `build` script of a base app's package.json (the composed one
+/// always has the same scripts: package.json cannot be overridden).
+pub fn build_script(root: &Path, app: &str) -> Result<Option<String>> {
+    let path = root.join("apps").join(app).join("package.json");
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| Error::PackageJson {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    Ok(value
+        .get("scripts")
+        .and_then(|s| s.get("build"))
+        .and_then(|b| b.as_str())
+        .map(str::to_string))
+}
+
+/// The shared context of a run's builds.
+pub fn build_context(
+    ws: &Workspace,
+    engine: &Engine,
+    options: &BuildOptions,
+) -> Result<BuildContext> {
+    let (pm, lockfile) = PackageManager::detect(ws.root());
+    Ok(BuildContext::new(
+        ws.root(),
+        pm,
+        node_version(&engine.db().tree("toolchain")?)?,
+        declared_env(&ws.config.strata.env),
+        lockfile_digest(lockfile.as_deref())?,
+        Cas::new(&options.cas_dir),
+        engine.db().tree("builds")?,
+        ws.config.strata.clone(),
+        options.jobs,
+    ))
+}
+
+/// The graph of a build: the compose graph, plus a build node per app with
+/// a build script and a `.deploy` node per deployed app.
+pub fn build_graph(
+    ws: &Workspace,
+    engine: &Engine,
+    options: &BuildOptions,
+    ctx: &Arc<BuildContext>,
+) -> Result<Graph<StoreNode>> {
+    let mut graph = compose_graph(ws, engine, &options.stores)?;
+    let apps = filter_apps(&ws.base_apps, &options.filter)?;
+    let sources = Arc::new(SourceCache::new());
+    let mut scripts = Vec::new();
+    for app in &apps {
+        scripts.push((app.clone(), build_script(ws.root(), app)?));
+    }
+    for store in ws.select(&options.stores)? {
+        let has_build = |app: &str| scripts.iter().any(|(a, s)| a == app && s.is_some());
+        for (app, script) in &scripts {
+            let Some(script) = script else { continue };
+            let id = build_id(&store.id, app);
+            let out = out_dir(&store.id, app);
+            let upstream = (app != MIDDLEWARE_APP && has_build(MIDDLEWARE_APP))
+                .then(|| build_id(&store.id, MIDDLEWARE_APP));
+            graph.add(StoreNode::Build {
+                id: id.clone(),
+                spec: BuildSpec {
+                    store: store.id.clone(),
+                    app: app.clone(),
+                    script: script.clone(),
+                    out: out.clone(),
+                },
+                out: out_id(&store.id, app),
+                upstream: upstream.clone(),
+                dotenv: dotenv_digests(&ws.root().join(&out))?,
+                ctx: ctx.clone(),
+            })?;
+            graph.depend(&id, &out_id(&store.id, app))?;
+            if let Some(up) = upstream {
+                graph.depend(&id, &up)?;
+            }
+        }
+        for app in deployed_apps(ws, &store.id) {
+            if !apps.contains(&app) {
+                continue;
+            }
+            let id = deploy_id(&store.id, &app);
+            let build = has_build(&app).then(|| build_id(&store.id, &app));
+            graph.add(StoreNode::Prepare {
+                id: id.clone(),
+                store: store.id.clone(),
+                app: app.clone(),
+                kind: AppKind::of(&app),
+                out: out_id(&store.id, &app),
+                build: build.clone(),
+                ctx: ctx.clone(),
+                cache: engine.stat_cache().clone(),
+                sources: sources.clone(),
+            })?;
+            graph.depend(&id, &out_id(&store.id, &app))?;
+            if let Some(b) = build {
+                graph.depend(&id, &b)?;
+            }
+        }
+    }
+    Ok(graph)
+}
+
+/// Composes and builds the selected stores. Bad input (in the workspace or
+/// a composition) is an error before anything runs; failed builds are in
+/// the report.
+pub fn build_stores(
+    ws: &Workspace,
+    engine: &Engine,
+    options: &BuildOptions,
+    observe: &(dyn Fn(&Event) + Sync),
+) -> Result<BuildReport> {
+    let ctx = Arc::new(build_context(ws, engine, options)?);
+    let graph = build_graph(ws, engine, options, &ctx)?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let run = RunOptions {
+        on_failure: if options.fail_fast {
+            OnFailure::Stop
+        } else {
+            OnFailure::Continue
+        },
+        // Build nodes mostly wait on child processes: leave room for them
+        // beside the compositions.
+        threads: Some(options.jobs.max(cores) + 2),
+    };
+    let mut outcome = engine.run_with(&graph, run, observe)?;
+    let mut failures = Vec::new();
+    for (id, error) in std::mem::take(&mut outcome.errors) {
+        let is_build = id.starts_with("build/") || id.starts_with("deploy/");
+        if !is_build {
+            // A scan or composition failed: bad input, nothing was built.
+            return Err(error);
+        }
+        failures.push(error);
+    }
+    let apps = filter_apps(&ws.base_apps, &options.filter)?;
+    let mut stores = Vec::new();
+    for store in ws.select(&options.stores)? {
+        let deployed = deployed_apps(ws, &store.id);
+        let mut list = Vec::new();
+        for app in &apps {
+            let bid = build_id(&store.id, app);
+            let (build, shared_with, seconds) = match outcome.log.status(&bid) {
+                None => ("no-script", None, None),
+                Some(Status::Cached) => ("cached", None, None),
+                Some(Status::Failed) => ("failed", None, None),
+                Some(Status::Skipped) => ("skipped", None, None),
+                Some(_) => match outcome.value(&bid).as_deref() {
+                    Some(StoreValue::Build(r)) => match &r.how {
+                        How::Ran => ("built", None, Some(r.seconds)),
+                        How::Restored => ("restored", None, None),
+                        How::Shared { with } => ("shared", Some(with.clone()), None),
+                    },
+                    _ => ("built", None, None),
+                },
+            };
+            let did = deploy_id(&store.id, app);
+            let deploy = deployed
+                .contains(app)
+                .then(|| match outcome.log.status(&did) {
+                    Some(Status::Cached) => "cached",
+                    Some(Status::Failed) => "failed",
+                    Some(Status::Skipped) | None => "skipped",
+                    Some(_) => match outcome.value(&did).as_deref() {
+                        Some(StoreValue::Out(r))
+                            if r.counts.written + r.counts.restored + r.counts.removed == 0 =>
+                        {
+                            "checked"
+                        }
+                        _ => "prepared",
+                    },
+                });
+            list.push(AppBuild {
+                app: app.clone(),
+                build,
+                shared_with,
+                seconds,
+                deploy,
+            });
+        }
+        stores.push(StoreBuild {
+            id: store.id.clone(),
+            apps: list,
+        });
+    }
+    Ok(BuildReport {
+        stores,
+        scripts_run: ctx.scripts_run.load(Ordering::Relaxed),
+        failures,
+        log: outcome.log,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_apps;
+
+    #[test]
+    fn filter_names_and_exclusions() {
+        let apps: Vec<String> = ["api", "e2e", "web"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let f = |args: &[&str]| {
+            filter_apps(
+                &apps,
+                &args.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(f(&[]).unwrap(), ["api", "e2e", "web"]);
+        assert_eq!(f(&["web"]).unwrap(), ["web"]);
+        assert_eq!(f(&["!e2e"]).unwrap(), ["api", "web"]);
+        assert_eq!(f(&["web", "api", "!api"]).unwrap(), ["web"]);
+        assert!(
+            f(&["nope"])
+                .unwrap_err()
+                .to_string()
+                .contains("base apps: api, e2e, web")
+        );
+    }
+}
