@@ -1,8 +1,10 @@
 //! Integration tests: the strata binary run on monorepos made in temp dirs.
 
+mod build;
 mod changed;
 mod changed_props;
 mod compose;
 mod compose_props;
+mod fixtures;
 mod kill;
 mod util;

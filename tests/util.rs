@@ -341,3 +341,95 @@ impl Repo {
         git(self.path(), &["rev-parse", "HEAD"])
     }
 }
+
+/// A port nothing listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `node server.js` started in `dir` on a free port, stopped on drop.
+pub struct Server {
+    child: std::process::Child,
+    /// Its port.
+    pub port: u16,
+}
+
+impl Server {
+    /// Starts `node server.js` in `dir` with `PORT` set.
+    pub fn start(dir: &Path) -> Server {
+        let port = free_port();
+        let child = Command::new("node")
+            .arg("server.js")
+            .current_dir(dir)
+            .env("PORT", port.to_string())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("node is installed (Debian package: nodejs)");
+        Server { child, port }
+    }
+
+    /// GET `path`; the body, once the server answers (waits up to 10 s).
+    pub fn get(&self, path: &str) -> String {
+        http_get(self.port, path)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body. Retries while nothing listens.
+pub fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match std::net::TcpStream::connect(("127.0.0.1", port)) {
+            Ok(mut stream) => {
+                write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+                let mut response = String::new();
+                stream.read_to_string(&mut response).unwrap();
+                return response
+                    .split_once("\r\n\r\n")
+                    .map(|(_, b)| b.to_string())
+                    .unwrap_or_default();
+            }
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("nothing answers on port {port}: {e}"),
+        }
+    }
+}
+
+/// Copies a folder tree (`cp -a`).
+pub fn copy_tree(from: &Path, to: &Path) {
+    let status = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// The example monorepo of this repository, copied into a temp dir (its
+/// `.out` and `.strata` left behind).
+pub fn example() -> Repo {
+    let repo = Repo::empty();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/multistore");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name != ".out" && name != ".strata" {
+            copy_tree(&entry.path(), &repo.path().join(&name));
+        }
+    }
+    repo
+}

@@ -4,8 +4,9 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::process::{Child, Command};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use std::os::unix::process::CommandExt;
@@ -13,10 +14,32 @@ use std::os::unix::process::CommandExt;
 use rustix::process::{Pid, Signal, kill_process_group};
 
 static GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Whether a SIGINT or SIGTERM arrived: the process is about to exit.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Acquire)
+}
+
+/// Waits for a child started by [`spawn`] and forgets its group. After an
+/// interruption it never returns: the signal handler is stopping every
+/// child and will exit the process, and nothing may be recorded of a
+/// child it killed.
+pub fn wait(child: &mut Child) -> io::Result<ExitStatus> {
+    let status = child.wait();
+    forget(child);
+    while interrupted() {
+        std::thread::park();
+    }
+    status
+}
 
 /// Starts `command` as the leader of a new process group and remembers
 /// the group until [`forget`] is called.
 pub fn spawn(command: &mut Command) -> io::Result<Child> {
+    if interrupted() {
+        return Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted"));
+    }
     command.process_group(0);
     // Hold the lock while spawning, so a signal handled meanwhile either
     // sees the group or runs before it exists.
@@ -80,6 +103,7 @@ pub fn exit_on_signal(on_exit: impl Fn() + Send + 'static) -> io::Result<()> {
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::spawn(move || {
         if signals.forever().next().is_some() {
+            INTERRUPTED.store(true, Ordering::Release);
             stop_all(Duration::from_secs(5));
             on_exit();
             std::process::exit(130);

@@ -92,6 +92,9 @@ pub struct BuildContext {
     keys: Mutex<HashMap<ContentHash, Arc<Mutex<Option<String>>>>>,
     /// How many build scripts this run started.
     pub scripts_run: AtomicUsize,
+    /// Start no script after a failure.
+    pub fail_fast: bool,
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl BuildContext {
@@ -107,6 +110,7 @@ impl BuildContext {
         manifests: Tree,
         settings: StrataSettings,
         jobs: usize,
+        fail_fast: bool,
     ) -> Self {
         BuildContext {
             root: root.to_path_buf(),
@@ -120,6 +124,8 @@ impl BuildContext {
             slots: Semaphore::new(jobs),
             keys: Mutex::new(HashMap::new()),
             scripts_run: AtomicUsize::new(0),
+            fail_fast,
+            failed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -430,13 +436,16 @@ fn run(
     let permit = ctx.slots.acquire();
     let started = Instant::now();
     ctx.scripts_run.fetch_add(1, Ordering::Relaxed);
+    if ctx.fail_fast && ctx.failed.load(Ordering::Acquire) {
+        return Err(Error::Cancelled);
+    }
     let mut child = process::spawn(&mut command).map_err(|e| Error::io(&dir, e))?;
-    let status = child.wait();
-    process::forget(&child);
+    let status = process::wait(&mut child);
     drop(permit);
     let status = status.map_err(|e| Error::io(&dir, e))?;
     let seconds = started.elapsed().as_secs_f64();
     if !status.success() {
+        ctx.failed.store(true, Ordering::Release);
         return Err(Error::BuildFailed {
             store: spec.store.clone(),
             app: spec.app.clone(),

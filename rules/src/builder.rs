@@ -145,6 +145,7 @@ pub fn build_context(
         engine.db().tree("builds")?,
         ws.config.strata.clone(),
         options.jobs,
+        options.fail_fast,
     ))
 }
 
@@ -241,7 +242,12 @@ pub fn build_stores(
     };
     let mut outcome = engine.run_with(&graph, run, observe)?;
     let mut failures = Vec::new();
+    let mut cancelled = Vec::new();
     for (id, error) in std::mem::take(&mut outcome.errors) {
+        if matches!(error, Error::Cancelled) {
+            cancelled.push(id);
+            continue;
+        }
         let is_build = id.starts_with("build/") || id.starts_with("deploy/");
         if !is_build {
             // A scan or composition failed: bad input, nothing was built.
@@ -259,6 +265,7 @@ pub fn build_stores(
             let (build, shared_with, seconds) = match outcome.log.status(&bid) {
                 None => ("no-script", None, None),
                 Some(Status::Cached) => ("cached", None, None),
+                Some(Status::Failed) if cancelled.contains(&bid) => ("skipped", None, None),
                 Some(Status::Failed) => ("failed", None, None),
                 Some(Status::Skipped) => ("skipped", None, None),
                 Some(_) => match outcome.value(&bid).as_deref() {

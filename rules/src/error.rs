@@ -132,6 +132,9 @@ pub enum Error {
         /// Its last lines.
         tail: Vec<String>,
     },
+    /// Not started: `--fail-fast` and another build failed.
+    #[error("not started: another build failed and --fail-fast is set")]
+    Cancelled,
     /// `.deploy` cannot be prepared from what the build made.
     #[error("{store}/{app}: {message}")]
     Prepare {
