@@ -13,6 +13,30 @@ pub const APPS: &[(&str, usize)] = &[
 /// Overrides in each store's own folder.
 pub const OVERRIDES_PER_STORE: usize = 20;
 
+/// Build scripts: small, quick stand-ins that lay out their outputs as the
+/// real tools do (a Next.js standalone folder, a middleware `lib/`).
+const BUILD_SCRIPTS: &[(&str, &str)] = &[
+    (
+        "storefront-unified-nextjs",
+        r#"import { mkdirSync, readdirSync, statSync, writeFileSync } from "node:fs";
+let bytes = 0;
+for (const mod of readdirSync("src")) bytes += statSync(`src/${mod}`).size;
+mkdirSync(".next/standalone/.next/server", { recursive: true });
+mkdirSync(".next/static", { recursive: true });
+writeFileSync(".next/standalone/.next/server/page.html", `<p>${bytes}</p>`);
+writeFileSync(".next/static/app.css", "body {}");
+writeFileSync(".next/standalone/server.js", "require('node:http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);");
+"#,
+    ),
+    (
+        "storefront-middleware",
+        r#"import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
+mkdirSync("lib", { recursive: true });
+writeFileSync("lib/index.mjs", `export const modules = ${JSON.stringify(readdirSync("src"))};`);
+"#,
+    ),
+];
+
 fn write(path: &Path, content: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, content).unwrap();
@@ -35,11 +59,23 @@ pub fn monorepo(root: &Path) -> Vec<String> {
         &root.join(".gitignore"),
         b"node_modules/\n.out/\n.strata/\n",
     );
+    write(
+        &root.join("package-lock.json"),
+        b"{\"lockfileVersion\": 3, \"packages\": {}}\n",
+    );
     for (app, files) in APPS {
         let base = root.join("apps").join(app);
+        let scripts = match BUILD_SCRIPTS.iter().find(|(a, _)| a == app) {
+            Some((_, script)) => {
+                write(&base.join("build.mjs"), script.as_bytes());
+                "\"scripts\": { \"build\": \"node build.mjs\" }"
+            }
+            None => "\"scripts\": {}",
+        };
         write(
             &base.join("package.json"),
-            format!("{{\n  \"name\": \"{app}\",\n  \"version\": \"1.0.0\",\n  \"scripts\": {{ \"build\": \"node build.mjs\" }}\n}}\n").as_bytes(),
+            format!("{{\n  \"name\": \"{app}\",\n  \"version\": \"1.0.0\",\n  {scripts}\n}}\n")
+                .as_bytes(),
         );
         write(&base.join(".gitignore"), b".next/\nlib/\n");
         for i in 0..*files {

@@ -55,6 +55,9 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&value)?);
     } else {
         print_report(&report, started.elapsed(), cx.verbose);
+        if cx.verbose > 1 {
+            crate::compose::print_events(&report.log);
+        }
     }
     for failure in &report.failures {
         eprintln!("error: {failure}");

@@ -108,11 +108,16 @@ fn print_report(report: &ComposeReport, elapsed: std::time::Duration, verbose: u
         t.removed
     );
     if verbose > 1 {
-        for event in &report.log.events {
-            eprintln!(
-                "  {:?} {} start {:?} took {:?}",
-                event.status, event.id, event.start, event.duration
-            );
-        }
+        print_events(&report.log);
+    }
+}
+
+/// Every node's status and timing, for `-vv`.
+pub fn print_events(log: &strata_engine::RunLog) {
+    for event in &log.events {
+        eprintln!(
+            "  {:?} {} start {:?} took {:?}",
+            event.status, event.id, event.start, event.duration
+        );
     }
 }

@@ -291,3 +291,50 @@ fn sigint_stops_every_build_process_and_records_nothing() {
     assert_eq!(status(&report, "solo", MW, "build"), "built");
     assert!(repo.builds().len() > before);
 }
+
+#[test]
+fn env_files_are_build_inputs_but_never_cached_or_deployed() {
+    let repo = Repo::buildable();
+    repo.ok(&["store", "compose"]);
+    let secret = "API_TOKEN=hunter2-very-secret";
+    repo.write(
+        ".out/solo/storefront-middleware/.env.local",
+        &format!("{secret}\n"),
+    );
+    let (code, _, stderr) = repo.build_json(&["-s", "solo"]);
+    assert_eq!(code, 0, "{stderr}");
+    let runs = repo.builds().len();
+    // A changed .env file is a changed input: the build runs again.
+    repo.write(
+        ".out/solo/storefront-middleware/.env.local",
+        "API_TOKEN=rotated\n",
+    );
+    let (_, report, _) = repo.build_json(&["-s", "solo"]);
+    assert_eq!(status(&report, "solo", MW, "build"), "built");
+    // The frontend builds on the middleware's outputs, which came out the
+    // same: it is cut off.
+    assert_eq!(repo.builds().len(), runs + 1);
+    assert_eq!(status(&report, "solo", FE, "build"), "cached");
+    // Neither the cache nor .deploy holds the file or its value.
+    let grep = std::process::Command::new("grep")
+        .args([
+            "-rl",
+            "hunter2",
+            ".strata",
+            ".out/solo/storefront-middleware/.deploy",
+        ])
+        .current_dir(repo.path())
+        .output()
+        .unwrap();
+    assert!(
+        grep.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&grep.stdout)
+    );
+    assert!(
+        !repo
+            .path()
+            .join(".out/solo/storefront-middleware/.deploy/.env.local")
+            .exists()
+    );
+}

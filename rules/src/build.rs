@@ -415,9 +415,11 @@ fn run(
     if let Some(prior) = prior {
         remove_outputs(&dir, &prior.outputs, &HashSet::new());
     }
-    let before = ignored_files(&dir)?;
     let log_path = dir.join(".strata-build.log");
     let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    // The new log's change time is the build's start on the file system's
+    // own clock: what the build makes or touches is changed at or after it.
+    let start_ns = Fingerprint::of(&log.metadata().map_err(|e| Error::io(&log_path, e))?).ctime_ns;
     let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
     let mut path = std::ffi::OsString::from(ctx.root.join("node_modules/.bin"));
     if let Some(existing) = std::env::var_os("PATH") {
@@ -464,7 +466,7 @@ fn run(
     let made: Vec<String> = if named.is_empty() {
         ignored_files(&dir)?
             .into_iter()
-            .filter(|(path, fp)| before.get(path) != Some(fp))
+            .filter(|(_, fp)| fp.ctime_ns >= start_ns)
             .map(|(path, _)| path)
             .collect()
     } else {

@@ -21,7 +21,7 @@ use crate::sources::{Content, SourceCache};
 
 /// Names at the top of an app's output folder that belong to the tools
 /// (builds, `.deploy` preparation, installs) and are never removed, ignored
-/// by git or not.
+/// by git or not; `.env*` files there are left alone too.
 pub const TOOL_OWNED: &[&str] = &[".deploy", ".strata-build.log", "node_modules"];
 
 /// What is recorded of a materialized app folder: every file written, with
@@ -534,7 +534,9 @@ fn remove_strays(
             removed += usize::from(remove(&entry.path())?);
             continue;
         };
-        if dir.is_empty() && TOOL_OWNED.contains(&name.as_str()) {
+        // Tools' folders, and `.env*` files someone put beside the app (a
+        // CI's secrets): not ours to remove.
+        if dir.is_empty() && (TOOL_OWNED.contains(&name.as_str()) || name.starts_with(".env")) {
             continue;
         }
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
