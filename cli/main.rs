@@ -73,7 +73,11 @@ impl Setup {
 
     /// The engine, with its database in the state folder.
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        Ok(Engine::open(&self.state_dir.join("db"))?)
+        let engine = Engine::open(&self.state_dir.join("db"))?;
+        if let Some(note) = engine.db().recovered() {
+            eprintln!("warning: {note}");
+        }
+        Ok(engine)
     }
 }
 

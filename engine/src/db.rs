@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 pub struct Db {
     db: sled::Db,
     path: PathBuf,
+    recovered: Option<String>,
 }
 
 /// One named tree of the database.
@@ -20,19 +21,48 @@ pub struct Tree {
 }
 
 impl Db {
-    /// Opens (or creates) the database in the folder `path`.
+    /// Opens (or creates) the database in the folder `path`. A database
+    /// that a crash left unreadable is set aside (as `<path>.corrupt`) and
+    /// started afresh: it only ever saves time. [`Db::recovered`] says so.
     pub fn open(path: &Path) -> Result<Db> {
+        Self::open_with(path, &|| {
+            sled::Config::new()
+                .path(path)
+                .cache_capacity(64 << 20)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+        })
+    }
+
+    fn open_with(path: &Path, open: &dyn Fn() -> sled::Result<sled::Db>) -> Result<Db> {
         std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(64 << 20)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|e| db_error(path, e))?;
+        let (db, recovered) = match open() {
+            Ok(db) => (db, None),
+            Err(e @ sled::Error::Corruption { .. }) => {
+                let aside = path.with_extension("corrupt");
+                let _ = std::fs::remove_dir_all(&aside);
+                std::fs::rename(path, &aside).map_err(|e| Error::io(path, e))?;
+                std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
+                let db = open().map_err(|e| db_error(path, e))?;
+                let note = format!(
+                    "the state database {} was unreadable ({e}); it was moved to {} and started afresh (this costs time, not correctness)",
+                    path.display(),
+                    aside.display()
+                );
+                (db, Some(note))
+            }
+            Err(e) => return Err(db_error(path, e)),
+        };
         Ok(Db {
             db,
             path: path.to_path_buf(),
+            recovered,
         })
+    }
+
+    /// When the database had to be started afresh, why.
+    pub fn recovered(&self) -> Option<&str> {
+        self.recovered.as_deref()
     }
 
     /// The tree called `name`, created on first use.
@@ -105,5 +135,38 @@ fn db_error(path: &Path, e: sled::Error) -> Error {
     Error::Db {
         path: path.to_path_buf(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_database_is_set_aside_and_started_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let db = Db::open(&path).unwrap();
+            db.tree("t").unwrap().insert(b"k", b"v").unwrap();
+            db.flush().unwrap();
+            assert!(db.recovered().is_none());
+        }
+        // sled reports what a crash mid-write left as corruption (seen after
+        // SIGKILL); the first open here fails that way.
+        let calls = std::sync::atomic::AtomicUsize::new(0);
+        let open = || {
+            if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                return Err(sled::Error::Corruption { at: None, bt: () });
+            }
+            sled::Config::new().path(&path).open()
+        };
+        let db = Db::open_with(&path, &open).unwrap();
+        assert!(
+            db.recovered()
+                .is_some_and(|note| note.contains("started afresh"))
+        );
+        assert_eq!(db.tree("t").unwrap().get(b"k").unwrap(), None);
+        assert!(path.with_extension("corrupt").join("db").exists());
     }
 }
