@@ -7,4 +7,5 @@ mod compose;
 mod compose_props;
 mod fixtures;
 mod kill;
+mod nextjs;
 mod util;
