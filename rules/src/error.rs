@@ -145,6 +145,12 @@ pub enum Error {
         /// What is missing and how to fix it.
         message: String,
     },
+    /// An image could not be built or read.
+    #[error("{message}")]
+    Image {
+        /// What went wrong, with the path or reference.
+        message: String,
+    },
     /// A git reference does not resolve.
     #[error("{message}")]
     GitRef {

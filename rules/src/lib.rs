@@ -14,6 +14,7 @@ mod explain;
 mod listing;
 mod materialize;
 mod nodes;
+pub mod oci;
 mod prepare;
 mod snapshot;
 mod sources;

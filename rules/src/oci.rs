@@ -1,0 +1,5 @@
+//! OCI images: layers, the image layout on disk, image configs and
+//! manifests, base images, registries.
+
+pub mod layer;
+pub mod layout;
