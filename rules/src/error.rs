@@ -145,6 +145,12 @@ pub enum Error {
         /// What is missing and how to fix it.
         message: String,
     },
+    /// A registry refused or failed a request.
+    #[error("{message}")]
+    Registry {
+        /// What was asked, of which host, and the answer.
+        message: String,
+    },
     /// An image could not be built or read.
     #[error("{message}")]
     Image {

@@ -1,5 +1,9 @@
 //! OCI images: layers, the image layout on disk, image configs and
 //! manifests, base images, registries.
 
+pub mod auth;
+pub mod image;
 pub mod layer;
 pub mod layout;
+pub mod reference;
+pub mod registry;

@@ -124,15 +124,20 @@ pub fn write_tar(files: &[LayerFile], mtime: u64, out: impl Write) -> Result<()>
                     header.set_mode(0o777);
                     header.set_size(0);
                     let target = f.link_target.as_deref().unwrap_or(Path::new(""));
-                    builder.append_link(&mut header, &f.path, target).map_err(io)?;
+                    builder
+                        .append_link(&mut header, &f.path, target)
+                        .map_err(io)?;
                 }
                 EntryKind::File { executable } => {
-                    let file = std::fs::File::open(&f.source).map_err(|e| Error::io(&f.source, e))?;
+                    let file =
+                        std::fs::File::open(&f.source).map_err(|e| Error::io(&f.source, e))?;
                     let len = file.metadata().map_err(|e| Error::io(&f.source, e))?.len();
                     header.set_entry_type(tar::EntryType::Regular);
                     header.set_mode(if executable { 0o755 } else { 0o644 });
                     header.set_size(len);
-                    builder.append_data(&mut header, &f.path, file).map_err(io)?;
+                    builder
+                        .append_data(&mut header, &f.path, file)
+                        .map_err(io)?;
                 }
             },
         }
@@ -173,7 +178,10 @@ impl<W: Write> ParallelGzip<W> {
                 let mut gz = flate2::GzBuilder::new()
                     .mtime(0)
                     .operating_system(255)
-                    .write(Vec::with_capacity(block.len() / 2), flate2::Compression::new(level));
+                    .write(
+                        Vec::with_capacity(block.len() / 2),
+                        flate2::Compression::new(level),
+                    );
                 gz.write_all(&block)?;
                 gz.finish()
             })
@@ -220,7 +228,12 @@ impl<W: Write> Write for ParallelGzip<W> {
 pub const GZIP_LEVEL: u32 = 4;
 
 /// Builds the layer of `files` into the layout: tar, compress, hash.
-pub fn build_layer(layout: &Layout, files: &[LayerFile], mtime: u64, compression: Compression) -> Result<LayerBlob> {
+pub fn build_layer(
+    layout: &Layout,
+    files: &[LayerFile],
+    mtime: u64,
+    compression: Compression,
+) -> Result<LayerBlob> {
     let tmp = layout.temp_blob();
     let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
     let result = (|| {
@@ -312,7 +325,10 @@ mod tests {
             let h = entry.header();
             assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0));
             assert_eq!(h.mtime().unwrap(), 1_700_000_000);
-            seen.push((entry.path().unwrap().to_string_lossy().into_owned(), h.mode().unwrap()));
+            seen.push((
+                entry.path().unwrap().to_string_lossy().into_owned(),
+                h.mode().unwrap(),
+            ));
         }
         let want: Vec<(String, u32)> = [
             ("var/", 0o755),
@@ -342,7 +358,9 @@ mod tests {
         // one tar whose sha256 is the diff_id.
         let blob = std::fs::read(layout.blob_path(&one.digest)).unwrap();
         let mut tar = Vec::new();
-        flate2::read::MultiGzDecoder::new(&blob[..]).read_to_end(&mut tar).unwrap();
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut tar)
+            .unwrap();
         assert_eq!(super::super::layout::sha256_digest(&tar), one.diff_id);
         assert!(one.size < 3 << 20);
         let z = build_layer(&layout, &files, 7, Compression::Zstd).unwrap();

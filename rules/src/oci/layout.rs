@@ -49,7 +49,11 @@ impl Layout {
         }
         let index = dir.join("index.json");
         if !index.exists() {
-            write_atomic(&index, &canonical_json(&json!({"schemaVersion": 2, "manifests": []})), false)?;
+            write_atomic(
+                &index,
+                &canonical_json(&json!({"schemaVersion": 2, "manifests": []})),
+                false,
+            )?;
         }
         Ok(Layout {
             dir: dir.to_path_buf(),
@@ -70,7 +74,8 @@ impl Layout {
 
     /// Whether the blob is present (with the right size, when given).
     pub fn has_blob(&self, digest: &str, size: Option<u64>) -> bool {
-        std::fs::metadata(self.blob_path(digest)).is_ok_and(|m| m.is_file() && size.is_none_or(|s| s == m.len()))
+        std::fs::metadata(self.blob_path(digest))
+            .is_ok_and(|m| m.is_file() && size.is_none_or(|s| s == m.len()))
     }
 
     /// Stores bytes as a blob.
@@ -108,7 +113,10 @@ impl Layout {
             .map_err(|e| Error::io(&path, e))?;
         if sha256_digest(&bytes) != digest {
             return Err(Error::Image {
-                message: format!("blob {} is corrupt: its content does not match its digest", path.display()),
+                message: format!(
+                    "blob {} is corrupt: its content does not match its digest",
+                    path.display()
+                ),
             });
         }
         Ok(bytes)
@@ -116,11 +124,18 @@ impl Layout {
 
     /// Points the name `reference` at a manifest in `index.json`
     /// (replacing what it named before).
-    pub fn tag(&self, reference: &str, manifest: &Descriptor, platform: Option<&Value>) -> Result<()> {
+    pub fn tag(
+        &self,
+        reference: &str,
+        manifest: &Descriptor,
+        platform: Option<&Value>,
+    ) -> Result<()> {
         let _guard = self.index.lock().unwrap();
         let path = self.dir.join("index.json");
         let mut index = self.index_json()?;
-        let manifests = index["manifests"].as_array_mut().expect("an index has manifests");
+        let manifests = index["manifests"]
+            .as_array_mut()
+            .expect("an index has manifests");
         manifests.retain(|m| m["annotations"][REF_NAME] != reference);
         let mut entry = json!({
             "mediaType": manifest.media_type,
@@ -132,7 +147,11 @@ impl Layout {
             entry["platform"] = p.clone();
         }
         manifests.push(entry);
-        manifests.sort_by(|a, b| a["annotations"][REF_NAME].as_str().cmp(&b["annotations"][REF_NAME].as_str()));
+        manifests.sort_by(|a, b| {
+            a["annotations"][REF_NAME]
+                .as_str()
+                .cmp(&b["annotations"][REF_NAME].as_str())
+        });
         Ok(write_atomic(&path, &canonical_json(&index), false)?)
     }
 
@@ -142,7 +161,10 @@ impl Layout {
         let index = self.index_json()?;
         let manifests = index["manifests"].as_array().cloned().unwrap_or_default();
         let found: Vec<&Value> = match reference {
-            Some(r) => manifests.iter().filter(|m| m["annotations"][REF_NAME] == r).collect(),
+            Some(r) => manifests
+                .iter()
+                .filter(|m| m["annotations"][REF_NAME] == r)
+                .collect(),
             None => manifests.iter().collect(),
         };
         match found.as_slice() {
@@ -152,12 +174,17 @@ impl Layout {
             [] => Err(Error::Image {
                 message: format!(
                     "no image {} in the OCI layout {}",
-                    reference.map(|r| format!("named {r:?}")).unwrap_or_default(),
+                    reference
+                        .map(|r| format!("named {r:?}"))
+                        .unwrap_or_default(),
                     self.dir.display()
                 ),
             }),
             _ => Err(Error::Image {
-                message: format!("the OCI layout {} holds several images: name one (oci-layout:PATH:REF)", self.dir.display()),
+                message: format!(
+                    "the OCI layout {} holds several images: name one (oci-layout:PATH:REF)",
+                    self.dir.display()
+                ),
             }),
         }
     }
@@ -179,7 +206,11 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
             Value::Object(map) => {
                 let mut keys: Vec<&String> = map.keys().collect();
                 keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sort(&map[k]))).collect())
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sort(&map[k])))
+                        .collect(),
+                )
             }
             Value::Array(items) => Value::Array(items.iter().map(sort).collect()),
             other => other.clone(),
@@ -207,7 +238,11 @@ impl<W: Write> HashingWriter<W> {
 
     /// The inner writer, the `sha256:…` digest and the byte count.
     pub fn finish(self) -> (W, String, u64) {
-        (self.inner, format!("sha256:{:x}", self.hasher.finalize()), self.written)
+        (
+            self.inner,
+            format!("sha256:{:x}", self.hasher.finalize()),
+            self.written,
+        )
     }
 }
 
@@ -241,13 +276,20 @@ mod tests {
     fn tags_replace_and_resolve() {
         let dir = tempfile::tempdir().unwrap();
         let layout = Layout::open(dir.path()).unwrap();
-        let one = layout.put_bytes("application/vnd.oci.image.manifest.v1+json", b"{}").unwrap();
-        let two = layout.put_bytes("application/vnd.oci.image.manifest.v1+json", b"{\"x\":1}").unwrap();
+        let one = layout
+            .put_bytes("application/vnd.oci.image.manifest.v1+json", b"{}")
+            .unwrap();
+        let two = layout
+            .put_bytes("application/vnd.oci.image.manifest.v1+json", b"{\"x\":1}")
+            .unwrap();
         layout.tag("app:1", &one, None).unwrap();
         layout.tag("app:1", &two, None).unwrap();
         layout.tag("other:2", &one, None).unwrap();
         assert_eq!(layout.resolve(Some("app:1")).unwrap().digest, two.digest);
-        assert!(layout.resolve(None).is_err(), "two images: a name is needed");
+        assert!(
+            layout.resolve(None).is_err(),
+            "two images: a name is needed"
+        );
         assert!(layout.resolve(Some("nope")).is_err());
         assert_eq!(layout.read_blob(&one.digest).unwrap(), b"{}");
     }

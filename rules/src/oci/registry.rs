@@ -1,0 +1,584 @@
+//! A client of the OCI distribution API: blobs (HEAD, GET, cross-repository
+//! mount, monolithic and chunked uploads that resume after a dropped
+//! connection), manifests (GET, PUT), with authentication and retries.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION, RANGE, WWW_AUTHENTICATE,
+};
+
+use super::auth::{Challenge, Credentials, challenge};
+use super::layout::HashingWriter;
+use crate::error::{Error, Result};
+
+/// Blobs up to this size go up in one request; larger ones in chunks.
+pub const MONOLITHIC_LIMIT: u64 = 8 << 20;
+/// The size of an upload chunk.
+pub const CHUNK: u64 = 16 << 20;
+const ATTEMPTS: u32 = 5;
+
+/// Media types a manifest GET accepts.
+pub const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// How to reach a registry.
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Plain HTTP (for a loopback registry without TLS).
+    pub insecure: bool,
+    /// Who to be.
+    pub credentials: Option<Credentials>,
+    /// Extra CA certificates (PEM), as `SSL_CERT_FILE` names.
+    pub ca_file: Option<PathBuf>,
+    /// How long to wait for a connection or an answer.
+    pub timeout: Option<Duration>,
+}
+
+/// One registry host.
+pub struct Registry {
+    host: String,
+    base: String,
+    http: Client,
+    credentials: Option<Credentials>,
+    challenge: Mutex<Option<Challenge>>,
+    tokens: Mutex<HashMap<String, String>>,
+    uploaded: AtomicU64,
+}
+
+/// The result of asking for a cross-repository mount.
+pub enum Mount {
+    /// The blob is now in the repository.
+    Mounted,
+    /// The registry did not mount it and opened an upload instead.
+    Upload(String),
+}
+
+fn transient(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+impl Registry {
+    /// A client of `host` (`host[:port]`).
+    pub fn new(host: &str, options: ClientOptions) -> Result<Registry> {
+        // Requests are bounded: one chunk or one small blob at a time.
+        let mut builder = Client::builder()
+            .connect_timeout(options.timeout.unwrap_or(Duration::from_secs(15)))
+            .timeout(options.timeout.unwrap_or(Duration::from_secs(300)))
+            .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &options.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| Error::Image {
+                message: format!("{}: not a PEM certificate bundle: {e}", ca.display()),
+            })?;
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| Error::Image {
+            message: format!("making an HTTP client: {e}"),
+        })?;
+        let scheme = if options.insecure { "http" } else { "https" };
+        Ok(Registry {
+            host: host.to_string(),
+            base: format!("{scheme}://{host}"),
+            http,
+            credentials: options.credentials,
+            challenge: Mutex::new(None),
+            tokens: Mutex::new(HashMap::new()),
+            uploaded: AtomicU64::new(0),
+        })
+    }
+
+    /// The host.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// Bytes of blobs sent so far.
+    pub fn uploaded(&self) -> u64 {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    fn url(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_string()
+        } else {
+            format!("{}{path}", self.base)
+        }
+    }
+
+    fn error(&self, what: &str, url: &str, response: Response) -> Error {
+        let status = response.status();
+        let body = response.text().unwrap_or_default();
+        let detail = serde_json::from_str::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| {
+                let e = v.get("errors")?.get(0)?.clone();
+                Some(format!(
+                    "{} {}",
+                    e.get("code").and_then(|c| c.as_str()).unwrap_or(""),
+                    e.get("message").and_then(|c| c.as_str()).unwrap_or("")
+                ))
+            })
+            .unwrap_or_else(|| body.chars().take(200).collect());
+        Error::Registry {
+            message: format!(
+                "{what}: {} answered {status}: {}",
+                strip_query(url),
+                detail.trim()
+            ),
+        }
+    }
+
+    fn auth_header(&self, scope: &str) -> Option<String> {
+        match &*self.challenge.lock().unwrap() {
+            Some(Challenge::Basic) => self.credentials.as_ref().map(Credentials::basic),
+            Some(Challenge::Bearer { .. }) => self
+                .tokens
+                .lock()
+                .unwrap()
+                .get(scope)
+                .map(|t| format!("Bearer {t}")),
+            None => None,
+        }
+    }
+
+    /// Gets a token for `scope` from the realm the registry named.
+    fn fetch_token(&self, scope: &str, realm: &str, service: Option<&str>) -> Result<()> {
+        let mut request = self.http.get(realm);
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = service {
+            query.push(("service", s));
+        }
+        for part in scope.split(' ') {
+            query.push(("scope", part));
+        }
+        request = request.query(&query);
+        if let Some(c) = &self.credentials {
+            request = request.header(AUTHORIZATION, c.basic());
+        }
+        let response = request.send().map_err(|e| Error::Registry {
+            message: format!("getting a token from {realm}: {}", without_url(&e)),
+        })?;
+        if !response.status().is_success() {
+            return Err(self.error("getting a token", realm, response));
+        }
+        let body: serde_json::Value = response.json().map_err(|e| Error::Registry {
+            message: format!("token from {realm}: {e}"),
+        })?;
+        let token = body
+            .get("token")
+            .or_else(|| body.get("access_token"))
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| Error::Registry {
+                message: format!("the token server {realm} answered without a token"),
+            })?;
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(scope.to_string(), token.to_string());
+        Ok(())
+    }
+
+    /// Sends a request built by `make` (called again for each attempt),
+    /// authenticating as the registry asks and retrying server errors and
+    /// dropped connections with backoff.
+    fn send(&self, scope: &str, what: &str, make: &dyn Fn() -> RequestBuilder) -> Result<Response> {
+        let mut authenticated_once = false;
+        let mut attempt = 0;
+        loop {
+            let mut request = make();
+            if let Some(h) = self.auth_header(scope) {
+                request = request.header(AUTHORIZATION, h);
+            }
+            match request.send() {
+                Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
+                    let header = response
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|h| h.to_str().ok())
+                        .map(str::to_string);
+                    if authenticated_once {
+                        let hint = if self.credentials.is_some() {
+                            "the credentials were refused"
+                        } else {
+                            "it needs credentials (--username/--password, CLI_CLOUD_USERNAME/CLI_CLOUD_PASSWORD, or ~/.docker/config.json)"
+                        };
+                        return Err(Error::Registry {
+                            message: format!(
+                                "{what}: {} answered 401 Unauthorized: {hint}",
+                                self.host
+                            ),
+                        });
+                    }
+                    authenticated_once = true;
+                    match header.as_deref().and_then(challenge) {
+                        Some(Challenge::Basic) => {
+                            if self.credentials.is_none() {
+                                return Err(Error::Registry {
+                                    message: format!(
+                                        "{what}: {} requires credentials (--username/--password, CLI_CLOUD_USERNAME/CLI_CLOUD_PASSWORD, or ~/.docker/config.json)",
+                                        self.host
+                                    ),
+                                });
+                            }
+                            *self.challenge.lock().unwrap() = Some(Challenge::Basic);
+                        }
+                        Some(Challenge::Bearer { realm, service }) => {
+                            // A token may have expired: get a fresh one.
+                            self.fetch_token(scope, &realm, service.as_deref())?;
+                            *self.challenge.lock().unwrap() =
+                                Some(Challenge::Bearer { realm, service });
+                        }
+                        None => return Err(self.error(what, &self.host, response)),
+                    }
+                }
+                Ok(response) if transient(response.status()) && attempt + 1 < ATTEMPTS => {
+                    attempt += 1;
+                    backoff(attempt);
+                }
+                Ok(response) => return Ok(response),
+                Err(e)
+                    if attempt + 1 < ATTEMPTS
+                        && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()) =>
+                {
+                    attempt += 1;
+                    backoff(attempt);
+                }
+                Err(e) => {
+                    return Err(Error::Registry {
+                        message: format!(
+                            "{what}: {} is unreachable: {}",
+                            self.host,
+                            without_url(&e)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Whether the repository has the blob.
+    pub fn has_blob(&self, repo: &str, digest: &str) -> Result<bool> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let response = self.send(&pull(repo), "checking a blob", &|| self.http.head(&url))?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self.error("checking a blob", &url, response)),
+        }
+    }
+
+    /// Asks the registry to mount a blob from another repository of its own.
+    pub fn mount(&self, repo: &str, digest: &str, from: &str) -> Result<Mount> {
+        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let scope = format!("{} {}", push(repo), pull(from));
+        let response = self.send(&scope, "mounting a blob", &|| {
+            self.http
+                .post(&url)
+                .query(&[("mount", digest), ("from", from)])
+                .header(CONTENT_LENGTH, 0)
+        })?;
+        match response.status() {
+            StatusCode::CREATED => Ok(Mount::Mounted),
+            StatusCode::ACCEPTED => Ok(Mount::Upload(self.location(&response)?)),
+            _ => Err(self.error("mounting a blob", &url, response)),
+        }
+    }
+
+    fn location(&self, response: &Response) -> Result<String> {
+        let location = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| Error::Registry {
+                message: format!("{} answered an upload without a Location", self.host),
+            })?;
+        Ok(self.url(location))
+    }
+
+    fn start_upload(&self, repo: &str) -> Result<String> {
+        let url = self.url(&format!("/v2/{repo}/blobs/uploads/"));
+        let response = self.send(&push(repo), "starting an upload", &|| {
+            self.http.post(&url).header(CONTENT_LENGTH, 0)
+        })?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self.error("starting an upload", &url, response));
+        }
+        self.location(&response)
+    }
+
+    /// Uploads the file at `path` as blob `digest` of `size` bytes; `session`
+    /// is an upload already open (from a mount that did not happen).
+    pub fn push_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        path: &Path,
+        session: Option<String>,
+    ) -> Result<()> {
+        let mut location = match session {
+            Some(s) => s,
+            None => self.start_upload(repo)?,
+        };
+        if size <= MONOLITHIC_LIMIT {
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let url = with_digest(&location, digest);
+            let response = self.send(&push(repo), "uploading a blob", &|| {
+                self.http
+                    .put(&url)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, bytes.len())
+                    .body(bytes.clone())
+            })?;
+            if response.status() != StatusCode::CREATED {
+                return Err(self.error("uploading a blob", &url, response));
+            }
+            self.uploaded.fetch_add(size, Ordering::Relaxed);
+            return Ok(());
+        }
+        let mut offset = 0u64;
+        let mut failures = 0;
+        while offset < size {
+            let end = (offset + CHUNK).min(size);
+            let mut chunk = vec![0u8; (end - offset) as usize];
+            let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            file.seek(SeekFrom::Start(offset))
+                .and_then(|_| file.read_exact(&mut chunk))
+                .map_err(|e| Error::io(path, e))?;
+            let request = self
+                .http
+                .patch(&location)
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header(CONTENT_RANGE, format!("{offset}-{}", end - 1))
+                .header(CONTENT_LENGTH, chunk.len())
+                .body(chunk);
+            let request = match self.auth_header(&push(repo)) {
+                Some(h) => request.header(AUTHORIZATION, h),
+                None => request,
+            };
+            let sent = request.send();
+            match sent {
+                Ok(r) if r.status() == StatusCode::ACCEPTED => {
+                    location = self.location(&r)?;
+                    self.uploaded.fetch_add(end - offset, Ordering::Relaxed);
+                    offset = end;
+                    failures = 0;
+                }
+                other => {
+                    // A dropped connection or a server error: ask where the
+                    // upload stands and go on from there.
+                    failures += 1;
+                    if failures >= ATTEMPTS {
+                        return match other {
+                            Ok(r) => Err(self.error("uploading a chunk", &location, r)),
+                            Err(e) => Err(Error::Registry {
+                                message: format!(
+                                    "uploading a chunk to {}: {}",
+                                    self.host,
+                                    without_url(&e)
+                                ),
+                            }),
+                        };
+                    }
+                    backoff(failures);
+                    match self.upload_offset(repo, &location)? {
+                        Some((next, at)) => {
+                            offset = next;
+                            location = at;
+                        }
+                        None => {
+                            location = self.start_upload(repo)?;
+                            offset = 0;
+                        }
+                    }
+                }
+            }
+        }
+        let url = with_digest(&location, digest);
+        let response = self.send(&push(repo), "finishing an upload", &|| {
+            self.http.put(&url).header(CONTENT_LENGTH, 0)
+        })?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.error("finishing an upload", &url, response));
+        }
+        Ok(())
+    }
+
+    /// Where an upload stands: the next offset and the session's location,
+    /// or `None` when the session is gone.
+    fn upload_offset(&self, repo: &str, location: &str) -> Result<Option<(u64, String)>> {
+        let response = self.send(&push(repo), "checking an upload", &|| {
+            self.http.get(location)
+        })?;
+        match response.status() {
+            StatusCode::NO_CONTENT | StatusCode::ACCEPTED => {
+                let next = response
+                    .headers()
+                    .get(RANGE)
+                    .and_then(|r| r.to_str().ok())
+                    .and_then(|r| r.rsplit('-').next())
+                    .and_then(|end| end.parse::<u64>().ok())
+                    .map_or(0, |end| end + 1);
+                let at = self
+                    .location(&response)
+                    .unwrap_or_else(|_| location.to_string());
+                Ok(Some((next, at)))
+            }
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(self.error("checking an upload", location, response)),
+        }
+    }
+
+    /// Downloads blob `digest` into `dest` (atomically), checking its digest.
+    pub fn get_blob(&self, repo: &str, digest: &str, dest: &Path) -> Result<u64> {
+        let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
+        let mut response = self.send(&pull(repo), "downloading a blob", &|| self.http.get(&url))?;
+        if !response.status().is_success() {
+            return Err(self.error("downloading a blob", &url, response));
+        }
+        let tmp = strata_engine::TempName::beside(dest);
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut writer = HashingWriter::new(std::io::BufWriter::new(file));
+        let copied = std::io::copy(&mut response, &mut writer);
+        let (mut inner, got, size) = writer.finish();
+        let flushed = inner.flush();
+        if let Err(e) = copied.and(flushed) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::Registry {
+                message: format!("downloading {digest} from {}: {e}", self.host),
+            });
+        }
+        if got != digest {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Error::Registry {
+                message: format!(
+                    "{} sent a blob whose digest is {got}, not {digest}",
+                    self.host
+                ),
+            });
+        }
+        std::fs::rename(&tmp, dest).map_err(|e| Error::io(dest, e))?;
+        Ok(size)
+    }
+
+    /// A manifest (or index) and its media type.
+    pub fn get_manifest(&self, repo: &str, reference: &str) -> Result<(Vec<u8>, String)> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let response = self.send(&pull(repo), "reading a manifest", &|| {
+            self.http
+                .get(&url)
+                .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "))
+        })?;
+        if !response.status().is_success() {
+            return Err(self.error(&format!("reading {repo}:{reference}"), &url, response));
+        }
+        let media_type = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let bytes = response.bytes().map_err(|e| Error::Registry {
+            message: format!("reading {repo}:{reference} from {}: {e}", self.host),
+        })?;
+        Ok((bytes.to_vec(), media_type))
+    }
+
+    /// Whether the repository has the manifest `digest`.
+    pub fn has_manifest(&self, repo: &str, digest: &str) -> Result<bool> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{digest}"));
+        let response = self.send(&pull(repo), "checking a manifest", &|| {
+            self.http
+                .head(&url)
+                .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "))
+        })?;
+        Ok(response.status().is_success())
+    }
+
+    /// Puts a manifest under `reference` (a tag or its digest).
+    pub fn put_manifest(
+        &self,
+        repo: &str,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let response = self.send(&push(repo), "putting a manifest", &|| {
+            self.http
+                .put(&url)
+                .header(CONTENT_TYPE, media_type)
+                .body(bytes.to_vec())
+        })?;
+        if !response.status().is_success() {
+            return Err(self.error(&format!("tagging {repo}:{reference}"), &url, response));
+        }
+        Ok(())
+    }
+}
+
+fn pull(repo: &str) -> String {
+    format!("repository:{repo}:pull")
+}
+
+fn push(repo: &str) -> String {
+    format!("repository:{repo}:pull,push")
+}
+
+fn backoff(attempt: u32) {
+    std::thread::sleep(Duration::from_millis(100 * 2u64.pow(attempt.min(6))));
+}
+
+fn with_digest(location: &str, digest: &str) -> String {
+    let sep = if location.contains('?') { '&' } else { '?' };
+    format!("{location}{sep}digest={}", digest.replace(':', "%3A"))
+}
+
+fn strip_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
+/// An HTTP error's message without the URL (which may carry upload state).
+fn without_url(e: &reqwest::Error) -> String {
+    let mut text = e.without_url_ref().to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let mut text = self.to_string();
+        if let Some(url) = self.url() {
+            text = text.replace(url.as_str(), strip_query(url.as_str()));
+        }
+        text
+    }
+}
