@@ -45,6 +45,83 @@ pub enum StoreCommand {
     Explain(ExplainArgs),
     /// List the deployable stores a git range affects, and why.
     Changed(ChangedArgs),
+    /// Compose, build, make images, push them and trigger the deployments.
+    Deploy(DeployArgs),
+}
+
+/// Layer compression.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum CompressionArg {
+    /// gzip, in parallel (every runtime reads it).
+    Gzip,
+    /// zstd.
+    Zstd,
+}
+
+/// `strata store deploy`
+#[derive(Args, Debug)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// The registry: [http[s]://]host[:port][/prefix]. Default: the config's
+    /// "strata.registry", else the local OCI layout in .strata/oci.
+    #[arg(long, env = "CLI_DOCKER_REGISTRY_URL", value_name = "URL")]
+    pub registry: Option<String>,
+
+    /// The registry user.
+    #[arg(long, env = "CLI_CLOUD_USERNAME", value_name = "USER")]
+    pub username: Option<String>,
+
+    /// The registry password (prefer the environment variable).
+    #[arg(long, env = "CLI_CLOUD_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    pub password: Option<String>,
+
+    /// Plain HTTP to the registry (and to base registries on loopback addresses).
+    #[arg(long)]
+    pub insecure_registry: bool,
+
+    /// The base image (default: the store's deployment.baseImage, the config's
+    /// strata.baseImage, else docker.io/library/node:24-alpine). Also
+    /// `scratch` and `oci-layout:PATH[:REF]`.
+    #[arg(long, value_name = "REF")]
+    pub base_image: Option<String>,
+
+    /// The platform of base images.
+    #[arg(long, default_value = "linux/amd64", value_name = "OS/ARCH")]
+    pub platform: String,
+
+    /// Resolve base image tags again instead of using the recorded digest.
+    #[arg(long)]
+    pub pull: bool,
+
+    /// Layer compression.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compression: CompressionArg,
+
+    /// Deploy uncommitted changes, tagged <sha>-dirty.
+    #[arg(long)]
+    pub allow_dirty: bool,
+
+    /// The console's deployment endpoint (default: record .out/<store>/deployment.json).
+    #[arg(long, env = "CLI_CONSOLE_URL", value_name = "URL")]
+    pub console_url: Option<String>,
+
+    /// Push and trigger even when the images equal the last deployment's.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print the plan (each store's stages: run or cached, and why); change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Build processes at once (default: the number of cores).
+    #[arg(short = 'j', long, value_name = "N")]
+    pub jobs: Option<usize>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `strata store changed`

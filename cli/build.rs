@@ -21,6 +21,7 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         jobs: args.jobs.unwrap_or(cores).max(1),
         fail_fast: args.fail_fast,
         cas_dir: cx.state_dir.join("cas"),
+        dry_run: false,
     };
     strata_engine::process::exit_on_signal(|| {
         eprintln!("interrupted: every build process was stopped; nothing was recorded")

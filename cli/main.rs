@@ -5,6 +5,7 @@
 mod args;
 mod build;
 mod compose;
+mod deploy;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,12 +18,41 @@ use strata_rules::Workspace;
 use args::{Cli, Command, GraphFormat, StoreCommand};
 
 fn main() -> ExitCode {
+    load_dotenv();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+/// Credentials and URLs from a `.env` file at the root (or the current
+/// folder), for the variables the environment does not set already. Only
+/// strata's own variables are read: the rest of the file is the apps'.
+fn load_dotenv() {
+    const KEYS: &[&str] = &[
+        "CLI_CLOUD_USERNAME",
+        "CLI_CLOUD_PASSWORD",
+        "CLI_DOCKER_REGISTRY_URL",
+        "CLI_CONSOLE_URL",
+    ];
+    let args: Vec<String> = std::env::args().collect();
+    let root = args
+        .iter()
+        .position(|a| a == "--root")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--root=").map(str::to_string)))
+        .unwrap_or_else(|| ".".into());
+    let Ok(entries) = dotenvy::from_path_iter(PathBuf::from(root).join(".env")) else {
+        return;
+    };
+    for (key, value) in entries.flatten() {
+        if KEYS.contains(&key.as_str()) && std::env::var_os(&key).is_none() {
+            // SAFETY: set before any thread is started.
+            unsafe { std::env::set_var(key, value) };
         }
     }
 }
@@ -119,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Store(StoreCommand::Changed(_)) => unreachable!("handled above"),
+        Command::Store(StoreCommand::Deploy(args)) => deploy::run(&cx, args),
     }
 }
 

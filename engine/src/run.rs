@@ -48,6 +48,9 @@ pub enum Status {
     Failed,
     /// Not run because a dependency failed.
     Skipped,
+    /// A dry run: it would be computed (its key changed, its recorded
+    /// output no longer holds, or an input would be computed first).
+    Planned,
 }
 
 impl Status {
@@ -141,6 +144,9 @@ pub struct RunOptions {
     /// The number of threads (default: rayon's global pool, one per core).
     /// Nodes that wait on child processes want more than the cores.
     pub threads: Option<usize>,
+    /// Compute nothing but volatile nodes (which only read), record
+    /// nothing, and report what would run as [`Status::Planned`].
+    pub dry_run: bool,
 }
 
 impl RunOptions {
@@ -149,6 +155,7 @@ impl RunOptions {
         RunOptions {
             on_failure,
             threads: None,
+            dry_run: false,
         }
     }
 }
@@ -212,6 +219,7 @@ struct Slot<V> {
     output: OnceLock<ContentHash>,
     value: OnceLock<Arc<V>>,
     failed: OnceLock<()>,
+    planned: OnceLock<()>,
 }
 
 /// A node's access to its inputs while it computes.
@@ -246,6 +254,7 @@ struct Running<'a, N: Node> {
     engine: &'a Engine,
     graph: &'a Graph<N>,
     slots: Vec<Slot<N::Value>>,
+    dry_run: bool,
 }
 
 impl<'a, N: Node> Running<'a, N> {
@@ -287,6 +296,14 @@ impl<'a, N: Node> Running<'a, N> {
     fn step(&self, index: NodeIndex) -> (Status, Option<N::Error>) {
         let node = self.graph.node(index);
         let slot = &self.slots[index.index()];
+        if self
+            .graph
+            .predecessors(index)
+            .any(|p| self.slots[p.index()].planned.get().is_some())
+        {
+            let _ = slot.planned.set(());
+            return (Status::Planned, None);
+        }
         let blocked = self
             .graph
             .predecessors(index)
@@ -330,6 +347,10 @@ impl<'a, N: Node> Running<'a, N> {
                 }
             }
         }
+        if self.dry_run && !node.volatile() {
+            let _ = slot.planned.set(());
+            return Ok(Status::Planned);
+        }
         if prior.is_none() && node.persist() && record.is_some() && !node.volatile() {
             prior = self.engine.load::<N>(node.id())?.map(Arc::new);
         }
@@ -344,7 +365,7 @@ impl<'a, N: Node> Running<'a, N> {
             Some(r) if r.output == output => Status::Unchanged,
             _ => Status::Changed,
         };
-        if status != Status::Checked {
+        if status != Status::Checked && !self.dry_run {
             if node.persist() {
                 self.engine.store::<N>(node.id(), &value)?;
             }
@@ -411,8 +432,10 @@ impl Engine {
                     output: OnceLock::new(),
                     value: OnceLock::new(),
                     failed: OnceLock::new(),
+                    planned: OnceLock::new(),
                 })
                 .collect(),
+            dry_run: options.dry_run,
         };
         let schedule = Schedule {
             running: &running,
@@ -720,6 +743,31 @@ mod tests {
         let outcome = engine.run(&g, OnFailure::Stop).unwrap();
         assert_eq!(outcome.log.status("later"), Some(Status::Skipped));
         assert_eq!(outcome.log.events.len(), 2);
+    }
+
+    #[test]
+    fn a_dry_run_plans_and_records_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::from([
+            ("a".to_string(), 11),
+            ("b".to_string(), 25),
+        ])));
+        let g = graph(&world);
+        engine.run(&g, OnFailure::Stop).unwrap();
+        world.write().unwrap().insert("b".into(), 31);
+        let dry = RunOptions {
+            dry_run: true,
+            ..RunOptions::new(OnFailure::Stop)
+        };
+        for _ in 0..2 {
+            let plan = engine.run_with(&g, dry, &|_| {}).unwrap();
+            assert_eq!(plan.log.status("tens-b"), Some(Status::Planned));
+            assert_eq!(plan.log.status("sum"), Some(Status::Planned));
+            assert_eq!(plan.log.status("tens-a"), Some(Status::Cached));
+        }
+        let real = engine.run(&g, OnFailure::Stop).unwrap();
+        real.log.assert_recomputed("", &["b", "sum", "tens-b"]);
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub fail_fast: bool,
     /// Where the content-addressed store is.
     pub cas_dir: std::path::PathBuf,
+    /// Plan only: run nothing, record nothing.
+    pub dry_run: bool,
 }
 
 /// What happened to one app.
@@ -42,7 +44,8 @@ pub struct AppBuild {
     pub app: String,
     /// `built`, `cached` (in place), `restored` (from the cache), `shared`
     /// (another store's identical build), `failed`, `skipped` (a
-    /// dependency failed), `no-script`.
+    /// dependency failed), `no-script`, or `planned` (a dry run: it would
+    /// run).
     pub build: &'static str,
     /// The store/app whose identical build this one reused.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -239,6 +242,7 @@ pub fn build_stores(
         // Build nodes mostly wait on child processes: leave room for them
         // beside the compositions.
         threads: Some(options.jobs.max(cores) + 2),
+        dry_run: options.dry_run,
     };
     let mut outcome = engine.run_with(&graph, run, observe)?;
     let mut failures = Vec::new();
@@ -265,6 +269,7 @@ pub fn build_stores(
             let (build, shared_with, seconds) = match outcome.log.status(&bid) {
                 None => ("no-script", None, None),
                 Some(Status::Cached) => ("cached", None, None),
+                Some(Status::Planned) => ("planned", None, None),
                 Some(Status::Failed) if cancelled.contains(&bid) => ("skipped", None, None),
                 Some(Status::Failed) => ("failed", None, None),
                 Some(Status::Skipped) => ("skipped", None, None),

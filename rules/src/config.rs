@@ -71,6 +71,12 @@ pub struct StrataSettings {
     /// Per-app settings.
     #[serde(default)]
     pub apps: BTreeMap<String, AppSettings>,
+    /// The registry images are pushed to (`--registry` and
+    /// `CLI_DOCKER_REGISTRY_URL` come first).
+    pub registry: Option<String>,
+    /// The repository of an app's image in the registry, with `{projectName}`,
+    /// `{store}`, `{app}` and `{cloudRegion}` (default `{projectName}/{app}`).
+    pub repository: Option<String>,
 }
 
 /// Settings of one app.

@@ -9,6 +9,8 @@ mod changed;
 mod compose;
 mod composer;
 mod config;
+mod deployer;
+mod deployment;
 mod error;
 mod explain;
 mod listing;
@@ -16,6 +18,7 @@ mod materialize;
 mod nodes;
 pub mod oci;
 mod prepare;
+mod revision;
 mod snapshot;
 mod sources;
 mod store_id;
@@ -33,6 +36,8 @@ pub use compose::{
 };
 pub use composer::{AppReport, ComposeReport, StoreReport, compose, compose_graph};
 pub use config::{CONFIG_FILE, Config, Deployment, StoreSettings, StrataSettings};
+pub use deployer::{AppImage, DeployOptions, DeployReport, StoreDeploy, deploy};
+pub use deployment::{DeploymentRequest, record, trigger};
 pub use error::{Error, Result};
 pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerShare, explain};
 pub use listing::Listing;
@@ -42,6 +47,7 @@ pub use nodes::{
     scan_id,
 };
 pub use prepare::{AppKind, DEPLOY, MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP, deployed_apps};
+pub use revision::{Revision, revision};
 pub use snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot};
 pub use store_id::invalid_reason;
 pub use toolchain::PackageManager;

@@ -1,0 +1,124 @@
+//! `strata store deploy`: the whole pipeline, a live view on a terminal,
+//! and a summary table.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use strata_rules::oci::auth::Credentials;
+use strata_rules::oci::layer::Compression;
+use strata_rules::{BuildOptions, DeployOptions, DeployReport};
+
+use crate::Setup;
+use crate::args::{CompressionArg, DeployArgs};
+
+pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
+    let engine = cx.engine()?;
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let credentials = match (&args.username, &args.password) {
+        (Some(u), Some(p)) => Some(Credentials {
+            username: u.clone(),
+            password: p.clone(),
+        }),
+        (Some(_), None) | (None, Some(_)) => {
+            anyhow::bail!(strata_rules::Error::UnknownStore {
+                message: "give both a user name and a password (--username/--password or CLI_CLOUD_USERNAME/CLI_CLOUD_PASSWORD)".into()
+            })
+        }
+        (None, None) => None,
+    };
+    let options = DeployOptions {
+        build: BuildOptions {
+            stores: Setup::ids(&args.selection),
+            filter: Vec::new(),
+            jobs: args.jobs.unwrap_or(cores).max(1),
+            fail_fast: false,
+            cas_dir: cx.state_dir.join("cas"),
+            dry_run: args.dry_run,
+        },
+        registry: args.registry.clone().or_else(|| cx.workspace.config.strata.registry.clone()),
+        credentials,
+        insecure: args.insecure_registry,
+        ca_file: std::env::var_os("SSL_CERT_FILE").map(Into::into),
+        base_image: args.base_image.clone(),
+        platform: args.platform.clone(),
+        compression: match args.compression {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Zstd => Compression::Zstd,
+        },
+        allow_dirty: args.allow_dirty,
+        console_url: args.console_url.clone(),
+        force: args.force,
+        pull: args.pull,
+        state_dir: cx.state_dir.clone(),
+    };
+    strata_engine::process::exit_on_signal(|| eprintln!("interrupted: every build process was stopped"))?;
+    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
+        let bar = ProgressBar::new_spinner();
+        bar.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"));
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        bar
+    });
+    let started = Instant::now();
+    let report = strata_rules::deploy(&cx.workspace, &engine, &options, &|event| {
+        if let Some(bar) = &bar {
+            bar.set_message(format!("{} {:?}", event.id, event.status));
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_report(&report, started.elapsed(), args.dry_run);
+    }
+    let failed = !report.failures.is_empty() || !report.build.failures.is_empty();
+    for failure in report.build.failures.iter().chain(&report.failures) {
+        eprintln!("error: {failure}");
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bool) {
+    let stages = ["compose", "build", "prepare", "image", "push", "trigger"];
+    if dry_run {
+        println!("plan for {} (tag {}):", report.target, report.tag);
+    }
+    let width = report.stores.iter().map(|s| s.id.len()).max().unwrap_or(5).max(5);
+    print!("{:<width$}", "STORE");
+    for s in stages {
+        print!("  {s:<8}");
+    }
+    println!("  {:>10}  {:>7}", "UPLOADED", "TIME");
+    for store in &report.stores {
+        print!("{:<width$}", store.id);
+        for s in stages {
+            print!("  {:<8}", store.stages.get(s).map(String::as_str).unwrap_or("-"));
+        }
+        println!("  {:>10}  {:>6.1}s", bytes(store.bytes_uploaded), store.seconds);
+        for image in &store.images {
+            println!("{:width$}  {} {} ({})", "", image.app, image.image, &image.digest[..19]);
+        }
+        if let Some(m) = &store.message {
+            println!("{:width$}  {m}", "");
+        }
+    }
+    println!(
+        "{} {} stores to {} in {:.1}s",
+        if dry_run { "planned" } else { "deployed" },
+        report.stores.len(),
+        report.target,
+        elapsed.as_secs_f64()
+    );
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        0 => "0".into(),
+        n if n < 1 << 20 => format!("{:.1} KB", n as f64 / 1024.0),
+        n => format!("{:.1} MB", n as f64 / (1 << 20) as f64),
+    }
+}

@@ -1,0 +1,80 @@
+//! The commit an image is tagged with: HEAD's SHA and time (or
+//! `SOURCE_DATE_EPOCH`), whether the working tree has uncommitted changes
+//! that would make the tag lie, and the repository's URL.
+
+use std::path::Path;
+
+use git2::{Repository, StatusOptions};
+
+use crate::config::CONFIG_FILE;
+use crate::error::{Error, Result};
+use crate::workspace::APPS;
+
+/// HEAD, as images record it.
+#[derive(Clone, Debug)]
+pub struct Revision {
+    /// The full SHA.
+    pub sha: String,
+    /// Seconds since the epoch: the commit time, or `SOURCE_DATE_EPOCH`.
+    pub epoch: u64,
+    /// Uncommitted changes under `apps/` or to the config (at most a few).
+    pub dirty: Vec<String>,
+    /// The URL of the `origin` remote, if any.
+    pub source: Option<String>,
+}
+
+/// HEAD of the repository holding `root`.
+pub fn revision(root: &Path) -> Result<Revision> {
+    let git = |what: &str, e: git2::Error| Error::GitRef {
+        message: format!("{what}: {}", e.message()),
+    };
+    let repo = Repository::discover(root).map_err(|e| Error::GitRef {
+        message: format!(
+            "{} is not in a git repository ({}); images are tagged with the commit SHA, so deploy from a git checkout",
+            root.display(),
+            e.message()
+        ),
+    })?;
+    let head = repo
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| git("the repository has no commit to tag images with", e))?;
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| Error::GitRef {
+            message: format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"),
+        })?,
+        Err(_) => head.time().seconds().max(0) as u64,
+    };
+    let workdir = repo.workdir().unwrap_or(root);
+    let prefix = root
+        .canonicalize()
+        .ok()
+        .and_then(|r| workdir.canonicalize().ok().and_then(|w| r.strip_prefix(&w).ok().map(|p| p.to_path_buf())))
+        .unwrap_or_default();
+    let prefix = prefix.to_string_lossy();
+    let join = |p: &str| if prefix.is_empty() { p.to_string() } else { format!("{prefix}/{p}") };
+    let mut options = StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false)
+        .pathspec(join(APPS))
+        .pathspec(join(CONFIG_FILE));
+    let statuses = repo.statuses(Some(&mut options)).map_err(|e| git("reading the working tree's status", e))?;
+    let dirty: Vec<String> = statuses
+        .iter()
+        .filter_map(|s| s.path().map(str::to_string))
+        .take(5)
+        .collect();
+    let source = repo
+        .find_remote("origin")
+        .ok()
+        .and_then(|r| r.url().map(str::to_string))
+        .filter(|u| !u.starts_with('/') && !u.starts_with("file:"));
+    Ok(Revision {
+        sha: head.id().to_string(),
+        epoch,
+        dirty,
+        source,
+    })
+}
