@@ -90,13 +90,13 @@ fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bo
     let width = report.stores.iter().map(|s| s.id.len()).max().unwrap_or(5).max(5);
     print!("{:<width$}", "STORE");
     for s in stages {
-        print!("  {s:<8}");
+        print!("  {s:<9}");
     }
     println!("  {:>10}  {:>7}", "UPLOADED", "TIME");
     for store in &report.stores {
         print!("{:<width$}", store.id);
         for s in stages {
-            print!("  {:<8}", store.stages.get(s).map(String::as_str).unwrap_or("-"));
+            print!("  {:<9}", store.stages.get(s).map(String::as_str).unwrap_or("-"));
         }
         println!("  {:>10}  {:>6.1}s", bytes(store.bytes_uploaded), store.seconds);
         for image in &store.images {

@@ -246,6 +246,7 @@ impl Context<'_> {
             if self.target.is_none() {
                 self.tag_locally(store, &built)?;
             }
+            stages.insert("image", "cached".into());
             stages.insert("push", "unchanged".into());
             stages.insert("trigger", "unchanged".into());
             return Ok((images, 0, Some("unchanged since the last deployment: not pushed or triggered again".into())));
