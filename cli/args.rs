@@ -74,7 +74,12 @@ pub struct DeployArgs {
     pub username: Option<String>,
 
     /// The registry password (prefer the environment variable).
-    #[arg(long, env = "CLI_CLOUD_PASSWORD", hide_env_values = true, value_name = "PASSWORD")]
+    #[arg(
+        long,
+        env = "CLI_CLOUD_PASSWORD",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
     pub password: Option<String>,
 
     /// Plain HTTP to the registry (and to base registries on loopback addresses).

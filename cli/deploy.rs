@@ -15,7 +15,9 @@ use crate::args::{CompressionArg, DeployArgs};
 
 pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let engine = cx.engine()?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let credentials = match (&args.username, &args.password) {
         (Some(u), Some(p)) => Some(Credentials {
             username: u.clone(),
@@ -37,7 +39,10 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             cas_dir: cx.state_dir.join("cas"),
             dry_run: args.dry_run,
         },
-        registry: args.registry.clone().or_else(|| cx.workspace.config.strata.registry.clone()),
+        registry: args
+            .registry
+            .clone()
+            .or_else(|| cx.workspace.config.strata.registry.clone()),
         credentials,
         insecure: args.insecure_registry,
         ca_file: std::env::var_os("SSL_CERT_FILE").map(Into::into),
@@ -53,10 +58,14 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
         pull: args.pull,
         state_dir: cx.state_dir.clone(),
     };
-    strata_engine::process::exit_on_signal(|| eprintln!("interrupted: every build process was stopped"))?;
+    strata_engine::process::exit_on_signal(|| {
+        eprintln!("interrupted: every build process was stopped")
+    })?;
     let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
         let bar = ProgressBar::new_spinner();
-        bar.set_style(ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"));
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"),
+        );
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     });
@@ -79,7 +88,11 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     for failure in report.build.failures.iter().chain(&report.failures) {
         eprintln!("error: {failure}");
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bool) {
@@ -87,7 +100,13 @@ fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bo
     if dry_run {
         println!("plan for {} (tag {}):", report.target, report.tag);
     }
-    let width = report.stores.iter().map(|s| s.id.len()).max().unwrap_or(5).max(5);
+    let width = report
+        .stores
+        .iter()
+        .map(|s| s.id.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     print!("{:<width$}", "STORE");
     for s in stages {
         print!("  {s:<9}");
@@ -96,11 +115,24 @@ fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bo
     for store in &report.stores {
         print!("{:<width$}", store.id);
         for s in stages {
-            print!("  {:<9}", store.stages.get(s).map(String::as_str).unwrap_or("-"));
+            print!(
+                "  {:<9}",
+                store.stages.get(s).map(String::as_str).unwrap_or("-")
+            );
         }
-        println!("  {:>10}  {:>6.1}s", bytes(store.bytes_uploaded), store.seconds);
+        println!(
+            "  {:>10}  {:>6.1}s",
+            bytes(store.bytes_uploaded),
+            store.seconds
+        );
         for image in &store.images {
-            println!("{:width$}  {} {} ({})", "", image.app, image.image, &image.digest[..19]);
+            println!(
+                "{:width$}  {} {} ({})",
+                "",
+                image.app,
+                image.image,
+                &image.digest[..19]
+            );
         }
         if let Some(m) = &store.message {
             println!("{:width$}  {m}", "");

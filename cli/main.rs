@@ -44,7 +44,10 @@ fn load_dotenv() {
         .iter()
         .position(|a| a == "--root")
         .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| args.iter().find_map(|a| a.strip_prefix("--root=").map(str::to_string)))
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--root=").map(str::to_string))
+        })
         .unwrap_or_else(|| ".".into());
     let Ok(entries) = dotenvy::from_path_iter(PathBuf::from(root).join(".env")) else {
         return;

@@ -20,15 +20,21 @@ pub enum FileState {
 
 /// A monorepo in a temp dir.
 pub struct Repo {
-    dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    root: PathBuf,
 }
 
 impl Repo {
     /// An empty folder.
     pub fn empty() -> Repo {
-        Repo {
-            dir: tempfile::tempdir().unwrap(),
-        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        Repo { _dir: dir, root }
+    }
+
+    /// The monorepo at `root`, inside `holder` (kept until the repo drops).
+    pub fn at(root: PathBuf, holder: tempfile::TempDir) -> Repo {
+        Repo { _dir: holder, root }
     }
 
     /// A small multistore monorepo: three base apps, a template brand with
@@ -68,7 +74,7 @@ impl Repo {
 
     /// The root.
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     /// Writes a file, creating its folders.

@@ -296,9 +296,12 @@ impl<'a, N: Node> Running<'a, N> {
     fn step(&self, index: NodeIndex) -> (Status, Option<N::Error>) {
         let node = self.graph.node(index);
         let slot = &self.slots[index.index()];
+        // A planned input would change this node's key; an order-only
+        // predecessor (a barrier) would not.
         if self
             .graph
-            .predecessors(index)
+            .inputs(index)
+            .iter()
             .any(|p| self.slots[p.index()].planned.get().is_some())
         {
             let _ = slot.planned.set(());

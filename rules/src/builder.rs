@@ -287,6 +287,7 @@ pub fn build_stores(
                 .contains(app)
                 .then(|| match outcome.log.status(&did) {
                     Some(Status::Cached) => "cached",
+                    Some(Status::Planned) => "planned",
                     Some(Status::Failed) => "failed",
                     Some(Status::Skipped) | None => "skipped",
                     Some(_) => match outcome.value(&did).as_deref() {

@@ -121,8 +121,16 @@ fn parse_registry(url: &str) -> (String, String, bool) {
 
 fn repository(ws: &Workspace, store: &str, app: &str, prefix: &str) -> String {
     let settings = ws.config.stores.get(store).cloned().unwrap_or_default();
-    let template = ws.config.strata.repository.as_deref().unwrap_or("{projectName}/{app}");
-    let project = settings.deployment.project_name.unwrap_or_else(|| store.to_string());
+    let template = ws
+        .config
+        .strata
+        .repository
+        .as_deref()
+        .unwrap_or("{projectName}/{app}");
+    let project = settings
+        .deployment
+        .project_name
+        .unwrap_or_else(|| store.to_string());
     let region = settings.deployment.cloud_region.unwrap_or_default();
     let repo = template
         .replace("{projectName}", &project)
@@ -156,9 +164,16 @@ impl Context<'_> {
         if let Some(found) = bases.get(name) {
             return found.clone().map_err(|message| Error::Image { message });
         }
-        let resolved = resolve_base(name, &self.options.platform, &self.layout, &self.bases_cache, &self.registries, self.options.pull)
-            .map(Arc::new)
-            .map_err(|e| e.to_string());
+        let resolved = resolve_base(
+            name,
+            &self.options.platform,
+            &self.layout,
+            &self.bases_cache,
+            &self.registries,
+            self.options.pull,
+        )
+        .map(Arc::new)
+        .map_err(|e| e.to_string());
         bases.insert(name.to_string(), resolved.clone());
         resolved.map_err(|message| Error::Image { message })
     }
@@ -167,18 +182,30 @@ impl Context<'_> {
         self.options
             .base_image
             .clone()
-            .or_else(|| self.ws.config.stores.get(store).and_then(|s| s.deployment.base_image.clone()))
+            .or_else(|| {
+                self.ws
+                    .config
+                    .stores
+                    .get(store)
+                    .and_then(|s| s.deployment.base_image.clone())
+            })
             .or_else(|| self.ws.config.strata.base_image.clone())
             .unwrap_or_else(|| DEFAULT_BASE.to_string())
     }
 
     /// Builds, publishes and triggers one store.
-    fn deploy_store(&self, store: &str, stages: &mut BTreeMap<&'static str, String>) -> Result<(Vec<AppImage>, u64, Option<String>)> {
+    fn deploy_store(
+        &self,
+        store: &str,
+        stages: &mut BTreeMap<&'static str, String>,
+    ) -> Result<(Vec<AppImage>, u64, Option<String>)> {
         let apps = deployed_apps(self.ws, store);
         let base = self.base(&self.base_name(store))?;
         let mut built: Vec<(String, BuiltImage)> = Vec::new();
         for app in &apps {
-            let Some(StoreValue::Out(files)) = self.engine.load::<StoreNode>(&deploy_id(store, app))? else {
+            let Some(StoreValue::Out(files)) =
+                self.engine.load::<StoreNode>(&deploy_id(store, app))?
+            else {
                 return Err(Error::Image {
                     message: format!("{store}/{app}: no .deploy folder was prepared"),
                 });
@@ -204,11 +231,21 @@ impl Context<'_> {
         }
         stages.insert("image", "run".into());
 
-        let settings = self.ws.config.stores.get(store).cloned().unwrap_or_default();
+        let settings = self
+            .ws
+            .config
+            .stores
+            .get(store)
+            .cloned()
+            .unwrap_or_default();
         let mut images = Vec::new();
         let mut request = DeploymentRequest {
             store: store.to_string(),
-            project_name: settings.deployment.project_name.clone().unwrap_or_else(|| store.to_string()),
+            project_name: settings
+                .deployment
+                .project_name
+                .clone()
+                .unwrap_or_else(|| store.to_string()),
             cloud_region: settings.deployment.cloud_region.clone(),
             framework: settings.deployment.framework.clone(),
             commit: self.sha.clone(),
@@ -218,7 +255,10 @@ impl Context<'_> {
             let (name, pinned) = match &self.target {
                 Some((host, prefix)) => {
                     let repo = repository(self.ws, store, app, prefix);
-                    (format!("{host}/{repo}:{}", self.tag), format!("{host}/{repo}@{}", image.manifest.digest))
+                    (
+                        format!("{host}/{repo}:{}", self.tag),
+                        format!("{host}/{repo}@{}", image.manifest.digest),
+                    )
                 }
                 None => {
                     let reference = format!("{store}-{app}:{}", self.tag);
@@ -249,7 +289,11 @@ impl Context<'_> {
             stages.insert("image", "cached".into());
             stages.insert("push", "unchanged".into());
             stages.insert("trigger", "unchanged".into());
-            return Ok((images, 0, Some("unchanged since the last deployment: not pushed or triggered again".into())));
+            return Ok((
+                images,
+                0,
+                Some("unchanged since the last deployment: not pushed or triggered again".into()),
+            ));
         }
 
         let mut bytes = 0;
@@ -258,7 +302,15 @@ impl Context<'_> {
                 let registry = self.registries.get(host)?;
                 for (app, image) in &built {
                     let repo = repository(self.ws, store, app, prefix);
-                    let stats = push_image(&registry, &self.layout, &self.homes, &base, image, &repo, &self.tag)?;
+                    let stats = push_image(
+                        &registry,
+                        &self.layout,
+                        &self.homes,
+                        &base,
+                        image,
+                        &repo,
+                        &self.tag,
+                    )?;
                     bytes += stats.bytes;
                 }
             }
@@ -277,8 +329,10 @@ impl Context<'_> {
             }
         };
         stages.insert("trigger", "run".into());
-        self.deployments
-            .insert(store.as_bytes(), &serde_json::to_vec(&request).expect("a request serializes"))?;
+        self.deployments.insert(
+            store.as_bytes(),
+            &serde_json::to_vec(&request).expect("a request serializes"),
+        )?;
         Ok((images, bytes, message))
     }
 
@@ -287,7 +341,8 @@ impl Context<'_> {
             let reference = format!("{store}-{app}:{}", self.tag);
             let current = self.layout.resolve(Some(&reference)).ok();
             if current.map(|d| d.digest) != Some(image.manifest.digest.clone()) {
-                self.layout.tag(&reference, &image.manifest, Some(&image.platform))?;
+                self.layout
+                    .tag(&reference, &image.manifest, Some(&image.platform))?;
             }
         }
         Ok(())
@@ -295,13 +350,16 @@ impl Context<'_> {
 }
 
 fn stage_of(statuses: &[&str]) -> String {
-    if statuses.iter().any(|s| *s == "failed") {
+    if statuses.contains(&"failed") {
         "failed"
-    } else if statuses.iter().any(|s| *s == "skipped") {
+    } else if statuses.contains(&"skipped") {
         "skipped"
-    } else if statuses.iter().any(|s| *s == "planned") {
+    } else if statuses.contains(&"planned") {
         "planned"
-    } else if statuses.iter().all(|s| matches!(*s, "cached" | "no-script" | "checked")) {
+    } else if statuses
+        .iter()
+        .all(|s| matches!(*s, "cached" | "no-script" | "checked"))
+    {
         "cached"
     } else {
         "run"
@@ -457,7 +515,10 @@ pub fn deploy(
                 }
                 Err(e) => {
                     for stage in ["image", "push", "trigger"] {
-                        result.stages.entry(stage).or_insert_with(|| "failed".into());
+                        result
+                            .stages
+                            .entry(stage)
+                            .or_insert_with(|| "failed".into());
                     }
                     result.message = Some(e.to_string());
                     (result, Some(e))
@@ -493,8 +554,17 @@ mod tests {
 
     #[test]
     fn registry_urls() {
-        assert_eq!(parse_registry("http://127.0.0.1:5000"), ("127.0.0.1:5000".into(), "".into(), true));
-        assert_eq!(parse_registry("https://r.example.com/team/"), ("r.example.com".into(), "team/".into(), false));
-        assert_eq!(parse_registry("r.example.com:443"), ("r.example.com:443".into(), "".into(), false));
+        assert_eq!(
+            parse_registry("http://127.0.0.1:5000"),
+            ("127.0.0.1:5000".into(), "".into(), true)
+        );
+        assert_eq!(
+            parse_registry("https://r.example.com/team/"),
+            ("r.example.com".into(), "team/".into(), false)
+        );
+        assert_eq!(
+            parse_registry("r.example.com:443"),
+            ("r.example.com:443".into(), "".into(), false)
+        );
     }
 }

@@ -41,7 +41,11 @@ impl DeploymentRequest {
 }
 
 /// Sends the request to the console at `url`; returns what it answered.
-pub fn trigger(url: &str, credentials: Option<&Credentials>, request: &DeploymentRequest) -> Result<String> {
+pub fn trigger(
+    url: &str,
+    credentials: Option<&Credentials>,
+    request: &DeploymentRequest,
+) -> Result<String> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -70,7 +74,11 @@ pub fn trigger(url: &str, credentials: Option<&Credentials>, request: &Deploymen
                 let text = response.text().unwrap_or_default();
                 let message = serde_json::from_str::<serde_json::Value>(&text)
                     .ok()
-                    .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_string))
+                    .and_then(|v| {
+                        v.get("message")
+                            .and_then(|m| m.as_str())
+                            .map(str::to_string)
+                    })
                     .unwrap_or(text);
                 return Err(Error::Registry {
                     message: format!(

@@ -80,7 +80,11 @@ pub struct Counts {
 
 /// Whether the folder still holds what `record` says: one `stat` per file
 /// and folder, in parallel, each relative to its open folder.
-pub fn still_valid(out_dir: &Path, record: &OutRecord) -> bool {
+///
+/// A folder whose listing changed is read: entries that git ignores or
+/// that tools own (a build's `.next/`) do not make the record stale, unless
+/// `strays` says nothing but the composition may be there.
+pub fn still_valid(root: &Path, out_dir: &Path, record: &OutRecord, strays: Strays) -> bool {
     let mut by_dir: HashMap<&str, Vec<&OutFile>> = HashMap::with_capacity(record.dirs.len());
     for f in &record.files {
         let dir = f.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -101,7 +105,11 @@ pub fn still_valid(out_dir: &Path, record: &OutRecord) -> bool {
         let Ok(own) = handle.fingerprint() else {
             return false;
         };
-        if own.mtime_ns != d.mtime_ns || own.ino != d.ino {
+        if own.ino != d.ino {
+            return false;
+        }
+        if own.mtime_ns != d.mtime_ns && !only_ignored_added(root, out_dir, record, &d.path, strays)
+        {
             return false;
         }
         by_dir.get(d.path.as_str()).is_none_or(|files| {
@@ -111,6 +119,56 @@ pub fn still_valid(out_dir: &Path, record: &OutRecord) -> bool {
             })
         })
     })
+}
+
+/// Whether every entry of folder `dir` that `record` does not know is one
+/// that materialization would leave alone.
+fn only_ignored_added(
+    root: &Path,
+    out_dir: &Path,
+    record: &OutRecord,
+    dir: &str,
+    strays: Strays,
+) -> bool {
+    if strays == Strays::RemoveAll {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(join(out_dir, dir)) else {
+        return false;
+    };
+    let mut ignore: Option<OutIgnore> = None;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if dir.is_empty() {
+            name.clone()
+        } else {
+            format!("{dir}/{name}")
+        };
+        let known = record
+            .files
+            .binary_search_by(|f| f.path.as_str().cmp(&rel))
+            .is_ok()
+            || record
+                .dirs
+                .binary_search_by(|d| d.path.as_str().cmp(&rel))
+                .is_ok();
+        if known
+            || (dir.is_empty() && (TOOL_OWNED.contains(&name.as_str()) || name.starts_with(".env")))
+        {
+            continue;
+        }
+        if TempName::is_temp(&name) {
+            return false;
+        }
+        let ignore = ignore.get_or_insert_with(|| {
+            OutIgnore::new(root, out_dir, record.files.iter().map(|f| f.path.as_str()))
+        });
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if !ignore.is_ignored(&rel, is_dir) {
+            return false;
+        }
+    }
+    true
 }
 
 /// What a materialization does with files it did not write.
@@ -255,7 +313,11 @@ fn update(
         .collect();
     if !changed_dirs.is_empty() {
         let ignore = match strays {
-            Strays::KeepIgnored => Some(OutIgnore::new(root, out_dir, composition)),
+            Strays::KeepIgnored => Some(OutIgnore::new(
+                root,
+                out_dir,
+                composition.entries.iter().map(|e| e.path.as_str()),
+            )),
             Strays::RemoveAll => None,
         };
         for dir in changed_dirs {
@@ -555,14 +617,16 @@ struct OutIgnore {
 }
 
 impl OutIgnore {
-    fn new(root: &Path, out_dir: &Path, composition: &Composition) -> OutIgnore {
+    /// The rules of the `.gitignore` files among `paths` (relative to the
+    /// app's output folder) and of the repository's root.
+    fn new<'p>(root: &Path, out_dir: &Path, paths: impl Iterator<Item = &'p str>) -> OutIgnore {
         let mut rules = Vec::new();
-        for e in &composition.entries {
-            let name = e.path.rsplit('/').next().unwrap_or(&e.path);
+        for path in paths {
+            let name = path.rsplit('/').next().unwrap_or(path);
             if name == ".gitignore" {
-                let dir = e.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                 let mut builder = GitignoreBuilder::new(join(out_dir, dir));
-                builder.add(join(out_dir, &e.path));
+                builder.add(join(out_dir, path));
                 if let Ok(gi) = builder.build() {
                     rules.push((dir.to_string(), gi));
                 }

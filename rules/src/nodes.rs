@@ -217,9 +217,12 @@ impl Node for StoreNode {
 
     fn still_valid(&self, prior: &StoreValue) -> Result<bool> {
         match (self, prior) {
-            (StoreNode::Materialize { root, out, .. }, StoreValue::Out(record)) => {
-                Ok(still_valid(&root.join(out), record))
-            }
+            (StoreNode::Materialize { root, out, .. }, StoreValue::Out(record)) => Ok(still_valid(
+                root,
+                &root.join(out),
+                record,
+                Strays::KeepIgnored,
+            )),
             (StoreNode::Build { spec, ctx, .. }, StoreValue::Build(record)) => {
                 Ok(outputs_valid(&ctx.root, spec, record))
             }
@@ -228,7 +231,12 @@ impl Node for StoreNode {
                     store, app, ctx, ..
                 },
                 StoreValue::Out(record),
-            ) => Ok(still_valid(&deploy_dir(&ctx.root, store, app), record)),
+            ) => Ok(still_valid(
+                &ctx.root,
+                &deploy_dir(&ctx.root, store, app),
+                record,
+                Strays::RemoveAll,
+            )),
             _ => Ok(false),
         }
     }

@@ -49,10 +49,21 @@ pub fn revision(root: &Path) -> Result<Revision> {
     let prefix = root
         .canonicalize()
         .ok()
-        .and_then(|r| workdir.canonicalize().ok().and_then(|w| r.strip_prefix(&w).ok().map(|p| p.to_path_buf())))
+        .and_then(|r| {
+            workdir
+                .canonicalize()
+                .ok()
+                .and_then(|w| r.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
+        })
         .unwrap_or_default();
     let prefix = prefix.to_string_lossy();
-    let join = |p: &str| if prefix.is_empty() { p.to_string() } else { format!("{prefix}/{p}") };
+    let join = |p: &str| {
+        if prefix.is_empty() {
+            p.to_string()
+        } else {
+            format!("{prefix}/{p}")
+        }
+    };
     let mut options = StatusOptions::new();
     options
         .include_untracked(true)
@@ -60,7 +71,9 @@ pub fn revision(root: &Path) -> Result<Revision> {
         .include_ignored(false)
         .pathspec(join(APPS))
         .pathspec(join(CONFIG_FILE));
-    let statuses = repo.statuses(Some(&mut options)).map_err(|e| git("reading the working tree's status", e))?;
+    let statuses = repo
+        .statuses(Some(&mut options))
+        .map_err(|e| git("reading the working tree's status", e))?;
     let dirty: Vec<String> = statuses
         .iter()
         .filter_map(|s| s.path().map(str::to_string))

@@ -32,7 +32,12 @@ impl Registries {
     /// Clients for a run whose target registry is `target` (with its
     /// credentials). `insecure` makes the target, and registries on a
     /// loopback address, plain HTTP.
-    pub fn new(target: Option<String>, target_credentials: Option<Credentials>, insecure: bool, ca_file: Option<PathBuf>) -> Self {
+    pub fn new(
+        target: Option<String>,
+        target_credentials: Option<Credentials>,
+        insecure: bool,
+        ca_file: Option<PathBuf>,
+    ) -> Self {
         Registries {
             target,
             target_credentials,
@@ -49,9 +54,12 @@ impl Registries {
             return Ok(c.clone());
         }
         let is_target = self.target.as_deref() == Some(host);
-        let loopback = host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
+        let loopback =
+            host.starts_with("127.") || host.starts_with("localhost") || host.starts_with("[::1]");
         let credentials = if is_target {
-            self.target_credentials.clone().or_else(|| docker_config(host))
+            self.target_credentials
+                .clone()
+                .or_else(|| docker_config(host))
         } else {
             docker_config(host)
         };
@@ -90,7 +98,11 @@ impl Source<'_> {
                 let bytes = l.read_blob(reference)?;
                 let media = serde_json::from_slice::<serde_json::Value>(&bytes)
                     .ok()
-                    .and_then(|v| v.get("mediaType").and_then(|m| m.as_str()).map(str::to_string))
+                    .and_then(|v| {
+                        v.get("mediaType")
+                            .and_then(|m| m.as_str())
+                            .map(str::to_string)
+                    })
                     .unwrap_or_default();
                 Ok((bytes, media))
             }
@@ -134,7 +146,11 @@ pub fn resolve_base(
     if !pull {
         if let Some(bytes) = cache.get(key.as_bytes())? {
             if let Ok(base) = serde_json::from_slice::<BaseImage>(&bytes) {
-                if base.layers.iter().all(|l| store.has_blob(&l.digest, Some(l.size))) {
+                if base
+                    .layers
+                    .iter()
+                    .all(|l| store.has_blob(&l.digest, Some(l.size)))
+                {
                     return Ok(base);
                 }
             }
@@ -144,12 +160,21 @@ pub fn resolve_base(
         let (path, reference) = split_layout(rest);
         if !Path::new(path).join("index.json").is_file() {
             return Err(Error::Image {
-                message: format!("base image {name}: {path} is not an OCI image layout (no index.json)"),
+                message: format!(
+                    "base image {name}: {path} is not an OCI image layout (no index.json)"
+                ),
             });
         }
         let layout = Layout::open(Path::new(path))?;
         let top = layout.resolve(reference)?;
-        pull_image(name, &Source::Layout(&layout), &top.digest, platform, store, None)?
+        pull_image(
+            name,
+            &Source::Layout(&layout),
+            &top.digest,
+            platform,
+            store,
+            None,
+        )?
     } else {
         let reference = Reference::parse(name)?;
         let registry = registries.get(reference.api_host())?;
@@ -163,7 +188,10 @@ pub fn resolve_base(
             origin,
         )?
     };
-    cache.insert(key.as_bytes(), &serde_json::to_vec(&base).expect("a base encodes"))?;
+    cache.insert(
+        key.as_bytes(),
+        &serde_json::to_vec(&base).expect("a base encodes"),
+    )?;
     Ok(base)
 }
 
@@ -195,21 +223,32 @@ fn pull_image(
     };
     let mut manifest = parse(&bytes)?;
     if media.is_empty() {
-        media = manifest["mediaType"].as_str().unwrap_or_default().to_string();
+        media = manifest["mediaType"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
     }
     if INDEX_TYPES.contains(&media.as_str()) || manifest.get("manifests").is_some() {
         let mut want = platform.split('/');
-        let (os, arch, variant) = (want.next().unwrap_or("linux"), want.next().unwrap_or("amd64"), want.next());
+        let (os, arch, variant) = (
+            want.next().unwrap_or("linux"),
+            want.next().unwrap_or("amd64"),
+            want.next(),
+        );
         let choice = manifest["manifests"]
             .as_array()
             .into_iter()
             .flatten()
             .find(|m| {
                 let p = &m["platform"];
-                p["os"] == os && p["architecture"] == arch && variant.is_none_or(|v| p["variant"] == v)
+                p["os"] == os
+                    && p["architecture"] == arch
+                    && variant.is_none_or(|v| p["variant"] == v)
             })
             .ok_or_else(|| Error::Image {
-                message: format!("base image {name} has no {platform} image (choose another with --platform)"),
+                message: format!(
+                    "base image {name} has no {platform} image (choose another with --platform)"
+                ),
             })?;
         let digest = choice["digest"].as_str().unwrap_or_default().to_string();
         (bytes, media) = source.manifest(&digest)?;
@@ -217,18 +256,21 @@ fn pull_image(
         manifest = parse(&bytes)?;
     }
     let manifest_digest = sha256_digest(&bytes);
-    let config_desc: Descriptor = serde_json::from_value(manifest["config"].clone()).map_err(|e| Error::Image {
-        message: format!("base image {name}: its manifest has no config: {e}"),
-    })?;
+    let config_desc: Descriptor =
+        serde_json::from_value(manifest["config"].clone()).map_err(|e| Error::Image {
+            message: format!("base image {name}: its manifest has no config: {e}"),
+        })?;
     source.fetch(store, &config_desc.digest, config_desc.size)?;
-    let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&config_desc.digest)?).map_err(|e| Error::Image {
-        message: format!("base image {name}: its config is not JSON: {e}"),
-    })?;
+    let config: serde_json::Value = serde_json::from_slice(&store.read_blob(&config_desc.digest)?)
+        .map_err(|e| Error::Image {
+            message: format!("base image {name}: its config is not JSON: {e}"),
+        })?;
     let mut layers = Vec::new();
     for layer in manifest["layers"].as_array().into_iter().flatten() {
-        let mut d: Descriptor = serde_json::from_value(layer.clone()).map_err(|e| Error::Image {
-            message: format!("base image {name}: a layer descriptor: {e}"),
-        })?;
+        let mut d: Descriptor =
+            serde_json::from_value(layer.clone()).map_err(|e| Error::Image {
+                message: format!("base image {name}: a layer descriptor: {e}"),
+            })?;
         source.fetch(store, &d.digest, d.size)?;
         if d.media_type == DOCKER_LAYER {
             d.media_type = OCI_GZIP.to_string();

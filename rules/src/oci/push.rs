@@ -53,8 +53,10 @@ impl BlobHomes {
     fn add(&self, host: &str, digest: &str, repo: &str) -> Result<()> {
         let mut homes = self.homes(host, digest)?;
         if homes.insert(repo.to_string()) {
-            self.tree
-                .insert(&Self::key(host, digest), &postcard::to_stdvec(&homes).expect("a set encodes"))?;
+            self.tree.insert(
+                &Self::key(host, digest),
+                &postcard::to_stdvec(&homes).expect("a set encodes"),
+            )?;
         }
         Ok(())
     }
@@ -84,27 +86,33 @@ fn push_blob(
         .filter(|r| r != repo)
         .collect();
     if let Some((host, from)) = &base.origin {
-        if host == registry.host() && from != repo && base.layers.iter().any(|l| l.digest == blob.digest) {
+        if host == registry.host()
+            && from != repo
+            && base.layers.iter().any(|l| l.digest == blob.digest)
+        {
             candidates.insert(0, from.clone());
         }
     }
+    // One mount attempt: when it does not happen, the registry opens an
+    // upload session, which the upload below uses.
     let mut session = None;
-    for from in candidates {
-        match registry.mount(repo, &blob.digest, &from)? {
+    if let Some(from) = candidates.first() {
+        match registry.mount(repo, &blob.digest, from)? {
             Mount::Mounted => {
                 homes.add(registry.host(), &blob.digest, repo)?;
                 return Ok(Outcome::Mounted);
             }
-            Mount::Upload(location) => {
-                session = Some(location);
-                break;
-            }
+            Mount::Upload(location) => session = Some(location),
         }
     }
     let path = layout.blob_path(&blob.digest);
     if !layout.has_blob(&blob.digest, Some(blob.size)) {
         return Err(Error::Image {
-            message: format!("blob {} is missing from {}: rebuild the image", blob.digest, layout.dir().display()),
+            message: format!(
+                "blob {} is missing from {}: rebuild the image",
+                blob.digest,
+                layout.dir().display()
+            ),
         });
     }
     registry.push_blob(repo, &blob.digest, blob.size, &path, session)?;

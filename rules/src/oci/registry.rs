@@ -428,13 +428,16 @@ impl Registry {
         })?;
         match response.status() {
             StatusCode::NO_CONTENT | StatusCode::ACCEPTED => {
+                // `Range: 0-<last byte received>`; the distribution registry
+                // also says `0-0` when it has received nothing, so `0-0`
+                // means start again (a one-byte blob never goes in chunks).
                 let next = response
                     .headers()
                     .get(RANGE)
                     .and_then(|r| r.to_str().ok())
                     .and_then(|r| r.rsplit('-').next())
                     .and_then(|end| end.parse::<u64>().ok())
-                    .map_or(0, |end| end + 1);
+                    .map_or(0, |end| if end == 0 { 0 } else { end + 1 });
                 let at = self
                     .location(&response)
                     .unwrap_or_else(|_| location.to_string());

@@ -1,0 +1,612 @@
+//! `strata store deploy` with real components: images read back by skopeo
+//! and umoci, a real registry (open, with basic auth, two of them), `node`
+//! running the unpacked server, and faults injected by a proxy.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::proxy::{Console, Proxy};
+use crate::registry::{RegistryServer, inspect, require, skopeo, unpack};
+use crate::util::{Repo, Server, assert_trees_equal, example, git, tree};
+
+const MW: &str = "storefront-middleware";
+const FE: &str = "storefront-unified-nextjs";
+
+/// The example, committed in a git repository of its own.
+fn committed_example() -> Repo {
+    let repo = example();
+    repo.git_init();
+    repo
+}
+
+fn head(repo: &Repo) -> String {
+    git(repo.path(), &["rev-parse", "HEAD"])
+}
+
+fn deploy_json(
+    repo: &Repo,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, serde_json::Value, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_strata"));
+    cmd.arg("--root")
+        .arg(repo.path())
+        .args(["store", "deploy", "--json"])
+        .args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        report,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn image_of<'a>(report: &'a serde_json::Value, store: &str, app: &str) -> &'a serde_json::Value {
+    report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == store)
+        .and_then(|s| {
+            s["images"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["app"] == app)
+        })
+        .unwrap_or_else(|| panic!("no image for {store}/{app} in {report}"))
+}
+
+fn stage<'a>(report: &'a serde_json::Value, store: &str, name: &str) -> &'a str {
+    report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == store)
+        .and_then(|s| s["stages"][name].as_str())
+        .unwrap_or("")
+}
+
+/// A base image made with umoci (a file `/etc/base-release` in one layer),
+/// copied into `registry` as `base/node:1` by skopeo.
+fn push_base(registry: &str, into: &Path) -> String {
+    require("umoci", "umoci");
+    let layout = into.join("base-layout");
+    let run = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "umoci {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let l = layout.display().to_string();
+    run(&["init", "--layout", &l]);
+    run(&["new", "--image", &format!("{l}:1")]);
+    let bundle = into.join("base-bundle");
+    run(&[
+        "unpack",
+        "--image",
+        &format!("{l}:1"),
+        &bundle.display().to_string(),
+    ]);
+    std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
+    std::fs::write(
+        bundle.join("rootfs/etc/base-release"),
+        "strata test base 1\n",
+    )
+    .unwrap();
+    run(&[
+        "repack",
+        "--image",
+        &format!("{l}:1"),
+        &bundle.display().to_string(),
+    ]);
+    let name = format!("{registry}/base/node:1");
+    skopeo(&[
+        "copy",
+        "--dest-tls-verify=false",
+        &format!("oci:{l}:1"),
+        &format!("docker://{name}"),
+    ]);
+    name
+}
+
+#[test]
+fn the_local_layout_is_read_by_skopeo_and_umoci_and_its_server_runs() {
+    let repo = committed_example();
+    let (code, report, stderr) = deploy_json(&repo, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let sha = head(&repo);
+    assert_eq!(report["tag"], sha.as_str());
+    require("umoci", "umoci");
+    for store in ["fashion-us", "fashion-eu", "sports"] {
+        for app in [FE, MW] {
+            let reference = format!("{store}-{app}:{sha}");
+            let layout = repo.path().join(".strata/oci");
+            let info: serde_json::Value = serde_json::from_str(&skopeo(&[
+                "inspect",
+                &format!("oci:{}:{reference}", layout.display()),
+            ]))
+            .unwrap();
+            assert_eq!(
+                info["Labels"]["org.opencontainers.image.revision"],
+                sha.as_str()
+            );
+            assert_eq!(info["Labels"]["dev.strata.store"], store);
+            let digest = image_of(&report, store, app)["digest"].as_str().unwrap();
+            assert_eq!(info["Digest"], digest);
+            let bundle = tempfile::tempdir().unwrap();
+            let out = Command::new("umoci")
+                .args(["unpack", "--image"])
+                .arg(format!("{}:{reference}", layout.display()))
+                .arg(bundle.path().join("b"))
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let www = bundle.path().join("b/rootfs/var/www");
+            let deploy = repo.path().join(format!(".out/{store}/{app}/.deploy"));
+            assert_trees_equal(&tree(&www), &tree(&deploy));
+            if app == FE {
+                let server = Server::start(&www);
+                assert!(server.get("/").contains(if store == "sports" {
+                    "Sports header"
+                } else {
+                    "Fashion header"
+                }));
+            }
+        }
+        let record: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(repo.path().join(format!(".out/{store}/deployment.json"))).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(record["commit"], sha.as_str());
+    }
+}
+
+#[test]
+fn uncommitted_changes_are_refused_unless_allowed() {
+    let repo = committed_example();
+    repo.write(
+        "apps/storefront-middleware/src/config.json",
+        "{\"currency\": \"GBP\"}\n",
+    );
+    let (code, _, stderr) = deploy_json(&repo, &[], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("uncommitted") && stderr.contains("--allow-dirty"),
+        "{stderr}"
+    );
+    assert!(
+        !repo.path().join(".strata/oci/index.json").exists()
+            || !std::fs::read_to_string(repo.path().join(".strata/oci/index.json"))
+                .unwrap()
+                .contains("fashion")
+    );
+    let (code, report, stderr) = deploy_json(&repo, &["--allow-dirty", "-s", "sports"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], format!("{}-dirty", head(&repo)));
+}
+
+#[test]
+fn pushes_to_a_real_registry_on_a_base_image_it_holds() {
+    let registry = RegistryServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = push_base(&registry.host(), tmp.path());
+    let repo = committed_example();
+    let url = format!("http://{}", registry.host());
+    let console = Console::start(Vec::new());
+    let (code, report, stderr) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            &base,
+            "--console-url",
+            &console.url(),
+        ],
+        &[
+            ("CLI_CLOUD_USERNAME", "deployer"),
+            ("CLI_CLOUD_PASSWORD", "console-secret"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("console-secret") && !report.to_string().contains("console-secret"));
+    let sha = head(&repo);
+    let base_layers = inspect(&base)["Layers"].as_array().unwrap().clone();
+    for store in ["fashion-us", "sports"] {
+        for app in [FE, MW] {
+            let name = format!("{}/demo-{store}/{app}:{sha}", registry.host());
+            let info = inspect(&name);
+            let layers = info["Layers"].as_array().unwrap();
+            assert_eq!(layers[0], base_layers[0], "the base's layer comes first");
+            assert_eq!(info["Digest"], image_of(&report, store, app)["digest"]);
+        }
+    }
+    // umoci unpacks a pushed image: the base's files, and /var/www equal
+    // to .deploy byte for byte; node serves the store from there.
+    let image = format!("{}/demo-fashion-eu/{MW}:{sha}", registry.host());
+    let bundle = unpack(&image, tmp.path());
+    assert_eq!(
+        std::fs::read_to_string(bundle.join("rootfs/etc/base-release")).unwrap(),
+        "strata test base 1\n"
+    );
+    let www = bundle.join("rootfs/var/www");
+    assert_trees_equal(
+        &tree(&www),
+        &tree(&repo.path().join(format!(".out/fashion-eu/{MW}/.deploy"))),
+    );
+    let server = Server::start(&www);
+    assert!(server.get("/").contains("\"currency\":\"EUR\""));
+
+    // The console got one request per store, with basic auth and a key.
+    let seen = console.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    let body: serde_json::Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(body["commit"], sha.as_str());
+    assert!(body["images"][MW].as_str().unwrap().contains("@sha256:"));
+    assert!(
+        seen[0]
+            .header("authorization")
+            .is_some_and(|a| a.starts_with("Basic "))
+    );
+    assert!(seen[0].header("idempotency-key").is_some());
+
+    // A no-op redeploy pushes nothing and triggers nothing.
+    let (code, report, _) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            &base,
+            "--console-url",
+            &console.url(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(console.seen.lock().unwrap().len(), 3);
+    for store in report["stores"].as_array().unwrap() {
+        assert_eq!(store["bytes_uploaded"], 0);
+        assert_eq!(store["stages"]["push"], "unchanged");
+    }
+    // --force does both again, and the registry already has every blob.
+    let (code, report, _) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            &base,
+            "--console-url",
+            &console.url(),
+            "--force",
+            "-s",
+            "sports",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert_eq!(console.seen.lock().unwrap().len(), 4);
+    assert_eq!(report["stores"][0]["bytes_uploaded"], 0);
+}
+
+#[test]
+fn two_clones_at_different_paths_and_times_give_identical_digests() {
+    let origin = committed_example();
+    let registry = RegistryServer::start();
+    let url = format!("http://{}", registry.host());
+    let mut digests = Vec::new();
+    for n in 0..2 {
+        let parent = tempfile::tempdir().unwrap();
+        let url_origin = format!("file://{}", origin.path().display());
+        git(
+            parent.path(),
+            &["clone", "-q", &url_origin, &format!("clone-{n}")],
+        );
+        let clone = Repo::at(parent.path().join(format!("clone-{n}")), parent);
+        if n == 1 {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+        let (code, report, stderr) = deploy_json(
+            &clone,
+            &["--registry", &url, "--base-image", "scratch"],
+            &[],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        let mut all = Vec::new();
+        for store in ["fashion-us", "fashion-eu", "sports"] {
+            for app in [FE, MW] {
+                all.push(
+                    image_of(&report, store, app)["digest"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                );
+            }
+        }
+        digests.push(all);
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn a_base_in_another_registry_is_copied() {
+    let source = RegistryServer::start();
+    let target = RegistryServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = push_base(&source.host(), tmp.path());
+    let repo = committed_example();
+    let url = format!("http://{}", target.host());
+    let (code, _, stderr) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            &base,
+            "-s",
+            "sports",
+            "--insecure-registry",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let image = format!("{}/demo-sports/{MW}:{}", target.host(), head(&repo));
+    let bundle = unpack(&image, tmp.path());
+    assert!(bundle.join("rootfs/etc/base-release").exists());
+}
+
+#[test]
+fn basic_auth_against_the_real_registry() {
+    let hash = bcrypt::hash("pushpw", 5).unwrap();
+    let registry = RegistryServer::start_with_htpasswd(&format!("pusher:{hash}\n"));
+    let repo = committed_example();
+    let url = format!("http://{}", registry.host());
+    let args = [
+        "--registry",
+        url.as_str(),
+        "--base-image",
+        "scratch",
+        "-s",
+        "sports",
+    ];
+    let (code, _, stderr) = deploy_json(&repo, &args, &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("requires credentials"), "{stderr}");
+    let (code, _, stderr) = deploy_json(
+        &repo,
+        &args,
+        &[
+            ("CLI_CLOUD_USERNAME", "pusher"),
+            ("CLI_CLOUD_PASSWORD", "wrong-pw"),
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("refused"), "{stderr}");
+    assert!(!stderr.contains("wrong-pw"));
+    let (code, _, stderr) = deploy_json(
+        &repo,
+        &args,
+        &[
+            ("CLI_CLOUD_USERNAME", "pusher"),
+            ("CLI_CLOUD_PASSWORD", "pushpw"),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let out = skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        "--creds",
+        "pusher:pushpw",
+        &format!(
+            "docker://{}/demo-sports/{MW}:{}",
+            registry.host(),
+            head(&repo)
+        ),
+    ]);
+    assert!(out.contains("dev.strata.store"));
+}
+
+/// A middleware with a 12 MB file of noise: its layer is pushed in chunks.
+fn with_large_layer(repo: &Repo) {
+    let mut noise = Vec::with_capacity(12 << 20);
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    while noise.len() < 12 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        noise.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(
+        repo.path().join("apps/storefront-middleware/src/noise.bin"),
+        noise,
+    )
+    .unwrap();
+    repo.commit("noise");
+}
+
+#[test]
+fn server_errors_cut_connections_and_token_refreshes_are_survived() {
+    let registry = RegistryServer::start();
+    let proxy = Proxy::start(&registry.host());
+    let repo = committed_example();
+    with_large_layer(&repo);
+    proxy
+        .faults
+        .server_errors
+        .store(3, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .faults
+        .cuts
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    proxy
+        .faults
+        .bearer_every
+        .store(25, std::sync::atomic::Ordering::SeqCst);
+    let url = format!("http://{}", proxy.host());
+    let (code, report, stderr) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            "scratch",
+            "-s",
+            "sports",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().any(|s| s.method == "PATCH"),
+        "the large layer went up in chunks"
+    );
+    assert!(
+        seen.iter().filter(|s| s.path.starts_with("/token")).count() >= 2,
+        "tokens were refreshed"
+    );
+    assert_eq!(
+        proxy.faults.cuts.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "both cuts happened"
+    );
+    let name = format!("{}/demo-sports/{MW}:{}", registry.host(), head(&repo));
+    assert_eq!(
+        inspect(&name)["Digest"],
+        image_of(&report, "sports", MW)["digest"]
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = unpack(&name, tmp.path());
+    assert_eq!(
+        std::fs::metadata(bundle.join("rootfs/var/www/lib/noise.bin"))
+            .unwrap()
+            .len(),
+        12 << 20
+    );
+}
+
+#[test]
+fn a_push_that_cannot_finish_leaves_no_tag() {
+    let registry = RegistryServer::start();
+    let proxy = Proxy::start(&registry.host());
+    proxy
+        .faults
+        .fail_uploads
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let repo = committed_example();
+    let url = format!("http://{}", proxy.host());
+    let (code, report, stderr) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            "scratch",
+            "-s",
+            "sports",
+        ],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("500") && stderr.contains("injected"),
+        "{stderr}"
+    );
+    assert_eq!(stage(&report, "sports", "push"), "failed");
+    assert!(
+        !repo.path().join(".out/sports/deployment.json").exists(),
+        "nothing is triggered"
+    );
+    let out = Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .arg(format!(
+            "docker://{}/demo-sports/{MW}:{}",
+            registry.host(),
+            head(&repo)
+        ))
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "no tag may point at missing blobs");
+}
+
+#[test]
+fn the_console_message_is_shown_and_server_errors_are_retried() {
+    let repo = committed_example();
+    let console = Console::start(vec![
+        (503, "busy"),
+        (422, "{\"message\": \"project demo-sports is suspended\"}"),
+    ]);
+    let (code, _, stderr) = deploy_json(
+        &repo,
+        &["-s", "sports", "--console-url", &console.url()],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("project demo-sports is suspended"),
+        "{stderr}"
+    );
+    assert_eq!(
+        console.seen.lock().unwrap().len(),
+        2,
+        "503 retried, 422 not"
+    );
+    let (code, _, stderr) = deploy_json(
+        &repo,
+        &["-s", "sports", "--console-url", &console.url()],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let keys: Vec<String> = console
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.header("idempotency-key").unwrap().to_string())
+        .collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] == w[1]),
+        "the same request has the same key"
+    );
+}
+
+#[test]
+fn dry_run_plans_and_changes_nothing() {
+    let repo = committed_example();
+    let out = repo.strata(&["store", "deploy", "--dry-run"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("plan for") && text.contains("planned"),
+        "{text}"
+    );
+    assert!(
+        !repo.path().join(".out").exists(),
+        "a dry run writes nothing"
+    );
+    repo.ok(&["store", "deploy"]);
+    let (code, report, _) = deploy_json(&repo, &["--dry-run"], &[]);
+    assert_eq!(code, 0);
+    assert_eq!(stage(&report, "sports", "push"), "cached");
+    repo.write(
+        "apps/stores/sports/storefront-unified-nextjs/components/header.html",
+        "<header>New</header>\n",
+    );
+    repo.commit("new header");
+    let (_, report, _) = deploy_json(&repo, &["--dry-run"], &[]);
+    assert_eq!(stage(&report, "sports", "build"), "planned");
+    assert_eq!(stage(&report, "fashion-us", "build"), "cached");
+    assert_eq!(stage(&report, "sports", "push"), "planned");
+}
