@@ -118,3 +118,34 @@ pub fn monorepo(root: &Path) -> Vec<String> {
     write(&root.join("alokai.config.json"), config.as_bytes());
     stores
 }
+
+/// Gives the middleware production dependencies: `packages` packages of
+/// `files` files each in the root `node_modules`, the same for every store
+/// (so their image layer is shared).
+pub fn dependencies(root: &Path, packages: usize, files: usize) {
+    let mut deps = Vec::new();
+    for p in 0..packages {
+        let name = format!("dep-{p:02}");
+        let dir = root.join("node_modules").join(&name);
+        write(
+            &dir.join("package.json"),
+            format!("{{\"name\": \"{name}\", \"version\": \"1.0.{p}\"}}\n").as_bytes(),
+        );
+        for f in 0..files {
+            write(
+                &dir.join(format!("lib/file{f:03}.js")),
+                &body(p * 1000 + f, 1000 + (f * 131) % 7000),
+            );
+        }
+        deps.push(format!("\"{name}\": \"^1.0.0\""));
+    }
+    let package = root.join("apps/storefront-middleware/package.json");
+    write(
+        &package,
+        format!(
+            "{{\n  \"name\": \"storefront-middleware\",\n  \"version\": \"1.0.0\",\n  \"scripts\": {{ \"build\": \"node build.mjs\" }},\n  \"dependencies\": {{ {} }}\n}}\n",
+            deps.join(", ")
+        )
+        .as_bytes(),
+    );
+}

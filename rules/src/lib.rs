@@ -41,7 +41,7 @@ pub use deployment::{DeploymentRequest, record, trigger};
 pub use error::{Error, Result};
 pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerShare, explain};
 pub use listing::Listing;
-pub use materialize::{Counts, OutRecord, TOOL_OWNED};
+pub use materialize::{Counts, OutDir, OutFile, OutRecord, Strays, TOOL_OWNED};
 pub use nodes::{
     OUT, StoreNode, StoreValue, build_id, compose_id, deploy_dir, deploy_id, out_dir, out_id,
     scan_id,
