@@ -1,6 +1,8 @@
 //! The generated monorepo the benchmarks run on: 4 brands x 5 regions = 20
 //! deployable stores under template brands, three base apps, overrides at
 //! the brand and the store level.
+// Each benchmark binary uses a part of this shared module.
+#![allow(dead_code)]
 
 use std::path::Path;
 
