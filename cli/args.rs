@@ -47,6 +47,27 @@ pub enum StoreCommand {
     Changed(ChangedArgs),
     /// Compose, build, make images, push them and trigger the deployments.
     Deploy(DeployArgs),
+    /// Watch mode: keep .out exact while you edit, and run the dev servers.
+    Dev(DevArgs),
+}
+
+/// `strata store dev`
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Do not compose before watching (.out is already up to date).
+    #[arg(long)]
+    pub skip_compose: bool,
+
+    /// Only keep .out up to date; start no dev server.
+    #[arg(long)]
+    pub no_servers: bool,
+
+    /// Start servers of these apps only; `!name` leaves one out.
+    #[arg(long, value_delimiter = ',', value_name = "APP")]
+    pub filter: Vec<String>,
 }
 
 /// Layer compression.

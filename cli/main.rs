@@ -6,6 +6,7 @@ mod args;
 mod build;
 mod compose;
 mod deploy;
+mod dev;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,7 +107,12 @@ impl Setup {
 
     /// The engine, with its database in the state folder.
     pub fn engine(&self) -> anyhow::Result<Engine> {
-        let engine = Engine::open(&self.state_dir.join("db"))?;
+        Self::open_engine(&self.state_dir)
+    }
+
+    /// The engine whose state is in `state_dir`.
+    pub fn open_engine(state_dir: &std::path::Path) -> anyhow::Result<Engine> {
+        let engine = Engine::open(&state_dir.join("db"))?;
         if let Some(note) = engine.db().recovered() {
             eprintln!("warning: {note}");
         }
@@ -153,6 +159,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Store(StoreCommand::Changed(_)) => unreachable!("handled above"),
         Command::Store(StoreCommand::Deploy(args)) => deploy::run(&cx, args),
+        Command::Store(StoreCommand::Dev(args)) => dev::run(cx, args),
     }
 }
 

@@ -6,6 +6,7 @@ mod changed_props;
 mod compose;
 mod compose_props;
 mod deploy;
+mod dev;
 mod fixtures;
 mod kill;
 mod nextjs;

@@ -15,6 +15,7 @@ pub mod process;
 mod run;
 mod scan;
 mod statcache;
+mod watch;
 
 pub use atomic::{TempName, copy_atomic, symlink_atomic, write_atomic};
 pub use cas::Cas;
@@ -26,3 +27,4 @@ pub use node::{Computed, Node};
 pub use run::{Engine, Event, Inputs, OnFailure, Outcome, RunLog, RunOptions, Status};
 pub use scan::{EntryKind, ScanEntry, read, relative, scan, symlink_digest, walker};
 pub use statcache::{DirHandle, Fingerprint, StatCache, file_digest};
+pub use watch::{IgnoreRules, Watcher};

@@ -99,6 +99,12 @@ pub fn stop_all(grace: Duration) {
 /// `on_exit` (to say what happened), and exit with 130. Nothing that a
 /// finished run would record is recorded.
 pub fn exit_on_signal(on_exit: impl Fn() + Send + 'static) -> io::Result<()> {
+    exit_on_signal_with(130, on_exit)
+}
+
+/// Like [`exit_on_signal`], exiting with `code` (a watch mode that is told
+/// to stop has succeeded: 0).
+pub fn exit_on_signal_with(code: i32, on_exit: impl Fn() + Send + 'static) -> io::Result<()> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     std::thread::spawn(move || {
@@ -106,7 +112,7 @@ pub fn exit_on_signal(on_exit: impl Fn() + Send + 'static) -> io::Result<()> {
             INTERRUPTED.store(true, Ordering::Release);
             stop_all(Duration::from_secs(5));
             on_exit();
-            std::process::exit(130);
+            std::process::exit(code);
         }
     });
     Ok(())

@@ -113,6 +113,11 @@ pub fn filter_apps(apps: &[String], filter: &[String]) -> Result<Vec<String>> {
 /// The `build` script of a base app's package.json (the composed one
 /// always has the same scripts: package.json cannot be overridden).
 pub fn build_script(root: &Path, app: &str) -> Result<Option<String>> {
+    build_script_named(root, app, "build")
+}
+
+/// The script `name` of a base app's package.json.
+pub fn build_script_named(root: &Path, app: &str, name: &str) -> Result<Option<String>> {
     let path = root.join("apps").join(app).join("package.json");
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
@@ -126,7 +131,7 @@ pub fn build_script(root: &Path, app: &str) -> Result<Option<String>> {
         })?;
     Ok(value
         .get("scripts")
-        .and_then(|s| s.get("build"))
+        .and_then(|s| s.get(name))
         .and_then(|b| b.as_str())
         .map(str::to_string))
 }

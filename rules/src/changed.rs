@@ -254,15 +254,15 @@ fn globset(patterns: &[String]) -> Result<GlobSet> {
 
 /// Where a changed path sits: the layer folder, the app, and the path
 /// inside the app.
-struct Touched<'p> {
-    path: &'p str,
-    layer: String,
-    app: String,
-    rel: String,
+pub(crate) struct Touched<'p> {
+    pub(crate) path: &'p str,
+    pub(crate) layer: String,
+    pub(crate) app: String,
+    pub(crate) rel: String,
 }
 
 /// Splits `apps/<app>/<rel>` and `apps/stores/<id>(/stores/<id>)*/<app>/<rel>`.
-fn touched(path: &str) -> Option<Touched<'_>> {
+pub(crate) fn touched(path: &str) -> Option<Touched<'_>> {
     let rest = path.strip_prefix(&format!("{APPS}/"))?;
     let mut parts: Vec<&str> = rest.split('/').collect();
     if parts.len() < 2 {

@@ -429,7 +429,7 @@ fn join(base: &Path, rel: &str) -> PathBuf {
 }
 
 /// Whether the file at `path` (whose stat is `fp`) already holds `entry`.
-fn holds(path: &Path, fp: &Fingerprint, entry: &Composed) -> bool {
+pub(crate) fn holds(path: &Path, fp: &Fingerprint, entry: &Composed) -> bool {
     let file_type = fp.mode & libc_s_ifmt();
     match entry.kind {
         EntryKind::Symlink => {
@@ -492,7 +492,7 @@ fn create(path: &Path, executable: bool) -> Result<std::fs::File> {
 }
 
 /// Replaces whatever is at `path` with the entry, atomically.
-fn write_replacing(
+pub(crate) fn write_replacing(
     root: &Path,
     composition: &Composition,
     entry: &Composed,
@@ -528,7 +528,7 @@ fn write_replacing(
 }
 
 /// Removes a file, symlink or folder; false when nothing was there.
-fn remove(path: &Path) -> Result<bool> {
+pub(crate) fn remove(path: &Path) -> Result<bool> {
     let meta = match std::fs::symlink_metadata(path) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),

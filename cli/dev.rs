@@ -1,0 +1,165 @@
+//! `strata store dev`: compose, start the dev servers, then keep `.out`
+//! exact as files change, one batch of changes at a time.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use strata_engine::Watcher;
+use strata_rules::{
+    SourceCache, Supervisor, Workspace, filter_apps, reconcile, selected, server_specs, targets,
+};
+
+use crate::Setup;
+use crate::args::DevArgs;
+
+pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
+    let Setup {
+        workspace: mut ws,
+        verbose,
+        ..
+    } = cx;
+    let engine = Setup::open_engine(&cx.state_dir)?;
+    let ids = Setup::ids(&args.selection);
+    let mut stores = selected(&ws, &ids);
+    ws.select(&ids)?;
+    let apps = filter_apps(&ws.base_apps, &args.filter)?;
+    let root = ws.root().to_path_buf();
+    if !args.skip_compose {
+        let report = strata_rules::compose(&ws, &engine, &stores, &|_| {})?;
+        let t = report.totals();
+        eprintln!(
+            "[strata] composed {} stores: {} files written, {} removed",
+            stores.len(),
+            t.written,
+            t.removed
+        );
+    }
+    let supervisor = if args.no_servers {
+        None
+    } else {
+        let specs = server_specs(&ws, &stores, &apps)?;
+        eprintln!("[strata] starting {} dev servers", specs.len());
+        Some(Supervisor::start(
+            &root,
+            specs,
+            std::io::stdout().is_terminal(),
+        )?)
+    };
+    strata_engine::process::exit_on_signal_with(0, || {
+        eprintln!("[strata] stopped: every dev server was stopped")
+    })?;
+
+    let config = root.join(strata_rules::CONFIG_FILE);
+    let mut watcher = Watcher::new(
+        &root,
+        &[root.join(strata_rules::APPS)],
+        std::slice::from_ref(&config),
+    )?;
+    eprintln!(
+        "[strata] watching {} folders for {} stores; Ctrl-C stops",
+        watcher.watched(),
+        stores.len()
+    );
+    loop {
+        let Some(batch) = watcher.next_batch(
+            Duration::from_secs(3600),
+            Duration::from_millis(5),
+            Duration::from_millis(60),
+        )?
+        else {
+            continue;
+        };
+        let started = Instant::now();
+        let changed: BTreeSet<String> = batch
+            .iter()
+            .filter_map(|p| p.strip_prefix(&root).ok())
+            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| {
+                p.starts_with(&format!("{}/", strata_rules::APPS))
+                    || *p == strata_rules::CONFIG_FILE
+            })
+            .collect();
+        if changed.is_empty() {
+            continue;
+        }
+        // The tree and the config are read again each batch (a new store
+        // folder, a new entry): it costs a few folder reads.
+        match Workspace::load(&root) {
+            Ok(fresh) => ws = fresh,
+            Err(e) => {
+                eprintln!("[strata] error: {e}; keeping the last good configuration");
+            }
+        }
+        let now = selected(&ws, &ids);
+        let added: Vec<String> = now
+            .iter()
+            .filter(|s| !stores.contains(s))
+            .cloned()
+            .collect();
+        let removed: Vec<String> = stores
+            .iter()
+            .filter(|s| !now.contains(s))
+            .cloned()
+            .collect();
+        for store in &removed {
+            let dir = root.join(strata_rules::OUT).join(store);
+            let _ = std::fs::remove_dir_all(&dir);
+            eprintln!(
+                "[strata] {store} left the config: removed {}",
+                dir.display()
+            );
+        }
+        if !added.is_empty() {
+            match strata_rules::compose(&ws, &engine, &added, &|_| {}) {
+                Ok(_) => eprintln!("[strata] composed new stores: {}", added.join(", ")),
+                Err(e) => eprintln!("[strata] error: {e}"),
+            }
+        }
+        stores = now;
+        let work: Vec<_> = targets(&ws, &stores, &changed)
+            .into_iter()
+            .filter(|(s, _, _)| !added.contains(s))
+            .collect();
+        let sources = SourceCache::new();
+        let rules = watcher.rules();
+        let results: Vec<_> = work
+            .par_iter()
+            .map(|t| reconcile(&ws, rules, &sources, t))
+            .collect();
+        let mut updates = Vec::new();
+        for result in results {
+            match result {
+                Ok(u) => updates.extend(u),
+                Err(e) => eprintln!("[strata] error: {e}"),
+            }
+        }
+        let touched: BTreeSet<&str> = updates.iter().map(|u| u.store.as_str()).collect();
+        let first = changed.iter().next().cloned().unwrap_or_default();
+        let more = if changed.len() > 1 {
+            format!(" (+{} more)", changed.len() - 1)
+        } else {
+            String::new()
+        };
+        eprintln!(
+            "[strata] {first}{more}: {} copies updated in {} in {} ms",
+            updates.len(),
+            if touched.is_empty() {
+                "no store".to_string()
+            } else {
+                touched.into_iter().collect::<Vec<_>>().join(", ")
+            },
+            started.elapsed().as_millis()
+        );
+        if verbose > 0 {
+            for u in &updates {
+                eprintln!("[strata]   {} {}", u.change, u.path);
+            }
+        }
+        let _ = &supervisor;
+    }
+    #[allow(unreachable_code)]
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,282 @@
+//! Watch mode's core: a batch of changed source paths is mapped, through the
+//! inheritance index, to the (store, app, path) copies it affects, and only
+//! those copies in `.out` are brought to what composition says now.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use strata_engine::{EntryKind, Fingerprint, IgnoreRules, symlink_digest, walker};
+
+use crate::changed::touched;
+use crate::compose::{Composed, Composition, PACKAGE_JSON, Source, package_json};
+use crate::error::{Error, Result};
+use crate::materialize::{TOOL_OWNED, holds, remove, write_replacing};
+use crate::nodes::out_dir;
+use crate::sources::SourceCache;
+use crate::workspace::{APPS, Workspace};
+
+/// One copy brought up to date.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Update {
+    /// The store.
+    pub store: String,
+    /// `written` or `removed`.
+    pub change: &'static str,
+    /// The path under `.out`.
+    pub path: String,
+}
+
+/// What to reconcile: (store, app, path inside the app; `""` for all of it).
+pub type Target = (String, String, String);
+
+/// The copies a batch of changed paths (relative to the root) can affect,
+/// among the deployable `stores`.
+pub fn targets(ws: &Workspace, stores: &[String], changed: &BTreeSet<String>) -> BTreeSet<Target> {
+    let mut out = BTreeSet::new();
+    for path in changed {
+        if let Some(t) = touched(path) {
+            if !ws.base_apps.contains(&t.app) {
+                continue;
+            }
+            for store in stores {
+                if ws.layers(store, &t.app).iter().any(|l| l.dir == t.layer) {
+                    out.insert((store.clone(), t.app.clone(), t.rel.clone()));
+                }
+            }
+            continue;
+        }
+        // A folder above the layers (a store's folder, a base app, a
+        // layer itself): every app it can hold, whole.
+        if !path.starts_with(&format!("{APPS}/")) {
+            continue;
+        }
+        for store in stores {
+            for app in &ws.base_apps {
+                let reaches = ws
+                    .layers(store, app)
+                    .iter()
+                    .any(|l| l.dir == *path || l.dir.starts_with(&format!("{path}/")));
+                if reaches {
+                    out.insert((store.clone(), app.clone(), String::new()));
+                }
+            }
+        }
+    }
+    // A whole app covers its paths.
+    let whole: BTreeSet<(String, String)> = out
+        .iter()
+        .filter(|(_, _, r)| r.is_empty())
+        .map(|(s, a, _)| (s.clone(), a.clone()))
+        .collect();
+    out.retain(|(s, a, r)| r.is_empty() || !whole.contains(&(s.clone(), a.clone())));
+    out
+}
+
+fn join(base: &str, rel: &str) -> String {
+    match (base.is_empty(), rel.is_empty()) {
+        (true, _) => rel.to_string(),
+        (_, true) => base.to_string(),
+        _ => format!("{base}/{rel}"),
+    }
+}
+
+/// The entry for the file at `src` (relative to the root) placed at `dest`.
+fn entry(root: &Path, src: &str, dest: &str) -> Result<Option<Composed>> {
+    let full = root.join(src);
+    let meta = match std::fs::symlink_metadata(&full) {
+        Ok(m) => m,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io(&full, e)),
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&full).map_err(|e| Error::io(&full, e))?;
+        return Ok(Some(Composed {
+            path: dest.to_string(),
+            kind: EntryKind::Symlink,
+            digest: symlink_digest(&target),
+            source: Source::Path(src.to_string()),
+            link_target: Some(target),
+        }));
+    }
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    Ok(Some(Composed {
+        path: dest.to_string(),
+        kind: EntryKind::File {
+            executable: meta.permissions().mode() & 0o111 != 0,
+        },
+        digest: strata_engine::file_digest(&full)?,
+        source: Source::Path(src.to_string()),
+        link_target: None,
+    }))
+}
+
+/// What composition puts at `rel` (a file, or everything under a folder)
+/// for `app` of `store`, from the files on disk now.
+fn desired(
+    ws: &Workspace,
+    rules: &IgnoreRules,
+    store: &str,
+    app: &str,
+    rel: &str,
+) -> Result<BTreeMap<String, Composed>> {
+    let root = ws.root();
+    let mut files: BTreeMap<String, Composed> = BTreeMap::new();
+    let mut folders: BTreeSet<String> = BTreeSet::new();
+    let layers = ws.layers(store, app);
+    for (i, layer) in layers.iter().enumerate() {
+        let base = join(&layer.dir, rel);
+        let full = root.join(&base);
+        let Ok(meta) = std::fs::symlink_metadata(&full) else {
+            continue;
+        };
+        if meta.is_dir() && rules.is_ignored(&full, true) {
+            continue;
+        }
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            for e in walker(&full).build().flatten() {
+                if e.file_type().is_some_and(|t| !t.is_dir()) {
+                    found.push(strata_engine::relative(&full, e.path()));
+                }
+            }
+            for sub in found {
+                let path = join(rel, &sub);
+                if i > 0 && path == PACKAGE_JSON {
+                    return Err(Error::PackageJsonOverride {
+                        path: root.join(&layer.dir).join(PACKAGE_JSON),
+                    });
+                }
+                if let Some(e) = entry(root, &join(&base, &sub), &path)? {
+                    files.insert(path, e);
+                }
+            }
+            folders.insert(rel.to_string());
+        } else if !rules.is_ignored(&full, false) {
+            if i > 0 && rel == PACKAGE_JSON {
+                return Err(Error::PackageJsonOverride { path: full });
+            }
+            if let Some(e) = entry(root, &base, rel)? {
+                files.insert(rel.to_string(), e);
+            }
+        }
+    }
+    if let Some(pkg) = files.get_mut(PACKAGE_JSON) {
+        if pkg.kind != EntryKind::Symlink {
+            let path = root.join(&layers[0].dir).join(PACKAGE_JSON);
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            let generated = package_json(&bytes, &format!("{app}-{store}"))
+                .map_err(|message| Error::PackageJson { path, message })?;
+            pkg.digest = strata_engine::ContentHash::of(&generated);
+            pkg.source = Source::Generated(generated);
+        }
+    }
+    // A file in one layer where another has a folder.
+    if let Some(file) = files
+        .keys()
+        .find(|p| files.keys().any(|q| q.starts_with(&format!("{p}/"))))
+    {
+        return Err(Error::FileFolderConflict {
+            file: PathBuf::from(file),
+            folder: PathBuf::from(
+                files
+                    .keys()
+                    .find(|q| q.starts_with(&format!("{file}/")))
+                    .unwrap(),
+            ),
+        });
+    }
+    Ok(files)
+}
+
+/// Brings `.out/<store>/<app>/<rel>` to what composition says now. Returns
+/// the copies written and removed.
+pub fn reconcile(
+    ws: &Workspace,
+    rules: &IgnoreRules,
+    sources: &SourceCache,
+    target: &Target,
+) -> Result<Vec<Update>> {
+    let (store, app, rel) = target;
+    let root = ws.root();
+    let want = desired(ws, rules, store, app, rel)?;
+    let out = root.join(out_dir(store, app));
+    let mut updates = Vec::new();
+    // What is there now (git-ignored outputs and tool folders left alone).
+    let mut have: BTreeSet<String> = BTreeSet::new();
+    let at = if rel.is_empty() {
+        out.clone()
+    } else {
+        out.join(rel)
+    };
+    match std::fs::symlink_metadata(&at) {
+        Ok(m) if m.is_dir() => {
+            let mut walk = walker(&at);
+            let top = out.clone();
+            walk.filter_entry(move |e| {
+                let r = strata_engine::relative(&top, e.path());
+                let first = r.split('/').next().unwrap_or("");
+                !(TOOL_OWNED.contains(&first) || (first.starts_with(".env") && !r.contains('/')))
+            });
+            for e in walk.build().flatten() {
+                if e.file_type().is_some_and(|t| !t.is_dir()) {
+                    have.insert(strata_engine::relative(&out, e.path()));
+                }
+            }
+        }
+        Ok(_) => {
+            have.insert(rel.clone());
+        }
+        Err(_) => {}
+    }
+    let composition = Composition::assembled(want.values().cloned().collect());
+    for e in &composition.entries {
+        let path = out.join(&e.path);
+        let in_place = Fingerprint::at(&path).is_ok_and(|fp| holds(&path, &fp, e));
+        if !in_place {
+            write_replacing(root, &composition, e, &path, sources)?;
+            updates.push(Update {
+                store: store.clone(),
+                change: "written",
+                path: format!("{}/{}", out_dir(store, app), e.path),
+            });
+        }
+    }
+    for path in have.iter().filter(|p| !want.contains_key(*p)) {
+        if remove(&out.join(path))? {
+            updates.push(Update {
+                store: store.clone(),
+                change: "removed",
+                path: format!("{}/{path}", out_dir(store, app)),
+            });
+        }
+        // Folders left empty go too, up to the app's folder.
+        let mut dir = Path::new(path).parent();
+        while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
+            if std::fs::remove_dir(out.join(d)).is_err() {
+                break;
+            }
+            dir = d.parent();
+        }
+    }
+    Ok(updates)
+}
+
+/// The deployable stores of `selection` (all when empty) in `ws`.
+pub fn selected(ws: &Workspace, selection: &[String]) -> Vec<String> {
+    ws.deployable()
+        .into_iter()
+        .map(|s| s.id.clone())
+        .filter(|id| selection.is_empty() || selection.contains(id))
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! Dev servers: each selected store's apps run their `dev` script in their
+//! composed folder, on the ports `localPorts` gives, with every output line
+//! prefixed `[store/app]`; a crashed server restarts with backoff.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use strata_engine::process;
+
+use crate::builder::build_script_named;
+use crate::error::{Error, Result};
+use crate::nodes::out_dir;
+use crate::prepare::{MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP};
+use crate::toolchain::{PackageManager, which};
+use crate::workspace::Workspace;
+
+/// One server to run.
+#[derive(Clone, Debug)]
+pub struct ServerSpec {
+    /// The store.
+    pub store: String,
+    /// The app.
+    pub app: String,
+    /// Where it runs.
+    pub dir: PathBuf,
+    /// Its port, when the config gives one.
+    pub port: Option<u16>,
+}
+
+/// The `localPorts` key of an app.
+pub fn port_key(app: &str) -> &str {
+    match app {
+        MIDDLEWARE_APP => "middleware",
+        NEXTJS_APP => "nextjs",
+        NUXT_APP => "nuxt",
+        other => other,
+    }
+}
+
+/// The servers of `stores` for `apps` (those with a `dev` script). Two
+/// servers on one port are an error, before anything starts.
+pub fn server_specs(ws: &Workspace, stores: &[String], apps: &[String]) -> Result<Vec<ServerSpec>> {
+    let mut specs = Vec::new();
+    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+    for store in stores {
+        let settings = ws.config.stores.get(store).cloned().unwrap_or_default();
+        for app in apps {
+            if build_script_named(ws.root(), app, "dev")?.is_none() {
+                continue;
+            }
+            let port = settings.local_ports.get(port_key(app)).copied();
+            if let Some(p) = port {
+                if let Some(other) = ports.insert(p, format!("{store}/{app}")) {
+                    return Err(Error::UnknownStore {
+                        message: format!(
+                            "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
+                            ws.config.path.display()
+                        ),
+                    });
+                }
+            }
+            specs.push(ServerSpec {
+                store: store.clone(),
+                app: app.clone(),
+                dir: ws.root().join(out_dir(store, app)),
+                port,
+            });
+        }
+    }
+    Ok(specs)
+}
+
+/// Running servers; dropping it does not stop them ([`Supervisor::stop`]
+/// does, as the signal handler does).
+pub struct Supervisor {
+    stopping: Arc<AtomicBool>,
+}
+
+const COLORS: &[&str] = &["36", "33", "35", "32", "34", "31"];
+
+impl Supervisor {
+    /// Starts every server, each in its own process group, restarting it
+    /// with backoff when it exits.
+    pub fn start(
+        root: &std::path::Path,
+        specs: Vec<ServerSpec>,
+        color: bool,
+    ) -> Result<Supervisor> {
+        let (pm, _) = PackageManager::detect(root);
+        let program = which(pm.program()).ok_or_else(|| Error::Toolchain {
+            message: format!("{} is not on PATH; the dev servers need it", pm.program()),
+        })?;
+        let bin = root.join("node_modules/.bin");
+        let stopping = Arc::new(AtomicBool::new(false));
+        for (i, spec) in specs.into_iter().enumerate() {
+            let label = format!("[{}/{}]", spec.store, spec.app);
+            let label = if color {
+                format!("\x1b[{}m{label}\x1b[0m", COLORS[i % COLORS.len()])
+            } else {
+                label
+            };
+            let (program, bin, stopping) = (program.clone(), bin.clone(), stopping.clone());
+            std::thread::spawn(move || supervise(&program, &bin, &spec, &label, &stopping));
+        }
+        Ok(Supervisor { stopping })
+    }
+
+    /// Stops every server's process tree.
+    pub fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        process::stop_all(Duration::from_secs(5));
+    }
+}
+
+fn supervise(
+    program: &std::path::Path,
+    bin: &std::path::Path,
+    spec: &ServerSpec,
+    label: &str,
+    stopping: &AtomicBool,
+) {
+    let mut backoff = Duration::from_secs(1);
+    while !stopping.load(Ordering::SeqCst) {
+        let mut path = std::ffi::OsString::from(bin);
+        if let Some(p) = std::env::var_os("PATH") {
+            path.push(":");
+            path.push(p);
+        }
+        let mut command = Command::new(program);
+        command
+            .args(["run", "dev"])
+            .current_dir(&spec.dir)
+            .env("PATH", path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(port) = spec.port {
+            command.env("PORT", port.to_string());
+            if spec.app == NUXT_APP {
+                command
+                    .env("NUXT_PORT", port.to_string())
+                    .env("NITRO_PORT", port.to_string());
+            }
+        }
+        let started = Instant::now();
+        let mut child = match process::spawn(&mut command) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{label} could not start: {e}");
+                return;
+            }
+        };
+        let mut readers = Vec::new();
+        if let Some(out) = child.stdout.take() {
+            let label = label.to_string();
+            readers.push(std::thread::spawn(move || relay(out, &label, false)));
+        }
+        if let Some(err) = child.stderr.take() {
+            let label = label.to_string();
+            readers.push(std::thread::spawn(move || relay(err, &label, true)));
+        }
+        let status = process::wait(&mut child);
+        for r in readers {
+            let _ = r.join();
+        }
+        if stopping.load(Ordering::SeqCst) {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_secs(1);
+        }
+        let how = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        eprintln!(
+            "{label} exited ({how}); restarting in {}s",
+            backoff.as_secs()
+        );
+        std::thread::sleep(backoff);
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+fn relay(stream: impl std::io::Read, label: &str, to_stderr: bool) {
+    for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
+        if to_stderr {
+            let _ = writeln!(std::io::stderr().lock(), "{label} {line}");
+        } else {
+            let _ = writeln!(std::io::stdout().lock(), "{label} {line}");
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `strata store dev`: while it runs, scripted edits at every layer leave
+//! `.out` equal to the rules' output after each settle; a storm of writes
+//! settles right; Ctrl-C stops every dev server.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{Repo, assert_trees_equal, http_get, oracle, tree};
+
+struct Dev(Child);
+
+impl Dev {
+    fn start(repo: &Repo, args: &[&str]) -> Dev {
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--root")
+            .arg(repo.path())
+            .args(["store", "dev"])
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let dev = Dev(child);
+        // Ready once the first compose is out.
+        settle(repo);
+        dev
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until `.out` equals what the rules say (up to 15 s), then checks it.
+fn settle(repo: &Repo) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let want = oracle(repo.path());
+        if repo.out_tree() == want {
+            return;
+        }
+        if Instant::now() > deadline {
+            assert_trees_equal(&repo.out_tree(), &want);
+        }
+        std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+fn repo() -> Repo {
+    let repo = Repo::standard();
+    repo.write(
+        "apps/stores/brand/stores/us/stores/ny/web/src/ny.ts",
+        "ny\n",
+    );
+    repo.config(&["us", "eu", "solo", "ny"]);
+    repo
+}
+
+#[test]
+fn edits_at_every_layer_keep_out_exact() {
+    let repo = repo();
+    let _dev = Dev::start(&repo, &["--no-servers"]);
+
+    // A base file.
+    repo.write("apps/web/src/file0.ts", "edited base\n");
+    settle(&repo);
+    // Overrides added, then deleted, at each depth.
+    for layer in [
+        "apps/stores/brand",
+        "apps/stores/brand/stores/us",
+        "apps/stores/brand/stores/us/stores/ny",
+        "apps/stores/solo",
+    ] {
+        repo.write(
+            &format!("{layer}/web/src/file1.ts"),
+            &format!("override in {layer}\n"),
+        );
+        settle(&repo);
+    }
+    for layer in [
+        "apps/stores/brand/stores/us",
+        "apps/stores/brand",
+        "apps/stores/brand/stores/us/stores/ny",
+    ] {
+        repo.remove(&format!("{layer}/web/src/file1.ts"));
+        settle(&repo);
+    }
+    // A folder of a base app renamed.
+    std::fs::rename(
+        repo.path().join("apps/api/src/deep"),
+        repo.path().join("apps/api/src/moved"),
+    )
+    .unwrap();
+    settle(&repo);
+    // An editor's atomic save: a temporary file renamed over the original.
+    repo.write("apps/web/components/.footer.tsx.swp", "saved atomically\n");
+    std::fs::rename(
+        repo.path().join("apps/web/components/.footer.tsx.swp"),
+        repo.path().join("apps/web/components/footer.tsx"),
+    )
+    .unwrap();
+    settle(&repo);
+    // A new folder with files at once, in a template.
+    std::fs::create_dir_all(repo.path().join("apps/stores/brand/api/new/deeper")).unwrap();
+    repo.write("apps/stores/brand/api/new/deeper/x.ts", "x\n");
+    settle(&repo);
+    // A whole override folder removed.
+    repo.remove("apps/stores/brand/api");
+    settle(&repo);
+    // A config change that adds a store, then one that removes it.
+    repo.write("apps/stores/solo/stores/late/web/src/late.ts", "late\n");
+    repo.config(&["us", "eu", "solo", "ny", "late"]);
+    settle(&repo);
+    repo.config(&["us", "eu", "solo", "ny"]);
+    settle(&repo);
+    assert!(!repo.path().join(".out/late").exists());
+    // Ignored paths are ignored.
+    repo.write("apps/web/node_modules/dep/index.js", "dep\n");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!repo.path().join(".out/us/web/node_modules/dep").exists());
+
+    // The same as a fresh compose of the same sources.
+    let copy = Repo::empty();
+    crate::util::copy_tree(&repo.path().join("apps"), &copy.path().join("apps"));
+    std::fs::copy(
+        repo.path().join("alokai.config.json"),
+        copy.path().join("alokai.config.json"),
+    )
+    .unwrap();
+    copy.ok(&["store", "compose"]);
+    assert_trees_equal(&repo.out_tree(), &tree(&copy.path().join(".out")));
+}
+
+#[test]
+fn a_storm_of_writes_settles_to_the_right_state() {
+    let repo = repo();
+    let _dev = Dev::start(&repo, &["--no-servers"]);
+    for i in 0..1000 {
+        let layer = ["apps/web", "apps/stores/brand/web", "apps/stores/solo/web"][i % 3];
+        repo.write(
+            &format!("{layer}/src/storm{}.ts", i % 17),
+            &format!("write {i}\n"),
+        );
+        if i % 97 == 0 {
+            let _ = std::fs::remove_file(
+                repo.path()
+                    .join(format!("apps/stores/brand/web/src/storm{}.ts", i % 17)),
+            );
+        }
+    }
+    settle(&repo);
+}
+
+fn servers_repo() -> Repo {
+    let repo = Repo::buildable();
+    let server = "import http from 'node:http';\nhttp.createServer((q, s) => s.end(process.env.APP_NAME || 'up')).listen(Number(process.env.PORT));\n";
+    repo.write("apps/storefront-middleware/dev.mjs", server);
+    repo.write("apps/storefront-unified-nextjs/dev.mjs", server);
+    for app in ["storefront-middleware", "storefront-unified-nextjs"] {
+        repo.write(
+            &format!("apps/{app}/package.json"),
+            &format!("{{\n  \"name\": \"{app}\",\n  \"scripts\": {{ \"build\": \"node build.mjs\", \"dev\": \"node dev.mjs\" }}\n}}\n"),
+        );
+    }
+    repo
+}
+
+fn config_with_ports(repo: &Repo, ports: &[(&str, u16, u16)]) {
+    let entries: Vec<String> = ports
+        .iter()
+        .map(|(s, m, n)| {
+            format!("\"{s}\": {{\"localPorts\": {{\"middleware\": {m}, \"nextjs\": {n}}}}}")
+        })
+        .collect();
+    repo.write(
+        "alokai.config.json",
+        &format!("{{\"stores\": {{{}}}}}\n", entries.join(", ")),
+    );
+}
+
+/// Processes whose working folder is under `dir`.
+fn processes_in(dir: &std::path::Path) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) {
+            if cwd.starts_with(dir) {
+                found.push(pid);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn sigint_stops_every_server_and_exits_zero() {
+    let repo = servers_repo();
+    let ports: Vec<u16> = (0..4).map(|_| crate::util::free_port()).collect();
+    config_with_ports(
+        &repo,
+        &[("r1", ports[0], ports[1]), ("solo", ports[2], ports[3])],
+    );
+    let mut dev = Dev::start(&repo, &[]);
+    for port in &ports {
+        assert_eq!(http_get(*port, "/"), "up");
+    }
+    let root = repo.path().canonicalize().unwrap();
+    assert!(
+        processes_in(&root).len() >= 4,
+        "the servers run in the composed folders"
+    );
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(dev.0.id() as i32, libc::SIGINT) };
+    let status = dev.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_in(&root).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "processes outlived strata: {:?}",
+            processes_in(&root)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for port in &ports {
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", *port)).is_err(),
+            "port {port} still answers"
+        );
+    }
+}
+
+#[test]
+fn a_crashed_server_restarts_and_shared_ports_are_refused() {
+    let repo = servers_repo();
+    let same = crate::util::free_port();
+    config_with_ports(
+        &repo,
+        &[
+            ("r1", same, crate::util::free_port()),
+            ("solo", same, crate::util::free_port()),
+        ],
+    );
+    let out = repo.strata(&["store", "dev"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("port {same}")) && stderr.contains("r1/storefront-middleware"),
+        "{stderr}"
+    );
+
+    // The first start crashes (and leaves a mark); the restart serves.
+    repo.write(
+        "apps/storefront-middleware/dev.mjs",
+        "import http from 'node:http';\nimport fs from 'node:fs';\nif (!fs.existsSync('../../../crashed')) { fs.writeFileSync('../../../crashed', ''); console.error('boom'); process.exit(3); }\nhttp.createServer((q, s) => s.end('up')).listen(Number(process.env.PORT));\n",
+    );
+    let port = crate::util::free_port();
+    config_with_ports(&repo, &[("r1", port, crate::util::free_port())]);
+    let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(repo.path())
+        .args(["store", "dev", "--filter", "storefront-middleware"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert_eq!(http_get(port, "/"), "up", "restarted after the crash");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("[r1/storefront-middleware] boom"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("restarting in"), "{stderr}");
+}
