@@ -167,38 +167,45 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, FileState>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
-    for entry in entries {
-        let entry = entry.unwrap();
+    for entry in entries.flatten() {
         let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        // A temporary file of an atomic write in progress is not content.
+        if name.contains(".strata-tmp-") {
+            continue;
+        }
         let rel = path
             .strip_prefix(root)
             .unwrap()
             .to_string_lossy()
             .into_owned();
-        let meta = std::fs::symlink_metadata(&path).unwrap();
+        // Something may vanish while a watcher is at work: it is simply not
+        // there (the caller polls again).
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
-            if matches!(
-                entry.file_name().to_str(),
-                Some(".next" | "lib" | "node_modules")
-            ) {
+            if matches!(name.as_str(), ".next" | "lib" | "node_modules") {
                 continue;
             }
             walk(root, &path, out);
         } else if meta.file_type().is_symlink() {
-            out.insert(rel, FileState::Link(std::fs::read_link(&path).unwrap()));
-        } else {
-            out.insert(rel.clone(), file_state(&rel, &path));
+            if let Ok(target) = std::fs::read_link(&path) {
+                out.insert(rel, FileState::Link(target));
+            }
+        } else if let Some(state) = file_state(&rel, &path) {
+            out.insert(rel, state);
         }
     }
 }
 
-fn file_state(rel: &str, path: &Path) -> FileState {
-    let bytes = std::fs::read(path).unwrap();
+fn file_state(rel: &str, path: &Path) -> Option<FileState> {
+    let bytes = std::fs::read(path).ok()?;
     if rel.split('/').count() == 3 && rel.ends_with("/package.json") {
-        return FileState::Json(serde_json::from_slice(&bytes).unwrap());
+        return Some(FileState::Json(serde_json::from_slice(&bytes).unwrap()));
     }
-    let exec = std::fs::metadata(path).unwrap().permissions().mode() & 0o111 != 0;
-    FileState::File(bytes, exec)
+    let exec = std::fs::metadata(path).ok()?.permissions().mode() & 0o111 != 0;
+    Some(FileState::File(bytes, exec))
 }
 
 /// What `.out` must hold, by a direct reading of the inheritance rules,
