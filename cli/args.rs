@@ -85,6 +85,9 @@ pub struct DeployArgs {
     #[command(flatten)]
     pub selection: Selection,
 
+    #[command(flatten)]
+    pub ci: CiArgs,
+
     /// The registry: [http[s]://]host[:port][/prefix]. Default: the config's
     /// "strata.registry", else the local OCI layout in .strata/oci.
     #[arg(long, env = "CLI_DOCKER_REGISTRY_URL", value_name = "URL")]
@@ -211,11 +214,39 @@ pub struct ComposeArgs {
     pub json: bool,
 }
 
+/// What CI runs want: a shared cache, sharding, and reports.
+#[derive(Args, Debug)]
+pub struct CiArgs {
+    /// A remote cache shared by machines (Bazel HTTP layout: /ac/ and /cas/).
+    #[arg(long, env = "STRATA_REMOTE_CACHE", value_name = "URL")]
+    pub remote_cache: Option<String>,
+
+    /// Only read from the remote cache.
+    #[arg(long)]
+    pub remote_cache_read_only: bool,
+
+    /// Work on part I of N of the selected stores (for a CI matrix).
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<String>,
+
+    /// Write a Chrome trace (chrome://tracing, Perfetto) of every node run.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Option<PathBuf>,
+
+    /// Write a JSON summary: per store and stage, run or cached, from which
+    /// cache, why, how long, how many bytes.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+}
+
 /// `strata store build`
 #[derive(Args, Debug)]
 pub struct BuildArgs {
     #[command(flatten)]
     pub selection: Selection,
+
+    #[command(flatten)]
+    pub ci: CiArgs,
 
     /// Only compose (the same as `strata store compose`).
     #[arg(long)]

@@ -15,13 +15,17 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
+    let Some(stores) = crate::ci::stores(&cx.workspace, &args.selection, &args.ci)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let options = BuildOptions {
-        stores: Setup::ids(&args.selection),
+        stores,
         filter: args.filter.clone(),
         jobs: args.jobs.unwrap_or(cores).max(1),
         fail_fast: args.fail_fast,
         cas_dir: cx.state_dir.join("cas"),
         dry_run: false,
+        remote: crate::ci::remote(&args.ci),
     };
     strata_engine::process::exit_on_signal(|| {
         eprintln!("interrupted: every build process was stopped; nothing was recorded")
@@ -46,10 +50,18 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     let report = report?;
+    crate::ci::reports(&args.ci, &report.log, || {
+        strata_rules::summary(&report, None)
+    })?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         let value = serde_json::json!({
             "stores": report.stores,
             "scripts_run": report.scripts_run,
+            "remote_cache": report.remote,
+            "warnings": report.warnings,
             "failures": report.failures.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
             "seconds": started.elapsed().as_secs_f64(),
         });

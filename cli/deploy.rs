@@ -30,14 +30,18 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => None,
     };
+    let Some(stores) = crate::ci::stores(&cx.workspace, &args.selection, &args.ci)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
     let options = DeployOptions {
         build: BuildOptions {
-            stores: Setup::ids(&args.selection),
+            stores,
             filter: Vec::new(),
             jobs: args.jobs.unwrap_or(cores).max(1),
             fail_fast: false,
             cas_dir: cx.state_dir.join("cas"),
             dry_run: args.dry_run,
+            remote: crate::ci::remote(&args.ci),
         },
         registry: args
             .registry
@@ -79,6 +83,12 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
     }
     let report = report?;
+    crate::ci::reports(&args.ci, &report.build.log, || {
+        strata_rules::summary(&report.build, Some(&report))
+    })?;
+    for warning in &report.build.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

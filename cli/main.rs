@@ -4,6 +4,7 @@
 
 mod args;
 mod build;
+mod ci;
 mod compose;
 mod deploy;
 mod dev;

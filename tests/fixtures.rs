@@ -38,6 +38,10 @@ import { resolve } from "node:path";
 
 const root = resolve("../../..");
 appendFileSync(`${root}/builds.log`, `frontend ${process.cwd()}\n`);
+if (existsSync(`${root}/slow-frontend`)) {
+  writeFileSync(`${root}/frontend-started`, "");
+  await new Promise((done) => setTimeout(done, Number(readFileSync(`${root}/slow-frontend`, "utf8"))));
+}
 if (!existsSync("../storefront-middleware/lib/index.mjs")) {
   console.error("the middleware must be built first");
   process.exit(1);

@@ -12,4 +12,5 @@ mod kill;
 mod nextjs;
 mod proxy;
 mod registry;
+mod remote;
 mod util;

@@ -25,10 +25,13 @@ pub struct Engine {
 }
 
 /// What is recorded of a node after it ran.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 struct Record {
     key: ContentHash,
     output: ContentHash,
+    /// What the key was made of, to say which input changed.
+    salt: ContentHash,
+    inputs: Vec<(String, ContentHash)>,
 }
 
 /// What happened to a node in a run.
@@ -71,6 +74,9 @@ pub struct Event {
     pub start: Duration,
     /// How long it took.
     pub duration: Duration,
+    /// Why it was computed (or planned): which input changed, or that its
+    /// recorded output no longer holds.
+    pub reason: Option<String>,
 }
 
 /// The log of a run: which nodes were computed and which were not. Tests use
@@ -115,6 +121,65 @@ impl RunLog {
         want.sort_unstable();
         let got = self.recomputed_with_prefix(prefix);
         assert_eq!(got, want, "recomputed nodes under {prefix:?}");
+    }
+}
+
+/// One event of a Chrome trace (`chrome://tracing`, Perfetto): a node run
+/// as a complete event on a lane of its own while it overlaps others.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceEvent {
+    /// The node id.
+    pub name: String,
+    /// The node's kind: its id up to the first `/`.
+    pub cat: String,
+    /// `X`: a complete event.
+    pub ph: &'static str,
+    /// Start, in microseconds from the run's start.
+    pub ts: u64,
+    /// Duration, in microseconds.
+    pub dur: u64,
+    /// Always 1.
+    pub pid: u32,
+    /// The lane.
+    pub tid: u32,
+    /// Status and reason.
+    pub args: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl RunLog {
+    /// The run as Chrome trace events, concurrent nodes on separate lanes.
+    pub fn trace(&self) -> Vec<TraceEvent> {
+        let mut events: Vec<&Event> = self.events.iter().collect();
+        events.sort_by_key(|e| e.start);
+        let mut lanes: Vec<Duration> = Vec::new();
+        let mut out = Vec::with_capacity(events.len());
+        for e in events {
+            let end = e.start + e.duration;
+            let lane = match lanes.iter().position(|free| *free <= e.start) {
+                Some(l) => l,
+                None => {
+                    lanes.push(Duration::ZERO);
+                    lanes.len() - 1
+                }
+            };
+            lanes[lane] = end;
+            let mut args = std::collections::BTreeMap::new();
+            args.insert("status", format!("{:?}", e.status).to_lowercase());
+            if let Some(r) = &e.reason {
+                args.insert("reason", r.clone());
+            }
+            out.push(TraceEvent {
+                name: e.id.clone(),
+                cat: e.id.split('/').next().unwrap_or("").to_string(),
+                ph: "X",
+                ts: e.start.as_micros() as u64,
+                dur: e.duration.as_micros().max(1) as u64,
+                pid: 1,
+                tid: lane as u32 + 1,
+                args,
+            });
+        }
+        out
     }
 }
 
@@ -177,9 +242,13 @@ impl<'a, N: Node> Schedule<'a, N> {
     fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, index: NodeIndex) {
         let graph = self.running.graph;
         let start = self.started.elapsed();
-        let (status, error) = if self.stop.load(Ordering::Acquire) {
+        let (status, reason, error) = if self.stop.load(Ordering::Acquire) {
             let _ = self.running.slots[index.index()].failed.set(());
-            (Status::Skipped, None)
+            (
+                Status::Skipped,
+                Some("the run stopped at a failure".into()),
+                None,
+            )
         } else {
             self.running.step(index)
         };
@@ -195,6 +264,7 @@ impl<'a, N: Node> Schedule<'a, N> {
             status,
             start,
             duration: self.started.elapsed() - start,
+            reason,
         };
         (self.observe)(&event);
         self.log.lock().unwrap().events.push(event);
@@ -282,45 +352,59 @@ impl<'a, N: Node> Running<'a, N> {
         Ok(computed.value)
     }
 
-    fn key(&self, index: NodeIndex) -> Option<ContentHash> {
+    /// The node's key, its salt and its inputs' outputs (`None` while an
+    /// input has no output).
+    fn key(
+        &self,
+        index: NodeIndex,
+    ) -> Option<(ContentHash, ContentHash, Vec<(String, ContentHash)>)> {
         let node = self.graph.node(index);
+        let salt = node.salt();
         let mut hasher = KeyHasher::new("node");
-        hasher.hash(&node.salt());
+        hasher.hash(&salt);
+        let mut inputs = Vec::new();
         for dep in self.graph.inputs(index) {
-            hasher.str(self.graph.node(dep).id());
-            hasher.hash(self.slots[dep.index()].output.get()?);
+            let id = self.graph.node(dep).id();
+            let output = *self.slots[dep.index()].output.get()?;
+            hasher.str(id);
+            hasher.hash(&output);
+            inputs.push((id.to_string(), output));
         }
-        Some(hasher.finish())
+        Some((hasher.finish(), salt, inputs))
     }
 
-    fn step(&self, index: NodeIndex) -> (Status, Option<N::Error>) {
+    fn step(&self, index: NodeIndex) -> (Status, Option<String>, Option<N::Error>) {
         let node = self.graph.node(index);
         let slot = &self.slots[index.index()];
         // A planned input would change this node's key; an order-only
         // predecessor (a barrier) would not.
-        if self
+        if let Some(p) = self
             .graph
             .inputs(index)
-            .iter()
-            .any(|p| self.slots[p.index()].planned.get().is_some())
+            .into_iter()
+            .find(|p| self.slots[p.index()].planned.get().is_some())
         {
             let _ = slot.planned.set(());
-            return (Status::Planned, None);
+            return (
+                Status::Planned,
+                Some(format!("{} would run", self.graph.node(p).id())),
+                None,
+            );
         }
         let blocked = self
             .graph
             .predecessors(index)
             .any(|p| self.slots[p.index()].failed.get().is_some());
         let key = if blocked { None } else { self.key(index) };
-        let Some(key) = key else {
+        let Some((key, salt, inputs)) = key else {
             let _ = slot.failed.set(());
-            return (Status::Skipped, None);
+            return (Status::Skipped, Some("an input failed".into()), None);
         };
-        match self.try_step(node, slot, index, key) {
-            Ok(status) => (status, None),
+        match self.try_step(node, slot, index, key, salt, inputs) {
+            Ok((status, reason)) => (status, reason, None),
             Err(e) => {
                 let _ = slot.failed.set(());
-                (Status::Failed, Some(e))
+                (Status::Failed, None, Some(e))
             }
         }
     }
@@ -331,20 +415,44 @@ impl<'a, N: Node> Running<'a, N> {
         slot: &Slot<N::Value>,
         index: NodeIndex,
         key: ContentHash,
-    ) -> Result<Status, N::Error> {
+        salt: ContentHash,
+        inputs: Vec<(String, ContentHash)>,
+    ) -> Result<(Status, Option<String>), N::Error> {
         let record = self.engine.record(node.id())?;
         let mut prior: Option<Arc<N::Value>> = None;
-        if let Some(record) = record {
+        let reason = match &record {
+            _ if node.volatile() => "it reads the file system".to_string(),
+            None => "it never ran with this state".to_string(),
+            Some(r) if r.key == key => "its recorded outputs changed on disk".to_string(),
+            Some(r) if r.salt != salt => "its own settings changed".to_string(),
+            Some(r) => {
+                let changed = inputs
+                    .iter()
+                    .find(|(id, out)| !r.inputs.iter().any(|(rid, rout)| rid == id && rout == out))
+                    .map(|(id, _)| id.clone())
+                    .or_else(|| {
+                        r.inputs
+                            .iter()
+                            .find(|(rid, _)| !inputs.iter().any(|(id, _)| id == rid))
+                            .map(|(id, _)| id.clone())
+                    });
+                match changed {
+                    Some(id) => format!("{id} changed"),
+                    None => "its inputs changed".to_string(),
+                }
+            }
+        };
+        if let Some(record) = &record {
             if !node.volatile() && record.key == key {
                 if !node.validates() {
                     let _ = slot.output.set(record.output);
-                    return Ok(Status::Cached);
+                    return Ok((Status::Cached, None));
                 }
                 if let Some(value) = self.engine.load::<N>(node.id())? {
                     if node.still_valid(&value)? {
                         let _ = slot.output.set(record.output);
                         let _ = slot.value.set(Arc::new(value));
-                        return Ok(Status::Cached);
+                        return Ok((Status::Cached, None));
                     }
                     prior = Some(Arc::new(value));
                 }
@@ -352,18 +460,18 @@ impl<'a, N: Node> Running<'a, N> {
         }
         if self.dry_run && !node.volatile() {
             let _ = slot.planned.set(());
-            return Ok(Status::Planned);
+            return Ok((Status::Planned, Some(reason)));
         }
         if prior.is_none() && node.persist() && record.is_some() && !node.volatile() {
             prior = self.engine.load::<N>(node.id())?.map(Arc::new);
         }
-        let inputs = Inputs {
+        let computing = Inputs {
             run: self,
             index,
             prior,
         };
-        let Computed { value, output } = node.compute(&inputs)?;
-        let status = match record {
+        let Computed { value, output } = node.compute(&computing)?;
+        let status = match &record {
             Some(r) if r.output == output && node.volatile() => Status::Checked,
             Some(r) if r.output == output => Status::Unchanged,
             _ => Status::Changed,
@@ -372,11 +480,20 @@ impl<'a, N: Node> Running<'a, N> {
             if node.persist() {
                 self.engine.store::<N>(node.id(), &value)?;
             }
-            self.engine.set_record(node.id(), Record { key, output })?;
+            self.engine.set_record(
+                node.id(),
+                Record {
+                    key,
+                    output,
+                    salt,
+                    inputs,
+                },
+            )?;
         }
         let _ = slot.output.set(output);
         let _ = slot.value.set(value);
-        Ok(status)
+        let reason = (status != Status::Checked).then_some(reason);
+        Ok((status, reason))
     }
 }
 

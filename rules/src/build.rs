@@ -14,8 +14,8 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use strata_engine::{
-    Cas, ContentHash, EntryKind, Fingerprint, KeyHasher, Tree, process, symlink_atomic,
-    symlink_digest, walker,
+    Cas, ContentHash, EntryKind, Fingerprint, KeyHasher, RemoteCache, Tree, process,
+    symlink_atomic, symlink_digest, walker,
 };
 
 use crate::config::StrataSettings;
@@ -94,6 +94,8 @@ pub struct BuildContext {
     pub scripts_run: AtomicUsize,
     /// Start no script after a failure.
     pub fail_fast: bool,
+    /// The cache shared with other machines.
+    pub remote: Option<Arc<RemoteCache>>,
     failed: std::sync::atomic::AtomicBool,
 }
 
@@ -126,6 +128,7 @@ impl BuildContext {
             scripts_run: AtomicUsize::new(0),
             fail_fast,
             failed: std::sync::atomic::AtomicBool::new(false),
+            remote: None,
         }
     }
 
@@ -170,6 +173,8 @@ pub enum How {
         /// `store/app` that ran the script.
         with: String,
     },
+    /// Fetched from the remote cache.
+    Remote,
 }
 
 /// What is recorded of a build.
@@ -285,9 +290,137 @@ pub fn build(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
+    if let Some(outputs) = fetch_remote(ctx, &key)? {
+        let fingerprints = restore(ctx, spec, &outputs, prior)?;
+        *built_by = Some(format!("{}/{}", spec.store, spec.app));
+        return Ok(BuildRecord {
+            key,
+            outputs,
+            fingerprints,
+            how: How::Remote,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
     let record = run(ctx, spec, key, prior)?;
+    upload_remote(ctx, &key, &record.outputs)?;
     *built_by = Some(format!("{}/{}", spec.store, spec.app));
     Ok(record)
+}
+
+/// One output in the remote cache's action result.
+#[derive(Serialize, Deserialize)]
+struct RemoteOutput {
+    path: String,
+    kind: EntryKind,
+    /// blake3, hex.
+    digest: String,
+    /// sha256, hex (the blob's name in `/cas/`); none for a symlink.
+    sha256: Option<String>,
+    link_target: Option<PathBuf>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RemoteResult {
+    strata: u32,
+    outputs: Vec<RemoteOutput>,
+}
+
+/// The outputs of `key` from the remote cache, every blob fetched into the
+/// local store and verified; `None` on a miss (or a corrupt blob).
+fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<OutputFile>>> {
+    let Some(remote) = &ctx.remote else {
+        return Ok(None);
+    };
+    let Some(bytes) = remote.get_ac(&key.to_hex()) else {
+        return Ok(None);
+    };
+    let Ok(result) = serde_json::from_slice::<RemoteResult>(&bytes) else {
+        return Ok(None);
+    };
+    let mut outputs = Vec::with_capacity(result.outputs.len());
+    for o in result.outputs {
+        let Ok(digest) = o.digest.parse::<ContentHash>() else {
+            return Ok(None);
+        };
+        if let (EntryKind::File { .. }, Some(sha)) = (o.kind, &o.sha256) {
+            if !ctx.cas.contains(&digest) {
+                let dest = ctx.cas.path(&digest);
+                let dir = dest.parent().expect("a blob has a folder");
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                let tmp = strata_engine::TempName::beside(&dest);
+                if !remote.get_cas(sha, &tmp) {
+                    return Ok(None);
+                }
+                // The blob matched its sha256; it must match the blake3 the
+                // result names too.
+                if strata_engine::file_digest(&tmp)? != digest {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Ok(None);
+                }
+                std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+            }
+        }
+        outputs.push(OutputFile {
+            path: o.path,
+            kind: o.kind,
+            digest,
+            link_target: o.link_target,
+        });
+    }
+    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
+    ctx.manifests.insert(&key.0, &bytes)?;
+    Ok(Some(outputs))
+}
+
+/// Sends a successful build's outputs to the remote cache: the blobs first,
+/// then the action result that names them.
+fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) -> Result<()> {
+    let Some(remote) = &ctx.remote else {
+        return Ok(());
+    };
+    if remote.read_only() {
+        return Ok(());
+    }
+    let described: Vec<Result<Option<RemoteOutput>>> = outputs
+        .par_iter()
+        .map(|o| {
+            let sha256 = match o.kind {
+                EntryKind::Symlink => None,
+                EntryKind::File { .. } => {
+                    let blob = ctx.cas.path(&o.digest);
+                    let sha = strata_engine::file_sha256(&blob)?;
+                    if !remote.put_cas(&sha, &blob) {
+                        return Ok(None);
+                    }
+                    Some(sha)
+                }
+            };
+            Ok(Some(RemoteOutput {
+                path: o.path.clone(),
+                kind: o.kind,
+                digest: o.digest.to_hex(),
+                sha256,
+                link_target: o.link_target.clone(),
+            }))
+        })
+        .collect();
+    let mut listed = Vec::with_capacity(described.len());
+    for d in described {
+        match d? {
+            Some(o) => listed.push(o),
+            // A blob did not go up: no action result may name it.
+            None => return Ok(()),
+        }
+    }
+    let result = RemoteResult {
+        strata: 1,
+        outputs: listed,
+    };
+    remote.put_ac(
+        &key.to_hex(),
+        &serde_json::to_vec(&result).expect("a result encodes"),
+    );
+    Ok(())
 }
 
 /// The manifest stored for `key`, when every blob it names is present.

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use serde::Serialize;
-use strata_engine::{Cas, Engine, Event, Graph, OnFailure, RunLog, RunOptions, Status};
+use strata_engine::{
+    Cas, Engine, Event, Graph, OnFailure, RemoteCache, RunLog, RunOptions, Status,
+};
 
 use crate::build::{BuildContext, BuildSpec, How};
 use crate::composer::compose_graph;
@@ -35,6 +37,8 @@ pub struct BuildOptions {
     pub cas_dir: std::path::PathBuf,
     /// Plan only: run nothing, record nothing.
     pub dry_run: bool,
+    /// The remote cache: its URL, and whether to only read from it.
+    pub remote: Option<(String, bool)>,
 }
 
 /// What happened to one app.
@@ -42,7 +46,8 @@ pub struct BuildOptions {
 pub struct AppBuild {
     /// The app.
     pub app: String,
-    /// `built`, `cached` (in place), `restored` (from the cache), `shared`
+    /// `built`, `cached` (in place), `restored` (from the local cache),
+    /// `remote` (from the remote cache), `shared`
     /// (another store's identical build), `failed`, `skipped` (a
     /// dependency failed), `no-script`, or `planned` (a dry run: it would
     /// run).
@@ -56,6 +61,10 @@ pub struct AppBuild {
     /// the app is not deployed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy: Option<&'static str>,
+    /// Bytes of the build's outputs.
+    pub output_bytes: u64,
+    /// Bytes of `.deploy`.
+    pub deploy_bytes: u64,
 }
 
 /// One store's builds.
@@ -80,6 +89,46 @@ pub struct BuildReport {
     /// The engine's log.
     #[serde(skip)]
     pub log: RunLog,
+    /// Warnings (a remote cache that failed or sent a corrupt blob).
+    pub warnings: Vec<String>,
+    /// The remote cache used, with bytes fetched and sent.
+    pub remote: Option<RemoteUse>,
+}
+
+/// What the remote cache did in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RemoteUse {
+    /// Its URL, without credentials.
+    pub url: String,
+    /// Bytes fetched.
+    pub downloaded: u64,
+    /// Bytes sent.
+    pub uploaded: u64,
+}
+
+/// The part `spec` (`I/N`, 1-based) of `ids`: sorted, then dealt round
+/// robin, so that every id is in exactly one part and parts differ in size
+/// by one at most.
+pub fn shard(ids: &[String], spec: &str) -> Result<Vec<String>> {
+    let bad = || Error::UnknownStore {
+        message: format!("--shard {spec}: expected I/N with 1 <= I <= N, such as 2/4"),
+    };
+    let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+    let (i, n): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || i == 0 || i > n {
+        return Err(bad());
+    }
+    let mut sorted = ids.to_vec();
+    sorted.sort();
+    Ok(sorted
+        .into_iter()
+        .enumerate()
+        .filter(|(k, _)| k % n == i - 1)
+        .map(|(_, id)| id)
+        .collect())
 }
 
 /// The apps `filter` keeps: names, and `!name` exclusions (Alokai's
@@ -143,7 +192,17 @@ pub fn build_context(
     options: &BuildOptions,
 ) -> Result<BuildContext> {
     let (pm, lockfile) = PackageManager::detect(ws.root());
-    Ok(BuildContext::new(
+    let remote = match &options.remote {
+        Some((url, read_only)) => Some(Arc::new(
+            RemoteCache::new(url, *read_only, std::time::Duration::from_secs(20)).map_err(|e| {
+                Error::UnknownStore {
+                    message: format!("--remote-cache: {e}"),
+                }
+            })?,
+        )),
+        None => None,
+    };
+    let mut ctx = BuildContext::new(
         ws.root(),
         pm,
         node_version(&engine.db().tree("toolchain")?)?,
@@ -154,7 +213,9 @@ pub fn build_context(
         ws.config.strata.clone(),
         options.jobs,
         options.fail_fast,
-    ))
+    );
+    ctx.remote = remote;
+    Ok(ctx)
 }
 
 /// The graph of a build: the compose graph, plus a build node per app with
@@ -283,6 +344,7 @@ pub fn build_stores(
                         How::Ran => ("built", None, Some(r.seconds)),
                         How::Restored => ("restored", None, None),
                         How::Shared { with } => ("shared", Some(with.clone()), None),
+                        How::Remote => ("remote", None, None),
                     },
                     _ => ("built", None, None),
                 },
@@ -304,12 +366,28 @@ pub fn build_stores(
                         _ => "prepared",
                     },
                 });
+            let value = |id: &str| {
+                outcome
+                    .value(id)
+                    .map(|v| (*v).clone())
+                    .or_else(|| engine.load::<StoreNode>(id).ok().flatten())
+            };
+            let output_bytes = match value(&bid) {
+                Some(StoreValue::Build(r)) => r.fingerprints.iter().map(|f| f.size).sum(),
+                _ => 0,
+            };
+            let deploy_bytes = match deploy.and_then(|_| value(&did)) {
+                Some(StoreValue::Out(r)) => r.files.iter().map(|f| f.fingerprint.size).sum(),
+                _ => 0,
+            };
             list.push(AppBuild {
                 app: app.clone(),
                 build,
                 shared_with,
                 seconds,
                 deploy,
+                output_bytes,
+                deploy_bytes,
             });
         }
         stores.push(StoreBuild {
@@ -317,17 +395,45 @@ pub fn build_stores(
             apps: list,
         });
     }
+    let (warnings, remote) = match &ctx.remote {
+        Some(r) => (
+            r.warnings(),
+            Some(RemoteUse {
+                url: r.url().to_string(),
+                downloaded: r.downloaded.load(Ordering::Relaxed),
+                uploaded: r.uploaded.load(Ordering::Relaxed),
+            }),
+        ),
+        None => (Vec::new(), None),
+    };
     Ok(BuildReport {
         stores,
         scripts_run: ctx.scripts_run.load(Ordering::Relaxed),
         failures,
         log: outcome.log,
+        warnings,
+        remote,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::filter_apps;
+
+    #[test]
+    fn shards_cover_every_store_once() {
+        let ids: Vec<String> = ["e", "a", "d", "b", "c"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let parts: Vec<Vec<String>> = (1..=3)
+            .map(|i| super::shard(&ids, &format!("{i}/3")).unwrap())
+            .collect();
+        assert_eq!(parts, [vec!["a", "d"], vec!["b", "e"], vec!["c"]]);
+        assert!(super::shard(&ids, "0/3").is_err());
+        assert!(super::shard(&ids, "4/3").is_err());
+        assert!(super::shard(&ids, "x").is_err());
+    }
 
     #[test]
     fn filter_names_and_exclusions() {

@@ -24,12 +24,15 @@ mod servers;
 mod snapshot;
 mod sources;
 mod store_id;
+mod summary;
 mod toolchain;
 mod tree;
 mod workspace;
 
 pub use build::{BuildContext, BuildRecord, BuildSpec, How, OutputFile};
-pub use builder::{AppBuild, BuildOptions, BuildReport, StoreBuild, build_stores, filter_apps};
+pub use builder::{
+    AppBuild, BuildOptions, BuildReport, RemoteUse, StoreBuild, build_stores, filter_apps, shard,
+};
 pub use changed::{
     ChangeReport, ChangedOptions, ChangedStore, LOCKFILES, Reason, ReasonKind, changed, history,
 };
@@ -55,6 +58,7 @@ pub use servers::{ServerSpec, Supervisor, port_key, server_specs};
 pub use snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot};
 pub use sources::SourceCache;
 pub use store_id::invalid_reason;
+pub use summary::summary;
 pub use toolchain::PackageManager;
 pub use tree::{TreeStore, TreeView, tree};
 pub use workspace::{APPS, FileSystem, Folders, Layer, Owner, STORES, Store, Workspace};
