@@ -201,6 +201,9 @@ impl<N: Node> Outcome<N> {
     }
 }
 
+/// Each input's id and output, as a key was made of them.
+type InputOutputs = Vec<(String, ContentHash)>;
+
 /// How to run a graph.
 #[derive(Clone, Copy, Debug)]
 pub struct RunOptions {
@@ -416,7 +419,7 @@ impl<'a, N: Node> Running<'a, N> {
         index: NodeIndex,
         key: ContentHash,
         salt: ContentHash,
-        inputs: Vec<(String, ContentHash)>,
+        inputs: InputOutputs,
     ) -> Result<(Status, Option<String>), N::Error> {
         let record = self.engine.record(node.id())?;
         let mut prior: Option<Arc<N::Value>> = None;
