@@ -357,10 +357,7 @@ impl<'a, N: Node> Running<'a, N> {
 
     /// The node's key, its salt and its inputs' outputs (`None` while an
     /// input has no output).
-    fn key(
-        &self,
-        index: NodeIndex,
-    ) -> Option<(ContentHash, ContentHash, Vec<(String, ContentHash)>)> {
+    fn key(&self, index: NodeIndex) -> Option<(ContentHash, ContentHash, InputOutputs)> {
         let node = self.graph.node(index);
         let salt = node.salt();
         let mut hasher = KeyHasher::new("node");
