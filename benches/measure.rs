@@ -1,5 +1,7 @@
 //! Running the strata binary for benchmarks: wall time and peak memory of
 //! the child process (from wait4's rusage).
+// Each benchmark binary uses a part of this shared module.
+#![allow(dead_code)]
 
 use std::path::Path;
 use std::process::{Command, Stdio};
