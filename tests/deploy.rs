@@ -610,3 +610,89 @@ fn dry_run_plans_and_changes_nothing() {
     assert_eq!(stage(&report, "fashion-us", "build"), "cached");
     assert_eq!(stage(&report, "sports", "push"), "planned");
 }
+
+#[test]
+fn basic_auth_over_tls_with_a_ca_from_ssl_cert_file() {
+    let hash = bcrypt::hash("tlspw", 4).unwrap();
+    let (registry, ca) = RegistryServer::start_tls(&format!("pusher:{hash}\n"));
+    let repo = committed_example();
+    let url = format!("https://{}", registry.host());
+    let creds = [
+        ("CLI_CLOUD_USERNAME", "pusher"),
+        ("CLI_CLOUD_PASSWORD", "tlspw"),
+    ];
+    let args = [
+        "--registry",
+        url.as_str(),
+        "--base-image",
+        "scratch",
+        "-s",
+        "sports",
+    ];
+    // Without the CA, the certificate is not trusted.
+    let (code, _, stderr) = deploy_json(&repo, &args, &creds);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("unreachable") && !stderr.contains("tlspw"),
+        "{stderr}"
+    );
+    let ca_text = ca.to_str().unwrap();
+    let mut env = creds.to_vec();
+    env.push(("SSL_CERT_FILE", ca_text));
+    let (code, _, stderr) = deploy_json(&repo, &args, &env);
+    assert_eq!(code, 0, "{stderr}");
+    let certs = tempfile::tempdir().unwrap();
+    std::fs::copy(&ca, certs.path().join("ca.crt")).unwrap();
+    let out = skopeo(&[
+        "inspect",
+        "--cert-dir",
+        certs.path().to_str().unwrap(),
+        "--creds",
+        "pusher:tlspw",
+        &format!(
+            "docker://{}/demo-sports/{MW}:{}",
+            registry.host(),
+            head(&repo)
+        ),
+    ]);
+    assert!(out.contains("dev.strata.store"));
+}
+
+#[test]
+fn a_base_in_the_target_registry_is_mounted_not_uploaded() {
+    let registry = RegistryServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = push_base(&registry.host(), tmp.path());
+    let base_layer = inspect(&base)["Layers"][0].as_str().unwrap().to_string();
+    let proxy = Proxy::start(&registry.host());
+    let repo = committed_example();
+    let url = format!("http://{}", proxy.host());
+    let base_via_proxy = base.replace(&registry.host(), &proxy.host());
+    let (code, _, stderr) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            &base_via_proxy,
+            "-s",
+            "sports",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let seen = proxy.seen.lock().unwrap().clone();
+    let digest = base_layer.replace(':', "%3A");
+    assert!(
+        seen.iter().any(|s| s.method == "POST"
+            && s.path.contains("mount=")
+            && (s.path.contains(&base_layer) || s.path.contains(&digest))),
+        "the base layer was mounted"
+    );
+    assert!(
+        !seen.iter().any(|s| s.method != "POST"
+            && s.path.contains("/blobs/uploads/")
+            && (s.path.contains(&base_layer) || s.path.contains(&digest))),
+        "the base layer was never uploaded"
+    );
+}

@@ -14,6 +14,7 @@ pub struct RegistryServer {
     /// Its port.
     pub port: u16,
     _dir: tempfile::TempDir,
+    _certs: Option<tempfile::TempDir>,
 }
 
 /// Where the binary is.
@@ -52,7 +53,91 @@ impl RegistryServer {
         Self::start_with(htpasswd)
     }
 
+    /// A registry behind TLS (a CA and a certificate for 127.0.0.1 made
+    /// with openssl), requiring basic auth from `htpasswd`. Returns it and
+    /// the CA certificate's path.
+    pub fn start_tls(htpasswd: &str) -> (RegistryServer, std::path::PathBuf) {
+        require("openssl", "openssl");
+        let certs = tempfile::tempdir().unwrap();
+        let d = certs.path();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            d.join("server.crt").display(),
+            d.join("server.key").display()
+        );
+        let mut server = Self::start_inner(htpasswd, &tls);
+        let ca = server._dir.path().join("ca.crt");
+        std::fs::copy(d.join("ca.crt"), &ca).unwrap();
+        server._certs = Some(certs);
+        (server, ca)
+    }
+
     fn start_with(htpasswd: &str) -> RegistryServer {
+        Self::start_inner(htpasswd, "")
+    }
+
+    fn start_inner(htpasswd: &str, tls: &str) -> RegistryServer {
         let binary = registry_binary();
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -66,7 +151,7 @@ impl RegistryServer {
             );
         }
         let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{tls}{auth}",
             dir.path().join("data").display()
         );
         let config_path = dir.path().join("config.yml");
@@ -82,6 +167,7 @@ impl RegistryServer {
             child,
             port,
             _dir: dir,
+            _certs: None,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
