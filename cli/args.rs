@@ -90,7 +90,12 @@ pub struct DeployArgs {
 
     /// The registry: [http[s]://]host[:port][/prefix]. Default: the config's
     /// "strata.registry", else the local OCI layout in .strata/oci.
-    #[arg(long, env = "CLI_DOCKER_REGISTRY_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "CLI_DOCKER_REGISTRY_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub registry: Option<String>,
 
     /// The registry user.
@@ -133,7 +138,12 @@ pub struct DeployArgs {
     pub allow_dirty: bool,
 
     /// The console's deployment endpoint (default: record .out/<store>/deployment.json).
-    #[arg(long, env = "CLI_CONSOLE_URL", value_name = "URL")]
+    #[arg(
+        long,
+        env = "CLI_CONSOLE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub console_url: Option<String>,
 
     /// Push and trigger even when the images equal the last deployment's.
@@ -218,7 +228,12 @@ pub struct ComposeArgs {
 #[derive(Args, Debug)]
 pub struct CiArgs {
     /// A remote cache shared by machines (Bazel HTTP layout: /ac/ and /cas/).
-    #[arg(long, env = "STRATA_REMOTE_CACHE", value_name = "URL")]
+    #[arg(
+        long,
+        env = "STRATA_REMOTE_CACHE",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
     pub remote_cache: Option<String>,
 
     /// Only read from the remote cache.

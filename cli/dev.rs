@@ -27,6 +27,14 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
     ws.select(&ids)?;
     let apps = filter_apps(&ws.base_apps, &args.filter)?;
     let root = ws.root().to_path_buf();
+    // Watch first: what changes while the compose runs is then a batch of
+    // its own, not lost.
+    let config = root.join(strata_rules::CONFIG_FILE);
+    let mut watcher = Watcher::new(
+        &root,
+        &[root.join(strata_rules::APPS)],
+        std::slice::from_ref(&config),
+    )?;
     if !args.skip_compose {
         let report = strata_rules::compose(&ws, &engine, &stores, &|_| {})?;
         let t = report.totals();
@@ -52,12 +60,6 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         eprintln!("[strata] stopped: every dev server was stopped")
     })?;
 
-    let config = root.join(strata_rules::CONFIG_FILE);
-    let mut watcher = Watcher::new(
-        &root,
-        &[root.join(strata_rules::APPS)],
-        std::slice::from_ref(&config),
-    )?;
     eprintln!(
         "[strata] watching {} folders for {} stores; Ctrl-C stops",
         watcher.watched(),

@@ -76,6 +76,10 @@ impl RemoteCache {
         let _ = clean.set_username("");
         let _ = clean.set_password(None);
         let base = clean.as_str().trim_end_matches('/').to_string();
+        // What is shown has no query either (it may hold a token).
+        let mut shown = clean.clone();
+        shown.set_query(None);
+        let shown = shown.as_str().trim_end_matches('/').to_string();
         let client = Client::builder()
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
@@ -85,7 +89,7 @@ impl RemoteCache {
                 message: e.to_string(),
             })?;
         Ok(RemoteCache {
-            shown: base.clone(),
+            shown,
             base,
             client,
             auth,

@@ -570,12 +570,16 @@ impl Engine {
             observe,
         };
         let body = || {
+            // The roots are found before any node runs: once one runs, the
+            // counts of others drop to zero, and those are started by their
+            // last predecessor, never a second time from here.
+            let roots: Vec<usize> = (0..graph.len())
+                .filter(|&i| schedule.waiting[i].load(Ordering::Acquire) == 0)
+                .collect();
             rayon::scope(|scope| {
-                for i in 0..graph.len() {
-                    if schedule.waiting[i].load(Ordering::Acquire) == 0 {
-                        let schedule = &schedule;
-                        scope.spawn(move |scope| schedule.visit(scope, NodeIndex::new(i)));
-                    }
+                for i in roots {
+                    let schedule = &schedule;
+                    scope.spawn(move |scope| schedule.visit(scope, NodeIndex::new(i)));
                 }
             })
         };
@@ -903,5 +907,95 @@ mod tests {
             engine.run(&g, OnFailure::Stop),
             Err(Error::Cycle { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod stress {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+
+    type World = Arc<RwLock<HashMap<String, i64>>>;
+
+    struct N(String, World, bool, Vec<String>);
+
+    impl Node for N {
+        type Value = i64;
+        type Error = Error;
+        fn id(&self) -> &str {
+            &self.0
+        }
+        fn salt(&self) -> ContentHash {
+            ContentHash::of(self.0.as_bytes())
+        }
+        fn volatile(&self) -> bool {
+            self.2
+        }
+        fn persist(&self) -> bool {
+            !self.0.starts_with("c")
+        }
+        fn compute(&self, inputs: &Inputs<'_, Self>) -> Result<Computed<i64>> {
+            let mut v = self.1.read().unwrap().get(&self.0).copied().unwrap_or(0);
+            for d in &self.3 {
+                v += *inputs.dependency(d)?;
+            }
+            Ok(Computed::new(v, ContentHash::of(&v.to_le_bytes())))
+        }
+    }
+
+    #[test]
+    fn barriers_never_start_a_node_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::new()));
+        for round in 0..200 {
+            // Roots interleaved with the nodes that wait for them, as the
+            // compose graph adds them (a store's scans, then its nodes).
+            let mut g = Graph::new();
+            for c in 0..12 {
+                if c < 8 {
+                    g.add(N(format!("s{c}"), world.clone(), true, vec![]))
+                        .unwrap();
+                }
+                let mut deps = if c < 8 {
+                    vec![format!("s{c}"), format!("s{}", c / 2)]
+                } else {
+                    vec![format!("s{}", c % 8), format!("s{}", (c * 3) % 8)]
+                };
+                deps.dedup();
+                g.add(N(format!("c{c}"), world.clone(), false, deps.clone()))
+                    .unwrap();
+                for d in &deps {
+                    g.depend(&format!("c{c}"), d).unwrap();
+                }
+                g.add(N(
+                    format!("o{c}"),
+                    world.clone(),
+                    false,
+                    vec![format!("c{c}")],
+                ))
+                .unwrap();
+                g.depend(&format!("o{c}"), &format!("c{c}")).unwrap();
+            }
+            for o in 0..12 {
+                for c in 0..12 {
+                    g.order(&format!("o{o}"), &format!("c{c}")).unwrap();
+                }
+            }
+            world
+                .write()
+                .unwrap()
+                .insert(format!("s{}", round % 8), round);
+            let outcome = engine.run(&g, OnFailure::Stop).unwrap();
+            let bad: Vec<_> = outcome
+                .log
+                .events
+                .iter()
+                .filter(|e| e.status == Status::Skipped)
+                .map(|e| e.id.clone())
+                .collect();
+            assert!(bad.is_empty(), "round {round}: skipped {bad:?}");
+        }
     }
 }

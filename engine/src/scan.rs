@@ -60,10 +60,22 @@ pub fn scan(dir: &Path, cache: Option<&StatCache>, key_prefix: &str) -> Result<V
     // walk of a typical layer), then stat and hash in parallel.
     let mut found = Vec::new();
     for result in walker(dir).build() {
-        let entry = result.map_err(|e| Error::Walk {
-            path: dir.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let entry = match result {
+            Ok(e) => e,
+            // Deleted while we walked: it is simply not there any more.
+            Err(e)
+                if e.io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                return Err(Error::Walk {
+                    path: dir.to_path_buf(),
+                    message: e.to_string(),
+                });
+            }
+        };
         if entry.file_type().is_some_and(|t| !t.is_dir()) {
             found.push(entry);
         }
@@ -77,7 +89,10 @@ pub fn scan(dir: &Path, cache: Option<&StatCache>, key_prefix: &str) -> Result<V
 }
 
 /// The walker every scan uses: git's ignore rules only, hidden files
-/// included, symlinks not followed.
+/// included, symlinks not followed. Inside a git repository, `.gitignore`
+/// files above the repository's root do not apply (a `~/.gitignore` of a
+/// home folder under version control must not empty a monorepo); outside
+/// one, every parent's rules do.
 pub fn walker(dir: &Path) -> WalkBuilder {
     let mut builder = WalkBuilder::new(dir);
     builder
@@ -86,10 +101,20 @@ pub fn walker(dir: &Path) -> WalkBuilder {
         .git_exclude(true)
         .git_global(false)
         .parents(true)
-        .require_git(false)
+        .require_git(git_root(dir).is_some())
         .follow_links(false)
         .filter_entry(|e| e.file_name() != ".git");
     builder
+}
+
+/// The root of the git repository holding `dir` (the first folder upwards
+/// with a `.git`), if any.
+pub fn git_root(dir: &Path) -> Option<std::path::PathBuf> {
+    let absolute = std::path::absolute(dir).ok()?;
+    absolute
+        .ancestors()
+        .find(|d| d.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 fn scan_entry(

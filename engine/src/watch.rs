@@ -88,6 +88,7 @@ pub struct Watcher {
     events: Receiver<notify::Result<notify::Event>>,
     rules: Arc<IgnoreRules>,
     watched: BTreeSet<PathBuf>,
+    roots: Vec<PathBuf>,
 }
 
 impl Watcher {
@@ -103,8 +104,11 @@ impl Watcher {
         let mut w = Watcher {
             watcher,
             events: rx,
-            rules: Arc::new(IgnoreRules::new(repo)),
+            rules: Arc::new(IgnoreRules::new(
+                &crate::scan::git_root(repo).unwrap_or_else(|| repo.to_path_buf()),
+            )),
             watched: BTreeSet::new(),
+            roots: roots.to_vec(),
         };
         for root in roots {
             w.watch_tree(root)?;
@@ -127,10 +131,9 @@ impl Watcher {
         self.watched.len()
     }
 
+    /// Watches `dir` (again: a folder deleted and made anew, or moved back,
+    /// needs a new watch, and adding one twice is harmless).
     fn watch_dir(&mut self, dir: &Path) -> Result<()> {
-        if self.watched.contains(dir) {
-            return Ok(());
-        }
         match self.watcher.watch(dir, RecursiveMode::NonRecursive) {
             Ok(()) => {
                 self.watched.insert(dir.to_path_buf());
@@ -143,20 +146,32 @@ impl Watcher {
     }
 
     /// Watches `root` and every folder under it that git does not ignore.
+    /// Each folder is watched as the walk reaches it, before its entries are
+    /// listed: a subfolder made meanwhile shows up as an event.
     pub fn watch_tree(&mut self, root: &Path) -> Result<()> {
         if !root.is_dir() {
             return Ok(());
         }
-        let mut dirs = vec![root.to_path_buf()];
         for entry in walker(root).build().flatten() {
             if entry.file_type().is_some_and(|t| t.is_dir()) {
-                dirs.push(entry.into_path());
+                self.watch_dir(entry.path())?;
             }
         }
-        for dir in dirs {
-            self.watch_dir(&dir)?;
-        }
         Ok(())
+    }
+
+    /// Forgets the watches of a folder that is gone and of everything under
+    /// it.
+    fn forget_tree(&mut self, dir: &Path) {
+        let gone: Vec<PathBuf> = self
+            .watched
+            .range(dir.to_path_buf()..)
+            .take_while(|p| p.starts_with(dir))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.watched.remove(&p);
+        }
     }
 
     /// The next batch of changed paths: waits up to `timeout` for a first
@@ -188,20 +203,45 @@ impl Watcher {
         }
         let mut paths = BTreeSet::new();
         for event in raw {
-            let event = event.map_err(|e| watch_error(Path::new("."), e))?;
+            let event = match event {
+                Ok(e) => e,
+                // A watch that could not be kept (a folder made unreadable):
+                // report, go on.
+                Err(e) => {
+                    eprintln!("warning: {}", watch_error(Path::new("."), e));
+                    continue;
+                }
+            };
             if matches!(event.kind, notify::EventKind::Access(_)) {
+                continue;
+            }
+            if event.need_rescan() {
+                // The kernel's queue overflowed: events were lost, so every
+                // watched root counts as changed.
+                self.rules.reset();
+                paths.extend(self.roots.iter().cloned());
                 continue;
             }
             for path in event.paths {
                 if path.file_name().is_some_and(|n| n == ".gitignore") {
                     self.rules.reset();
                 }
+                let exists = path.symlink_metadata().is_ok();
                 let is_dir = path.is_dir();
-                if self.rules.is_ignored(&path, is_dir) {
+                // A path that is gone may have been a folder: it is ignored
+                // if either reading says so.
+                let ignored = if exists {
+                    self.rules.is_ignored(&path, is_dir)
+                } else {
+                    self.rules.is_ignored(&path, true) || self.rules.is_ignored(&path, false)
+                };
+                if ignored {
                     continue;
                 }
                 if is_dir {
                     self.watch_tree(&path)?;
+                } else if !exists {
+                    self.forget_tree(&path);
                 }
                 paths.insert(path);
             }

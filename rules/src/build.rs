@@ -25,15 +25,45 @@ use crate::toolchain::{PackageManager, dotenv_digests, which};
 /// Files and folders a build's outputs never include: installed
 /// dependencies, tool files, the Next.js build cache (a cache, not an
 /// output), and `.env*` files (inputs that may hold secrets).
-fn never_output(rel: &str) -> bool {
+pub(crate) fn never_output(rel: &str) -> bool {
     let first = rel.split('/').next().unwrap_or(rel);
-    matches!(
-        first,
-        "node_modules" | ".deploy" | ".git" | ".strata-build.log"
-    ) || first.starts_with(".env")
+    matches!(first, "node_modules" | ".deploy" | ".git" | ".strata-build.log")
         || rel == ".next/cache"
         || rel.starts_with(".next/cache/")
-        || rel.split('/').any(|part| part == "node_modules")
+        // Anywhere: Next.js copies `.env*` files into its standalone output.
+        || rel.split('/').any(|part| part == "node_modules" || part.starts_with(".env"))
+}
+
+/// Whether a path from a remote cache entry is safe to write under an app
+/// folder: relative, no `.` or `..` parts, and not a path outputs never have.
+fn safe_output_path(rel: &str) -> bool {
+    !rel.is_empty()
+        && !rel.starts_with('/')
+        && rel
+            .split('/')
+            .all(|p| !p.is_empty() && p != "." && p != "..")
+        && !never_output(rel)
+}
+
+/// Whether a symlink at `rel` pointing at `target` stays inside the app
+/// folder.
+fn safe_link(rel: &str, target: &Path) -> bool {
+    if target.is_absolute() {
+        return false;
+    }
+    let mut depth: i64 = rel.matches('/').count() as i64;
+    for part in target.components() {
+        match part {
+            std::path::Component::ParentDir => depth -= 1,
+            std::path::Component::Normal(_) => depth += 1,
+            std::path::Component::CurDir => {}
+            _ => return false,
+        }
+        if depth < 0 {
+            return false;
+        }
+    }
+    true
 }
 
 /// A counting semaphore: at most `-j` build processes at once.
@@ -82,6 +112,9 @@ pub struct BuildContext {
     pub env: Vec<(String, String)>,
     /// The root lockfile's digest.
     pub lock: ContentHash,
+    /// The digest of the root files builds read (`package.json`, `.npmrc`,
+    /// `.yarnrc.yml`, `tsconfig.json`…).
+    pub globals: ContentHash,
     /// Build outputs by digest.
     pub cas: Cas,
     /// Output manifests by build key.
@@ -120,6 +153,7 @@ impl BuildContext {
             node_version,
             env,
             lock,
+            globals: ContentHash::default(),
             cas,
             manifests,
             settings,
@@ -138,7 +172,8 @@ impl BuildContext {
         let mut h = KeyHasher::new("build-env/v1");
         h.str(self.pm.program())
             .str(&self.node_version)
-            .hash(&self.lock);
+            .hash(&self.lock)
+            .hash(&self.globals);
         for (k, v) in &self.env {
             h.str(k).str(v);
         }
@@ -236,6 +271,13 @@ pub fn build_key(
         .str(&spec.script)
         .hash(&shared)
         .hash(&ctx.salt());
+    // The app's settings change what counts as its outputs.
+    if let Some(settings) = ctx.settings.apps.get(&spec.app) {
+        for o in &settings.outputs {
+            h.str(o);
+        }
+        h.str(settings.entry.as_deref().unwrap_or(""));
+    }
     for (name, digest) in dotenv_digests(&spec.dir(&ctx.root))? {
         h.str(&name).hash(&digest);
     }
@@ -337,6 +379,27 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
     let Ok(result) = serde_json::from_slice::<RemoteResult>(&bytes) else {
         return Ok(None);
     };
+    // An entry names paths to write: only plain relative paths inside the
+    // app, never under a symlink it also makes, and links that stay inside.
+    let links: Vec<&str> = result
+        .outputs
+        .iter()
+        .filter(|o| o.kind == EntryKind::Symlink)
+        .map(|o| o.path.as_str())
+        .collect();
+    let unsafe_entry = result.outputs.iter().any(|o| {
+        !safe_output_path(&o.path)
+            || links.iter().any(|l| o.path.starts_with(&format!("{l}/")))
+            || (o.kind == EntryKind::Symlink
+                && !o
+                    .link_target
+                    .as_deref()
+                    .is_some_and(|t| safe_link(&o.path, t)))
+            || (o.kind != EntryKind::Symlink && o.sha256.is_none())
+    });
+    if unsafe_entry {
+        return Ok(None);
+    }
     let mut outputs = Vec::with_capacity(result.outputs.len());
     for o in result.outputs {
         let Ok(digest) = o.digest.parse::<ContentHash>() else {
@@ -597,9 +660,13 @@ fn run(
         .map(|a| a.outputs.clone())
         .unwrap_or_default();
     let made: Vec<String> = if named.is_empty() {
+        // With a prior record, the last build's outputs were removed first,
+        // so what the build left is what it changed. Without one (state
+        // lost, `.out` kept), an incremental tool may leave files as they
+        // were: every ignored file counts.
         ignored_files(&dir)?
             .into_iter()
-            .filter(|(_, fp)| fp.ctime_ns >= start_ns)
+            .filter(|(_, fp)| prior.is_none() || fp.ctime_ns >= start_ns)
             .map(|(path, _)| path)
             .collect()
     } else {
@@ -670,8 +737,30 @@ mod tests {
             (".env", true),
             (".strata-build.log", true),
             (".deploy/server.js", true),
+            (".next/standalone/.out/s/web/.env.production", true),
+            ("dist/.env", true),
         ] {
             assert_eq!(never_output(path), excluded, "{path}");
         }
+    }
+
+    #[test]
+    fn remote_entries_cannot_escape_the_app() {
+        use super::{safe_link, safe_output_path};
+        use std::path::Path;
+        for (path, ok) in [
+            ("lib/index.js", true),
+            ("../../../home/u/.ssh/authorized_keys", false),
+            ("/etc/cron.d/x", false),
+            ("lib/./x", false),
+            ("lib//x", false),
+            ("lib/.env", false),
+        ] {
+            assert_eq!(safe_output_path(path), ok, "{path}");
+        }
+        assert!(safe_link("lib/a", Path::new("b")));
+        assert!(safe_link("lib/a", Path::new("../x")));
+        assert!(!safe_link("lib/a", Path::new("../../x")));
+        assert!(!safe_link("a", Path::new("/home")));
     }
 }

@@ -18,7 +18,7 @@ use crate::nodes::{StoreNode, StoreValue, build_id, deploy_id, out_dir, out_id};
 use crate::prepare::{AppKind, MIDDLEWARE_APP, deployed_apps};
 use crate::sources::SourceCache;
 use crate::toolchain::{
-    PackageManager, declared_env, dotenv_digests, lockfile_digest, node_version,
+    PackageManager, declared_env, dotenv_digests, globals_digest, lockfile_digest, node_version,
 };
 use crate::workspace::Workspace;
 
@@ -215,6 +215,7 @@ pub fn build_context(
         options.fail_fast,
     );
     ctx.remote = remote;
+    ctx.globals = globals_digest(ws.root())?;
     Ok(ctx)
 }
 
@@ -233,6 +234,7 @@ pub fn build_graph(
     for app in &apps {
         scripts.push((app.clone(), build_script(ws.root(), app)?));
     }
+    let middleware_builds = build_script(ws.root(), MIDDLEWARE_APP)?.is_some();
     for store in ws.select(&options.stores)? {
         let has_build = |app: &str| scripts.iter().any(|(a, s)| a == app && s.is_some());
         for (app, script) in &scripts {
@@ -241,6 +243,19 @@ pub fn build_graph(
             let out = out_dir(&store.id, app);
             let upstream = (app != MIDDLEWARE_APP && has_build(MIDDLEWARE_APP))
                 .then(|| build_id(&store.id, MIDDLEWARE_APP));
+            // A middleware left out by --filter still shapes this build:
+            // its recorded outputs stand in for the node.
+            let upstream_recorded =
+                (app != MIDDLEWARE_APP && upstream.is_none() && middleware_builds).then(|| {
+                    match engine
+                        .load::<StoreNode>(&build_id(&store.id, MIDDLEWARE_APP))
+                        .ok()
+                        .flatten()
+                    {
+                        Some(StoreValue::Build(r)) => r.digest(),
+                        _ => strata_engine::ContentHash::default(),
+                    }
+                });
             graph.add(StoreNode::Build {
                 id: id.clone(),
                 spec: BuildSpec {
@@ -251,6 +266,7 @@ pub fn build_graph(
                 },
                 out: out_id(&store.id, app),
                 upstream: upstream.clone(),
+                upstream_recorded,
                 dotenv: dotenv_digests(&ws.root().join(&out))?,
                 ctx: ctx.clone(),
             })?;

@@ -106,17 +106,34 @@ pub struct DeployReport {
     pub failures: Vec<Error>,
 }
 
+/// What is recorded of a store's last successful deployment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Deployed {
+    request: DeploymentRequest,
+    tag: String,
+    target: String,
+    console: Option<String>,
+}
+
 /// A registry URL, split: host, repository prefix, whether it said `http://`.
-fn parse_registry(url: &str) -> (String, String, bool) {
+/// Credentials in the URL are refused: they would be printed with image
+/// names and recorded in deployments.
+fn parse_registry(url: &str) -> Result<(String, String, bool)> {
     let (rest, http) = match url.strip_prefix("http://") {
         Some(r) => (r, true),
         None => (url.strip_prefix("https://").unwrap_or(url), false),
     };
     let rest = rest.trim_end_matches('/');
-    match rest.split_once('/') {
-        Some((host, prefix)) => (host.to_string(), format!("{prefix}/"), http),
-        None => (rest.to_string(), String::new(), http),
+    let (host, prefix) = match rest.split_once('/') {
+        Some((host, prefix)) => (host.to_string(), format!("{prefix}/")),
+        None => (rest.to_string(), String::new()),
+    };
+    if host.contains('@') {
+        return Err(Error::UnknownStore {
+            message: "the registry URL holds credentials: give them with --username/--password or CLI_CLOUD_USERNAME/CLI_CLOUD_PASSWORD instead".into(),
+        });
     }
+    Ok((host, prefix, http))
 }
 
 fn repository(ws: &Workspace, store: &str, app: &str, prefix: &str) -> String {
@@ -276,11 +293,30 @@ impl Context<'_> {
             });
         }
 
-        let last: Option<DeploymentRequest> = self
+        let done = Deployed {
+            request: request.clone(),
+            tag: self.tag.clone(),
+            target: self.target_text(),
+            console: self.options.console_url.clone(),
+        };
+        let last: Option<Deployed> = self
             .deployments
             .get(store.as_bytes())?
             .and_then(|b| serde_json::from_slice(&b).ok());
-        if last.as_ref() == Some(&request) && !self.options.force {
+        // The same images, tag, place and console as the last successful
+        // deployment, and the registry still has them: nothing to do.
+        let still_there = match &self.target {
+            Some((host, prefix)) => {
+                let registry = self.registries.get(host)?;
+                built.iter().all(|(app, _)| {
+                    registry
+                        .has_manifest(&repository(self.ws, store, app, prefix), &self.tag)
+                        .unwrap_or(false)
+                })
+            }
+            None => true,
+        };
+        if last.as_ref() == Some(&done) && still_there && !self.options.force {
             // Nothing new: keep the local layout's names right (cheap), and
             // neither push nor trigger again.
             if self.target.is_none() {
@@ -331,9 +367,16 @@ impl Context<'_> {
         stages.insert("trigger", "run".into());
         self.deployments.insert(
             store.as_bytes(),
-            &serde_json::to_vec(&request).expect("a request serializes"),
+            &serde_json::to_vec(&done).expect("a record serializes"),
         )?;
         Ok((images, bytes, message))
+    }
+
+    fn target_text(&self) -> String {
+        match &self.target {
+            Some((host, prefix)) => format!("{host}/{prefix}"),
+            None => "oci-layout".into(),
+        }
     }
 
     fn tag_locally(&self, store: &str, built: &[(String, BuiltImage)]) -> Result<()> {
@@ -389,7 +432,11 @@ pub fn deploy(
             ),
         });
     };
-    let target = options.registry.as_deref().map(parse_registry);
+    let target = options
+        .registry
+        .as_deref()
+        .map(parse_registry)
+        .transpose()?;
     let insecure = options.insecure || target.as_ref().is_some_and(|(_, _, http)| *http);
     let layout = Layout::open(&options.state_dir.join("oci"))?;
     let registries = Registries::new(
@@ -475,13 +522,14 @@ pub fn deploy(
                 seconds: 0.0,
             };
             if options.build.dry_run {
-                let last: Option<DeploymentRequest> = cx
+                let last: Option<Deployed> = cx
                     .deployments
                     .get(store.id.as_bytes())
                     .ok()
                     .flatten()
                     .and_then(|b| serde_json::from_slice(&b).ok());
-                let same_commit = last.is_some_and(|l| l.commit == cx.sha);
+                let same_commit =
+                    last.is_some_and(|l| l.request.commit == cx.sha && l.tag == cx.tag);
                 let later = if prepare == "cached" && same_commit && !options.force {
                     "cached"
                 } else {
@@ -554,17 +602,19 @@ mod tests {
 
     #[test]
     fn registry_urls() {
+        let parse = |url: &str| parse_registry(url).unwrap();
         assert_eq!(
-            parse_registry("http://127.0.0.1:5000"),
+            parse("http://127.0.0.1:5000"),
             ("127.0.0.1:5000".into(), "".into(), true)
         );
         assert_eq!(
-            parse_registry("https://r.example.com/team/"),
+            parse("https://r.example.com/team/"),
             ("r.example.com".into(), "team/".into(), false)
         );
         assert_eq!(
-            parse_registry("r.example.com:443"),
+            parse("r.example.com:443"),
             ("r.example.com:443".into(), "".into(), false)
         );
+        assert!(parse_registry("https://u:p@r.example.com").is_err());
     }
 }

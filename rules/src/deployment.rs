@@ -32,12 +32,27 @@ pub struct DeploymentRequest {
 }
 
 impl DeploymentRequest {
-    /// The same request always has the same key: a retried request is not
-    /// a second deployment.
+    /// The key of this request in this run: retries of it within the run
+    /// share it (they are not a second deployment); a later run, a rollback
+    /// to the same images or `--force`, is a new deployment with a new key.
     pub fn idempotency_key(&self) -> String {
         let value = serde_json::to_value(self).expect("a request serializes");
-        sha256_digest(&canonical_json(&value))
+        let mut bytes = canonical_json(&value);
+        bytes.extend_from_slice(run_nonce().as_bytes());
+        sha256_digest(&bytes)
     }
+}
+
+/// A value unique to this process run.
+fn run_nonce() -> &'static str {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NONCE.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        format!("{}-{now}", std::process::id())
+    })
 }
 
 /// Sends the request to the console at `url`; returns what it answered.

@@ -47,8 +47,8 @@ pub fn targets(ws: &Workspace, stores: &[String], changed: &BTreeSet<String>) ->
             continue;
         }
         // A folder above the layers (a store's folder, a base app, a
-        // layer itself): every app it can hold, whole.
-        if !path.starts_with(&format!("{APPS}/")) {
+        // layer itself, `apps` itself): every app it can hold, whole.
+        if path != APPS && !path.starts_with(&format!("{APPS}/")) {
             continue;
         }
         for store in stores {
@@ -209,9 +209,22 @@ pub fn reconcile(
 ) -> Result<Vec<Update>> {
     let (store, app, rel) = target;
     let root = ws.root();
-    let want = desired(ws, rules, store, app, rel)?;
     let out = root.join(out_dir(store, app));
     let mut updates = Vec::new();
+    // A path git ignores in the app (a build output such as `.next/`), or a
+    // tool's folder, is never touched in `.out`: deleting it in a source
+    // layer must not wipe the build outputs of every store.
+    let first = rel.split('/').next().unwrap_or("");
+    let base_path = root.join(crate::workspace::APPS).join(app).join(rel);
+    if !rel.is_empty()
+        && (TOOL_OWNED.contains(&first)
+            || (first.starts_with(".env") && !rel.contains('/'))
+            || rules.is_ignored(&base_path, true)
+            || rules.is_ignored(&base_path, false))
+    {
+        return Ok(updates);
+    }
+    let want = desired(ws, rules, store, app, rel)?;
     // What is there now (git-ignored outputs and tool folders left alone).
     let mut have: BTreeSet<String> = BTreeSet::new();
     let at = if rel.is_empty() {
@@ -239,19 +252,8 @@ pub fn reconcile(
         }
         Err(_) => {}
     }
-    let composition = Composition::assembled(want.values().cloned().collect());
-    for e in &composition.entries {
-        let path = out.join(&e.path);
-        let in_place = Fingerprint::at(&path).is_ok_and(|fp| holds(&path, &fp, e));
-        if !in_place {
-            write_replacing(root, &composition, e, &path, sources)?;
-            updates.push(Update {
-                store: store.clone(),
-                change: "written",
-                path: format!("{}/{}", out_dir(store, app), e.path),
-            });
-        }
-    }
+    // Removals first: a file or a symlink where a folder now goes must be
+    // gone before anything is written under that path.
     for path in have.iter().filter(|p| !want.contains_key(*p)) {
         if remove(&out.join(path))? {
             updates.push(Update {
@@ -269,7 +271,40 @@ pub fn reconcile(
             dir = d.parent();
         }
     }
+    let composition = Composition::assembled(want.values().cloned().collect());
+    for e in &composition.entries {
+        let path = out.join(&e.path);
+        clear_parents(&out, &e.path)?;
+        let in_place = Fingerprint::at(&path).is_ok_and(|fp| holds(&path, &fp, e));
+        if !in_place {
+            write_replacing(root, &composition, e, &path, sources)?;
+            updates.push(Update {
+                store: store.clone(),
+                change: "written",
+                path: format!("{}/{}", out_dir(store, app), e.path),
+            });
+        }
+    }
     Ok(updates)
+}
+
+/// Removes anything that is not a real folder (a file, a symlink) on the
+/// way from `out` to `rel`'s folder, so that a write never follows a link
+/// or fails on a file.
+fn clear_parents(out: &Path, rel: &str) -> Result<()> {
+    let mut at = out.to_path_buf();
+    let parts: Vec<&str> = rel.split('/').collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => {
+                remove(&at)?;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// The deployable stores of `selection` (all when empty) in `ws`.

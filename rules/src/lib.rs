@@ -53,7 +53,7 @@ pub use nodes::{
     scan_id,
 };
 pub use prepare::{AppKind, DEPLOY, MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP, deployed_apps};
-pub use revision::{Revision, revision};
+pub use revision::{Revision, public_url, revision};
 pub use servers::{ServerSpec, Supervisor, port_key, server_specs};
 pub use snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot};
 pub use sources::SourceCache;

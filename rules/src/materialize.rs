@@ -161,7 +161,14 @@ fn only_ignored_added(
             return false;
         }
         let ignore = ignore.get_or_insert_with(|| {
-            OutIgnore::new(root, out_dir, record.files.iter().map(|f| f.path.as_str()))
+            OutIgnore::new(
+                root,
+                out_dir,
+                record
+                    .files
+                    .iter()
+                    .map(|f| (f.path.clone(), join(out_dir, &f.path))),
+            )
         });
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if !ignore.is_ignored(&rel, is_dir) {
@@ -194,6 +201,11 @@ pub fn materialize(
     let parent = out_dir.parent().expect("an app folder has a parent");
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     remove_interrupted_builds(out_dir)?;
+    // The app folder must be a real folder: anything else in its place
+    // (a symlink someone made) is removed, never written through.
+    if std::fs::symlink_metadata(out_dir).is_ok_and(|m| !m.is_dir()) {
+        remove(out_dir)?;
+    }
     match std::fs::symlink_metadata(out_dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             fresh(root, out_dir, composition, sources)
@@ -283,6 +295,28 @@ fn update(
         ..Counts::default()
     };
 
+    // A wanted folder must be a real folder: a symlink or a file in its
+    // place goes first, so that nothing is read or written through it.
+    for d in dirs.iter().filter(|d| !d.is_empty()) {
+        let path = join(out_dir, d);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.is_dir()) && remove(&path)? {
+            counts.removed += 1;
+        }
+    }
+
+    let ignore = match strays {
+        Strays::KeepIgnored => Some(OutIgnore::new(
+            root,
+            out_dir,
+            composition.entries.iter().filter_map(|e| {
+                composition
+                    .source_path(root, e)
+                    .map(|src| (e.path.clone(), src))
+            }),
+        )),
+        Strays::RemoveAll => None,
+    };
+
     // Files that left the composition, then folders left empty.
     for f in &prior.files {
         if !wanted_files.contains(f.path.as_str()) && remove(&join(out_dir, &f.path))? {
@@ -291,7 +325,15 @@ fn update(
     }
     for d in prior.dirs.iter().rev() {
         if !wanted_dirs.contains(d.path.as_str()) {
-            // Not empty means it holds ignored files (build outputs): keep.
+            // Strays there go; what is left is ignored (build outputs) and
+            // keeps the folder.
+            counts.removed += remove_strays(
+                out_dir,
+                &d.path,
+                &wanted_files,
+                &wanted_dirs,
+                ignore.as_ref(),
+            )?;
             let _ = std::fs::remove_dir(join(out_dir, &d.path));
         }
     }
@@ -312,14 +354,6 @@ fn update(
         })
         .collect();
     if !changed_dirs.is_empty() {
-        let ignore = match strays {
-            Strays::KeepIgnored => Some(OutIgnore::new(
-                root,
-                out_dir,
-                composition.entries.iter().map(|e| e.path.as_str()),
-            )),
-            Strays::RemoveAll => None,
-        };
         for dir in changed_dirs {
             counts.removed +=
                 remove_strays(out_dir, dir, &wanted_files, &wanted_dirs, ignore.as_ref())?;
@@ -617,16 +651,22 @@ struct OutIgnore {
 }
 
 impl OutIgnore {
-    /// The rules of the `.gitignore` files among `paths` (relative to the
-    /// app's output folder) and of the repository's root.
-    fn new<'p>(root: &Path, out_dir: &Path, paths: impl Iterator<Item = &'p str>) -> OutIgnore {
+    /// The rules of the `.gitignore` files among `files` (each its path
+    /// relative to the app's output folder, and where its text is read:
+    /// the composition's source, so that the new rules apply) and of the
+    /// repository's root.
+    fn new(
+        root: &Path,
+        out_dir: &Path,
+        files: impl Iterator<Item = (String, PathBuf)>,
+    ) -> OutIgnore {
         let mut rules = Vec::new();
-        for path in paths {
-            let name = path.rsplit('/').next().unwrap_or(path);
+        for (path, text) in files {
+            let name = path.rsplit('/').next().unwrap_or(&path);
             if name == ".gitignore" {
                 let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
                 let mut builder = GitignoreBuilder::new(join(out_dir, dir));
-                builder.add(join(out_dir, path));
+                builder.add(text);
                 if let Ok(gi) = builder.build() {
                     rules.push((dir.to_string(), gi));
                 }
@@ -635,6 +675,12 @@ impl OutIgnore {
         let mut builder = GitignoreBuilder::new(out_dir);
         builder.add(root.join(".gitignore"));
         builder.add(root.join(".git/info/exclude"));
+        // When the monorepo is a folder of a larger repository, its root's
+        // rules count too.
+        if let Some(git_root) = strata_engine::git_root(root).filter(|g| g != root) {
+            builder.add(git_root.join(".gitignore"));
+            builder.add(git_root.join(".git/info/exclude"));
+        }
         if let Ok(gi) = builder.build() {
             rules.push((String::new(), gi));
         }

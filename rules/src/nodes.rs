@@ -67,6 +67,8 @@ pub enum StoreNode {
         out: String,
         /// The build node this one builds on (the middleware's).
         upstream: Option<String>,
+        /// The recorded outputs of that build, when it is not in the graph.
+        upstream_recorded: Option<ContentHash>,
         /// `.env*` digests of the app folder, read when the graph was made.
         dotenv: Vec<(String, ContentHash)>,
         /// What the run's builds share.
@@ -169,8 +171,15 @@ impl Node for StoreNode {
             }
             StoreNode::Materialize { out, .. } => h.str("out").str(out),
             StoreNode::Build {
-                spec, dotenv, ctx, ..
+                spec,
+                dotenv,
+                ctx,
+                upstream_recorded,
+                ..
             } => {
+                if let Some(up) = upstream_recorded {
+                    h.hash(up);
+                }
                 h.str("build")
                     .str(&spec.out)
                     .str(&spec.script)
@@ -301,6 +310,7 @@ impl Node for StoreNode {
                 spec,
                 out,
                 upstream,
+                upstream_recorded,
                 ctx,
                 ..
             } => {
@@ -312,7 +322,7 @@ impl Node for StoreNode {
                         StoreValue::Build(record) => Some(record.digest()),
                         _ => None,
                     },
-                    None => None,
+                    None => *upstream_recorded,
                 };
                 let prior = match inputs.prior() {
                     Some(StoreValue::Build(record)) => Some(record),

@@ -322,7 +322,9 @@ impl DeployPlan<'_> {
             .flatten()
             .filter(|e| e.file_type().is_some_and(|t| !t.is_dir()))
             .map(|e| strata_engine::relative(&dir, e.path()))
-            .filter(|rel| keep(rel))
+            // Never `.env*` files: builds copy them along (Next.js does), and
+            // images must hold no secrets.
+            .filter(|rel| keep(rel) && !rel.split('/').any(|p| p.starts_with(".env")))
             .collect();
         let found: Vec<Option<Composed>> = rels
             .par_iter()

@@ -71,6 +71,13 @@ pub fn revision(root: &Path) -> Result<Revision> {
         .include_ignored(false)
         .pathspec(join(APPS))
         .pathspec(join(CONFIG_FILE));
+    // Root files that are build inputs too: a lockfile, the root manifest.
+    for file in crate::changed::LOCKFILES
+        .iter()
+        .chain(crate::toolchain::GLOBAL_INPUTS)
+    {
+        options.pathspec(join(file));
+    }
     let statuses = repo
         .statuses(Some(&mut options))
         .map_err(|e| git("reading the working tree's status", e))?;
@@ -83,11 +90,79 @@ pub fn revision(root: &Path) -> Result<Revision> {
         .find_remote("origin")
         .ok()
         .and_then(|r| r.url().map(str::to_string))
-        .filter(|u| !u.starts_with('/') && !u.starts_with("file:"));
+        .and_then(|u| public_url(&u));
     Ok(Revision {
         sha: head.id().to_string(),
         epoch,
         dirty,
         source,
     })
+}
+
+/// The repository's URL as it may be published in an image: `https://`
+/// without user name, password or token, and no query; scp-like SSH
+/// addresses (`git@host:org/repo.git`) become `https://host/org/repo`.
+/// Local paths and anything unparsable give `None`.
+pub fn public_url(url: &str) -> Option<String> {
+    let url = url.trim();
+    let (host, path) = if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
+        let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+        let (host, path) = rest.split_once('/')?;
+        let host = host.split(':').next().unwrap_or(host);
+        (host.to_string(), path.to_string())
+    } else if let Some((user_host, path)) = url.split_once(':') {
+        // scp-like: [user@]host:path
+        if user_host.contains('/') {
+            return None;
+        }
+        let host = user_host
+            .rsplit_once('@')
+            .map(|(_, h)| h)
+            .unwrap_or(user_host);
+        (host.to_string(), path.to_string())
+    } else {
+        return None;
+    };
+    if host.is_empty() || url.starts_with("file:") || !host.contains('.') {
+        return None;
+    }
+    let path = path
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let path = path.strip_suffix(".git").unwrap_or(path);
+    Some(format!("https://{host}/{}", path.trim_start_matches('/')))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::public_url;
+
+    #[test]
+    fn published_urls_hold_no_credentials() {
+        let cases = [
+            (
+                "https://gitlab-ci-token:glpat-secret@gitlab.example.com/g/p.git",
+                Some("https://gitlab.example.com/g/p"),
+            ),
+            (
+                "git@github.com:org/repo.git",
+                Some("https://github.com/org/repo"),
+            ),
+            (
+                "ssh://git@github.com:22/org/repo.git",
+                Some("https://github.com/org/repo"),
+            ),
+            (
+                "https://github.com/org/repo?token=x",
+                Some("https://github.com/org/repo"),
+            ),
+            ("/srv/git/repo", None),
+            ("file:///srv/git/repo", None),
+        ];
+        for (url, want) in cases {
+            assert_eq!(public_url(url).as_deref(), want, "{url}");
+        }
+    }
 }

@@ -147,3 +147,28 @@ pub fn dotenv_digests(app_dir: &Path) -> Result<Vec<(String, ContentHash)>> {
     out.sort();
     Ok(out)
 }
+
+/// Root files that builds read besides their app: the root `package.json`,
+/// package manager settings, and root TypeScript configs that app configs
+/// extend.
+pub const GLOBAL_INPUTS: &[&str] = &[
+    "package.json",
+    ".npmrc",
+    ".yarnrc",
+    ".yarnrc.yml",
+    ".pnpmfile.cjs",
+    "tsconfig.json",
+    "tsconfig.base.json",
+];
+
+/// The digest of the [`GLOBAL_INPUTS`] present at `root`.
+pub fn globals_digest(root: &Path) -> Result<ContentHash> {
+    let mut h = KeyHasher::new("globals/v1");
+    for name in GLOBAL_INPUTS {
+        let path = root.join(name);
+        if path.is_file() {
+            h.str(name).hash(&file_digest(&path)?);
+        }
+    }
+    Ok(h.finish())
+}

@@ -122,6 +122,16 @@ impl Source<'_> {
                 let from = l.blob_path(digest);
                 let tmp = store.temp_blob();
                 std::fs::copy(&from, &tmp).map_err(|e| Error::io(&from, e))?;
+                let got = format!("sha256:{}", strata_engine::file_sha256(&tmp)?);
+                if got != digest {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(Error::Image {
+                        message: format!(
+                            "{} is corrupt: its content hashes to {got}",
+                            from.display()
+                        ),
+                    });
+                }
                 store.adopt(&tmp, digest)?;
             }
         }
@@ -216,6 +226,16 @@ fn pull_image(
     origin: Option<(String, String)>,
 ) -> Result<BaseImage> {
     let (mut bytes, mut media) = source.manifest(reference)?;
+    // A digest names exactly these bytes: anything else was swapped.
+    let check = |bytes: &[u8], wanted: &str| -> Result<()> {
+        if wanted.starts_with("sha256:") && sha256_digest(bytes) != wanted {
+            return Err(Error::Image {
+                message: format!("base image {name}: the manifest received is not {wanted}"),
+            });
+        }
+        Ok(())
+    };
+    check(&bytes, reference)?;
     let parse = |bytes: &[u8]| -> Result<serde_json::Value> {
         serde_json::from_slice(bytes).map_err(|e| Error::Image {
             message: format!("base image {name}: its manifest is not JSON: {e}"),
@@ -252,6 +272,7 @@ fn pull_image(
             })?;
         let digest = choice["digest"].as_str().unwrap_or_default().to_string();
         (bytes, media) = source.manifest(&digest)?;
+        check(&bytes, &digest)?;
         let _ = media;
         manifest = parse(&bytes)?;
     }

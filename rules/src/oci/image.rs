@@ -94,6 +94,19 @@ pub struct BuiltImage {
     pub platform: serde_json::Value,
 }
 
+/// How an image names its base: a registry reference as given, anything
+/// local (an OCI layout's path would differ between checkouts) by digest.
+fn base_label(base: &BaseImage) -> String {
+    if base.name.starts_with("oci-layout:") {
+        format!(
+            "oci-layout@{}",
+            base.manifest.as_deref().unwrap_or("unknown")
+        )
+    } else {
+        base.name.clone()
+    }
+}
+
 /// RFC 3339 for a Unix time.
 pub fn rfc3339(epoch: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(epoch)).to_string()
@@ -207,7 +220,7 @@ pub fn build_image(
         format!("{LABEL_PREFIX}.composition"),
         meta.composition.clone(),
     );
-    labels.insert(format!("{LABEL_PREFIX}.base"), base.name.clone());
+    labels.insert(format!("{LABEL_PREFIX}.base"), base_label(base));
 
     // The base's config, as the Dockerfile's FROM inherits it.
     let base_config: ImageConfiguration =
@@ -280,8 +293,7 @@ pub fn build_image(
         digest: l.digest.clone(),
         size: l.size,
     }));
-    let mut annotations = labels;
-    annotations.insert(format!("{LABEL_PREFIX}.base"), base.name.clone());
+    let annotations = labels;
     let manifest = ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(MediaType::ImageManifest)

@@ -97,12 +97,14 @@ fn push_blob(
     // upload session, which the upload below uses.
     let mut session = None;
     if let Some(from) = candidates.first() {
-        match registry.mount(repo, &blob.digest, from)? {
-            Mount::Mounted => {
+        match registry.mount(repo, &blob.digest, from) {
+            Ok(Mount::Mounted) => {
                 homes.add(registry.host(), &blob.digest, repo)?;
                 return Ok(Outcome::Mounted);
             }
-            Mount::Upload(location) => session = Some(location),
+            Ok(Mount::Upload(location)) => session = Some(location),
+            // A registry that refuses mounts still takes uploads.
+            Err(_) => {}
         }
     }
     let path = layout.blob_path(&blob.digest);

@@ -114,11 +114,30 @@ impl Registry {
     }
 
     fn url(&self, path: &str) -> String {
-        if path.starts_with("http://") || path.starts_with("https://") {
-            path.to_string()
-        } else {
-            format!("{}{path}", self.base)
+        match reqwest::Url::parse(&self.base).and_then(|b| b.join(path)) {
+            Ok(u) => u.to_string(),
+            Err(_) => format!("{}{path}", self.base),
         }
+    }
+
+    /// Whether `url` is this registry (scheme, host and port): credentials
+    /// go nowhere else.
+    fn same_origin(&self, url: &reqwest::Url) -> bool {
+        reqwest::Url::parse(&self.base).is_ok_and(|b| b.origin() == url.origin())
+    }
+
+    /// Adds this registry's credentials for `scope` to a request to itself.
+    fn authorize(
+        &self,
+        mut request: reqwest::blocking::Request,
+        scope: &str,
+    ) -> reqwest::blocking::Request {
+        if self.same_origin(request.url()) {
+            if let Some(value) = self.auth_header(scope).and_then(|h| h.parse().ok()) {
+                request.headers_mut().insert(AUTHORIZATION, value);
+            }
+        }
+        request
     }
 
     fn error(&self, what: &str, url: &str, response: Response) -> Error {
@@ -168,7 +187,12 @@ impl Registry {
             query.push(("scope", part));
         }
         request = request.query(&query);
-        if let Some(c) = &self.credentials {
+        // Credentials go to a token server only over TLS (or on loopback).
+        let safe = reqwest::Url::parse(realm).is_ok_and(|u| {
+            u.scheme() == "https"
+                || matches!(u.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"))
+        });
+        if let (Some(c), true) = (&self.credentials, safe) {
             request = request.header(AUTHORIZATION, c.basic());
         }
         let response = request.send().map_err(|e| Error::Registry {
@@ -201,11 +225,11 @@ impl Registry {
         let mut authenticated_once = false;
         let mut attempt = 0;
         loop {
-            let mut request = make();
-            if let Some(h) = self.auth_header(scope) {
-                request = request.header(AUTHORIZATION, h);
-            }
-            match request.send() {
+            let request = make().build().map_err(|e| Error::Registry {
+                message: format!("{what}: {}", without_url(&e)),
+            })?;
+            let request = self.authorize(request, scope);
+            match self.http.execute(request) {
                 Ok(response) if response.status() == StatusCode::UNAUTHORIZED => {
                     let header = response
                         .headers()
@@ -308,7 +332,16 @@ impl Registry {
             .ok_or_else(|| Error::Registry {
                 message: format!("{} answered an upload without a Location", self.host),
             })?;
-        Ok(self.url(location))
+        let url = self.url(location);
+        if self.base.starts_with("https://") && url.starts_with("http://") {
+            return Err(Error::Registry {
+                message: format!(
+                    "{} sent an upload to plain HTTP; refusing to send data without TLS",
+                    self.host
+                ),
+            });
+        }
+        Ok(url)
     }
 
     fn start_upload(&self, repo: &str) -> Result<String> {
@@ -367,12 +400,12 @@ impl Registry {
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_RANGE, format!("{offset}-{}", end - 1))
                 .header(CONTENT_LENGTH, chunk.len())
-                .body(chunk);
-            let request = match self.auth_header(&push(repo)) {
-                Some(h) => request.header(AUTHORIZATION, h),
-                None => request,
-            };
-            let sent = request.send();
+                .body(chunk)
+                .build()
+                .map_err(|e| Error::Registry {
+                    message: format!("uploading a chunk: {}", without_url(&e)),
+                })?;
+            let sent = self.http.execute(self.authorize(request, &push(repo)));
             match sent {
                 Ok(r) if r.status() == StatusCode::ACCEPTED => {
                     location = self.location(&r)?;
