@@ -388,3 +388,34 @@ fn graph_and_explain() {
         .unwrap();
     assert_eq!(api["state"], "up-to-date");
 }
+
+/// Regressions from review: a symlink someone put in `.out` where the
+/// composition wants a folder is removed, never written through; a file
+/// name near the length limit composes incrementally.
+#[test]
+fn symlinks_in_out_are_not_followed_and_long_names_work() {
+    let repo = Repo::standard();
+    repo.ok(&["store", "compose"]);
+    let victim = repo.path().join("elsewhere");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("keep.txt"), "not ours").unwrap();
+    let src = repo.path().join(".out/us/web/src");
+    std::fs::remove_dir_all(&src).unwrap();
+    symlink(&victim, &src).unwrap();
+    repo.write("apps/web/src/file0.ts", "changed\n");
+    repo.ok(&["store", "compose"]);
+    assert_out_exact(&repo);
+    assert_eq!(
+        std::fs::read_dir(&victim).unwrap().count(),
+        1,
+        "the link's target was left alone"
+    );
+    assert!(victim.join("keep.txt").exists());
+
+    let long = format!("apps/web/src/{}.ts", "n".repeat(240));
+    repo.write(&long, "long name\n");
+    repo.ok(&["store", "compose"]);
+    repo.write(&long, "long name, edited\n");
+    repo.ok(&["store", "compose"]);
+    assert_out_exact(&repo);
+}

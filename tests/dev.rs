@@ -280,3 +280,48 @@ fn a_crashed_server_restarts_and_shared_ports_are_refused() {
     );
     assert!(stderr.contains("restarting in"), "{stderr}");
 }
+
+/// Regressions from review: a folder deleted and made again is watched
+/// again; deleting an ignored folder in a source layer leaves the build
+/// outputs in `.out` alone; a file can become a folder (and a symlink a
+/// folder) without writing through it.
+#[test]
+fn recreated_folders_ignored_folders_and_type_switches() {
+    let repo = repo();
+    repo.write("apps/web/.gitignore", ".next/\n");
+    repo.write("apps/web/.next/cache.bin", "source-side build output\n");
+    std::os::unix::fs::symlink("../src", repo.path().join("apps/web/components/linked")).unwrap();
+    let _dev = Dev::start(&repo, &["--no-servers"]);
+    repo.write(".out/us/web/.next/server.js", "a build's output\n");
+
+    // Deleted and made again: edits inside must still arrive.
+    repo.remove("apps/web/src/deep");
+    settle(&repo);
+    repo.write("apps/web/src/deep/nested/leaf.ts", "back\n");
+    settle(&repo);
+    repo.write(
+        "apps/web/src/deep/nested/leaf.ts",
+        "edited after coming back\n",
+    );
+    settle(&repo);
+
+    // An ignored folder deleted at the source.
+    repo.remove("apps/web/.next");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        repo.path().join(".out/us/web/.next/server.js").exists(),
+        "build outputs were wiped"
+    );
+
+    // A file becomes a folder; a symlink becomes a folder.
+    repo.remove("apps/web/src/file2.ts");
+    repo.write("apps/web/src/file2.ts/index.ts", "now a folder\n");
+    settle(&repo);
+    repo.remove("apps/web/components/linked");
+    repo.write("apps/web/components/linked/own.ts", "a real folder\n");
+    settle(&repo);
+    assert!(
+        !repo.path().join("apps/web/src/own.ts").exists(),
+        "nothing was written through the old link"
+    );
+}

@@ -27,10 +27,15 @@ impl TempName {
     pub fn beside(path: &Path) -> PathBuf {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let name = path
+        let mut name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Names near the file system's limit (255 bytes) have no room for
+        // the marker: a short digest of the name stands in.
+        if name.len() > 100 {
+            name = crate::hash::ContentHash::of(name.as_bytes()).short();
+        }
         path.with_file_name(format!(".{name}{}{}-{n}", Self::MARKER, std::process::id()))
     }
 }

@@ -423,7 +423,9 @@ impl<'a, N: Node> Running<'a, N> {
         let reason = match &record {
             _ if node.volatile() => "it reads the file system".to_string(),
             None => "it never ran with this state".to_string(),
-            Some(r) if r.key == key => "its recorded outputs changed on disk".to_string(),
+            Some(r) if r.key == key => {
+                "its recorded outputs changed on disk (or its record is unreadable)".to_string()
+            }
             Some(r) if r.salt != salt => "its own settings changed".to_string(),
             Some(r) => {
                 let changed = inputs

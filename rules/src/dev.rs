@@ -98,6 +98,10 @@ fn entry(root: &Path, src: &str, dest: &str) -> Result<Option<Composed>> {
     };
     if meta.file_type().is_symlink() {
         let target = std::fs::read_link(&full).map_err(|e| Error::io(&full, e))?;
+        // The same rule as composition: a link out of the repository is an
+        // error, never copied.
+        let (dir, file) = src.rsplit_once('/').unwrap_or(("", src));
+        crate::listing::check_symlink(root, dir, file, &target)?;
         return Ok(Some(Composed {
             path: dest.to_string(),
             kind: EntryKind::Symlink,

@@ -56,7 +56,7 @@ pub fn kind_tag(kind: EntryKind) -> u64 {
     }
 }
 
-fn check_symlink(root: &Path, dir: &str, path: &str, target: &Path) -> Result<()> {
+pub(crate) fn check_symlink(root: &Path, dir: &str, path: &str, target: &Path) -> Result<()> {
     let link = Path::new(dir).join(path);
     let resolved = if target.is_absolute() {
         match target.strip_prefix(root) {

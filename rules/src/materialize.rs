@@ -39,6 +39,9 @@ pub struct OutRecord {
     pub dirs: Vec<OutDir>,
     /// What the run that made this record did.
     pub counts: Counts,
+    /// A source changed while it was copied: what is written is not the
+    /// composition, and the next run must look again.
+    pub stale: bool,
 }
 
 /// A file in the output folder.
@@ -85,6 +88,9 @@ pub struct Counts {
 /// that tools own (a build's `.next/`) do not make the record stale, unless
 /// `strays` says nothing but the composition may be there.
 pub fn still_valid(root: &Path, out_dir: &Path, record: &OutRecord, strays: Strays) -> bool {
+    if record.stale {
+        return false;
+    }
     let mut by_dir: HashMap<&str, Vec<&OutFile>> = HashMap::with_capacity(record.dirs.len());
     for f in &record.files {
         let dir = f.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
@@ -232,7 +238,7 @@ fn fresh(
     }
     // Renaming the folder changes no file's stat, so what each write's
     // fstat says is what the record keeps.
-    let written: Result<Vec<Fingerprint>> = composition
+    let written: Result<Vec<(Fingerprint, ContentHash)>> = composition
         .entries
         .par_iter()
         .map(|e| write_direct(root, composition, e, &join(&tmp, &e.path), sources))
@@ -250,14 +256,19 @@ fn fresh(
         written: composition.entries.len(),
         ..Counts::default()
     };
+    let stale = composition
+        .entries
+        .iter()
+        .zip(&fingerprints)
+        .any(|(e, (_, actual))| *actual != e.digest);
     let files = composition
         .entries
         .iter()
         .zip(fingerprints)
-        .map(|(e, fingerprint)| OutFile {
+        .map(|(e, (fingerprint, digest))| OutFile {
             path: e.path.clone(),
             kind: e.kind,
-            digest: e.digest,
+            digest,
             fingerprint,
         })
         .collect();
@@ -267,6 +278,7 @@ fn fresh(
         files,
         dirs: dir_records(out_dir, &dirs)?,
         counts,
+        stale,
     })
 }
 
@@ -367,7 +379,7 @@ fn update(
         Restored,
         Written,
     }
-    let outcomes: Vec<Result<(Done, Fingerprint)>> = composition
+    let outcomes: Vec<Result<(Done, Fingerprint, ContentHash)>> = composition
         .entries
         .par_iter()
         .map(|e| {
@@ -382,29 +394,31 @@ fn update(
                 (_, None) => false,
             };
             if let (true, Some(fp)) = (in_place, on_disk) {
-                return Ok((Done::InPlace, fp));
+                return Ok((Done::InPlace, fp, e.digest));
             }
-            write_replacing(root, composition, e, &path, sources)?;
+            let actual = write_replacing(root, composition, e, &path, sources)?;
             let done = if prior.is_some_and(|p| p.digest == e.digest && p.kind == e.kind) {
                 Done::Restored
             } else {
                 Done::Written
             };
-            Ok((done, Fingerprint::at(&path).at(&path)?))
+            Ok((done, Fingerprint::at(&path).at(&path)?, actual))
         })
         .collect();
     let mut files = Vec::with_capacity(composition.entries.len());
+    let mut stale = false;
     for (e, outcome) in composition.entries.iter().zip(outcomes) {
-        let (done, fingerprint) = outcome?;
+        let (done, fingerprint, digest) = outcome?;
         match done {
             Done::InPlace => {}
             Done::Restored => counts.restored += 1,
             Done::Written => counts.written += 1,
         }
+        stale |= digest != e.digest;
         files.push(OutFile {
             path: e.path.clone(),
             kind: e.kind,
-            digest: e.digest,
+            digest,
             fingerprint,
         });
     }
@@ -414,6 +428,7 @@ fn update(
         files,
         dirs: dir_records(out_dir, &dirs)?,
         counts,
+        stale,
     })
 }
 
@@ -492,28 +507,33 @@ fn write_direct(
     entry: &Composed,
     path: &Path,
     sources: &SourceCache,
-) -> Result<Fingerprint> {
+) -> Result<(Fingerprint, ContentHash)> {
     let EntryKind::File { executable } = entry.kind else {
         let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
         std::os::unix::fs::symlink(target, path).at(path)?;
-        return Ok(Fingerprint::at(path).at(path)?);
+        return Ok((Fingerprint::at(path).at(path)?, entry.digest));
     };
     let mut file = create(path, executable)?;
-    match composition.source_path(root, entry) {
+    let actual = match composition.source_path(root, entry) {
         None => {
             if let Source::Generated(bytes) = &entry.source {
                 file.write_all(bytes).at(path)?;
             }
+            entry.digest
         }
         Some(src) => match sources.content(&src, entry.digest)? {
-            Content::Bytes(bytes) => file.write_all(&bytes).at(path)?,
+            Content::Bytes(bytes, actual) => {
+                file.write_all(&bytes).at(path)?;
+                actual
+            }
             Content::Copy => {
                 let mut from = std::fs::File::open(&src).at(&src)?;
                 std::io::copy(&mut from, &mut file).at(path)?;
+                file_digest(path)?
             }
         },
-    }
-    Ok(Fingerprint::of(&file.metadata().at(path)?))
+    };
+    Ok((Fingerprint::of(&file.metadata().at(path)?), actual))
 }
 
 fn create(path: &Path, executable: bool) -> Result<std::fs::File> {
@@ -525,14 +545,16 @@ fn create(path: &Path, executable: bool) -> Result<std::fs::File> {
         .map_err(|e| Error::io(path, e))
 }
 
-/// Replaces whatever is at `path` with the entry, atomically.
+/// Replaces whatever is at `path` with the entry, atomically. Returns the
+/// digest of what was written (the source may have changed since it was
+/// scanned).
 pub(crate) fn write_replacing(
     root: &Path,
     composition: &Composition,
     entry: &Composed,
     path: &Path,
     sources: &SourceCache,
-) -> Result<()> {
+) -> Result<ContentHash> {
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if meta.is_dir() {
             std::fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
@@ -540,25 +562,32 @@ pub(crate) fn write_replacing(
     } else if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    match (&entry.kind, &entry.source) {
+    Ok(match (&entry.kind, &entry.source) {
         (EntryKind::Symlink, _) => {
             let target = entry.link_target.as_deref().unwrap_or(Path::new(""));
             symlink_atomic(target, path)?;
+            entry.digest
         }
         (EntryKind::File { executable }, Source::Generated(bytes)) => {
             write_atomic(path, bytes, *executable)?;
+            entry.digest
         }
         (EntryKind::File { executable }, _) => {
             let src = composition
                 .source_path(root, entry)
                 .expect("a file entry that is not generated has a source");
             match sources.content(&src, entry.digest)? {
-                Content::Bytes(bytes) => write_atomic(path, &bytes, *executable)?,
-                Content::Copy => copy_atomic(&src, path, *executable)?,
+                Content::Bytes(bytes, actual) => {
+                    write_atomic(path, &bytes, *executable)?;
+                    actual
+                }
+                Content::Copy => {
+                    copy_atomic(&src, path, *executable)?;
+                    file_digest(path)?
+                }
             }
         }
-    }
-    Ok(())
+    })
 }
 
 /// Removes a file, symlink or folder; false when nothing was there.

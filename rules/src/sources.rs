@@ -17,8 +17,9 @@ const BUDGET: usize = 256 << 20;
 
 /// The bytes to write for one file.
 pub enum Content {
-    /// In memory.
-    Bytes(Arc<[u8]>),
+    /// In memory, with the digest of these bytes (which differs from the
+    /// scan's when the file changed since).
+    Bytes(Arc<[u8]>, ContentHash),
     /// Too large to hold: copy this file.
     Copy,
 }
@@ -39,7 +40,7 @@ impl SourceCache {
     /// The content of `path`, which the scan found to have `digest`.
     pub fn content(&self, path: &Path, digest: ContentHash) -> Result<Content> {
         if let Some(bytes) = self.map.lock().unwrap().get(&digest) {
-            return Ok(Content::Bytes(bytes.clone()));
+            return Ok(Content::Bytes(bytes.clone(), digest));
         }
         let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
         if meta.len() > LARGEST_CACHED {
@@ -48,11 +49,12 @@ impl SourceCache {
         let bytes: Arc<[u8]> = std::fs::read(path).map_err(|e| Error::io(path, e))?.into();
         // A file edited since it was scanned is written as it is now, but
         // not shared under the old digest; the next run sees the edit.
-        if ContentHash::of(&bytes) == digest
+        let actual = ContentHash::of(&bytes);
+        if actual == digest
             && self.used.fetch_add(bytes.len(), Ordering::Relaxed) + bytes.len() <= BUDGET
         {
             self.map.lock().unwrap().insert(digest, bytes.clone());
         }
-        Ok(Content::Bytes(bytes))
+        Ok(Content::Bytes(bytes, actual))
     }
 }
