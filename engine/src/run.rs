@@ -1,6 +1,7 @@
 //! The scheduler: runs a graph wave by wave in parallel, skipping nodes
 //! whose key is unchanged, and records what it did.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -239,10 +240,112 @@ struct Schedule<'a, N: Node> {
     log: Mutex<RunLog>,
     errors: Mutex<Vec<(String, N::Error)>>,
     observe: &'a (dyn Fn(&Event) + Sync),
+    ready: Mutex<Ready>,
+    wake: std::sync::Condvar,
+    boosted: Vec<AtomicBool>,
+    done: Vec<AtomicBool>,
+}
+
+/// Nodes whose inputs are all done, waiting for a worker. `hot` ones will
+/// compute (their key changed, or they read the world); `cold` ones only
+/// check their record. Hot ones go first: the work an edit causes is on the
+/// critical path, the checks of everything else are not.
+#[derive(Default)]
+struct Ready {
+    hot: VecDeque<NodeIndex>,
+    cold: VecDeque<NodeIndex>,
+    busy: usize,
 }
 
 impl<'a, N: Node> Schedule<'a, N> {
-    fn visit<'s>(&'s self, scope: &rayon::Scope<'s>, index: NodeIndex) {
+    fn is_hot(&self, index: NodeIndex) -> bool {
+        let node = self.running.graph.node(index);
+        if node.volatile() || self.stop.load(Ordering::Acquire) {
+            return true;
+        }
+        match self.running.key(index) {
+            None => true,
+            Some((key, ..)) => self
+                .running
+                .engine
+                .record(node.id())
+                .ok()
+                .flatten()
+                .is_none_or(|r| r.key != key),
+        }
+    }
+
+    fn push(&self, index: NodeIndex) {
+        let hot = self.boosted[index.index()].load(Ordering::Acquire) || self.is_hot(index);
+        let mut ready = self.ready.lock().unwrap();
+        if hot {
+            ready.hot.push_back(index);
+        } else {
+            ready.cold.push_back(index);
+        }
+        drop(ready);
+        self.wake.notify_one();
+        if hot {
+            // What a computing node's dependents also wait for is urgent
+            // too (a frontend's build waits for its middleware's, which
+            // waits for a check of its output folder).
+            for next in self.running.graph.successors(index) {
+                for other in self.running.graph.predecessors(next) {
+                    if other != index {
+                        self.boost(other);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Marks a node urgent: moved ahead if it is ready, pushed ahead when it
+    /// becomes ready, and so for what it waits for.
+    fn boost(&self, index: NodeIndex) {
+        if self.done[index.index()].load(Ordering::Acquire)
+            || self.boosted[index.index()].swap(true, Ordering::AcqRel)
+        {
+            return;
+        }
+        {
+            let mut ready = self.ready.lock().unwrap();
+            if let Some(at) = ready.cold.iter().position(|&i| i == index) {
+                ready.cold.remove(at);
+                ready.hot.push_back(index);
+            }
+        }
+        for before in self.running.graph.predecessors(index) {
+            self.boost(before);
+        }
+    }
+
+    /// A worker: takes ready nodes until none is left and none is running.
+    fn work(&self) {
+        loop {
+            let index = {
+                let mut ready = self.ready.lock().unwrap();
+                loop {
+                    if let Some(i) = ready.hot.pop_front().or_else(|| ready.cold.pop_front()) {
+                        ready.busy += 1;
+                        break i;
+                    }
+                    if ready.busy == 0 {
+                        self.wake.notify_all();
+                        return;
+                    }
+                    ready = self.wake.wait(ready).unwrap();
+                }
+            };
+            self.visit(index);
+            let mut ready = self.ready.lock().unwrap();
+            ready.busy -= 1;
+            if ready.busy == 0 && ready.hot.is_empty() && ready.cold.is_empty() {
+                self.wake.notify_all();
+            }
+        }
+    }
+
+    fn visit(&self, index: NodeIndex) {
         let graph = self.running.graph;
         let start = self.started.elapsed();
         let (status, reason, error) = if self.stop.load(Ordering::Acquire) {
@@ -271,9 +374,10 @@ impl<'a, N: Node> Schedule<'a, N> {
         };
         (self.observe)(&event);
         self.log.lock().unwrap().events.push(event);
+        self.done[index.index()].store(true, Ordering::Release);
         for next in graph.successors(index) {
             if self.waiting[next.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
-                scope.spawn(move |scope| self.visit(scope, next));
+                self.push(next);
             }
         }
     }
@@ -570,29 +674,29 @@ impl Engine {
             log: Mutex::new(RunLog::default()),
             errors: Mutex::new(Vec::new()),
             observe,
+            ready: Mutex::new(Ready::default()),
+            wake: std::sync::Condvar::new(),
+            boosted: (0..graph.len()).map(|_| AtomicBool::new(false)).collect(),
+            done: (0..graph.len()).map(|_| AtomicBool::new(false)).collect(),
         };
-        let body = || {
-            // The roots are found before any node runs: once one runs, the
-            // counts of others drop to zero, and those are started by their
-            // last predecessor, never a second time from here.
-            let roots: Vec<usize> = (0..graph.len())
-                .filter(|&i| schedule.waiting[i].load(Ordering::Acquire) == 0)
-                .collect();
-            rayon::scope(|scope| {
-                for i in roots {
-                    let schedule = &schedule;
-                    scope.spawn(move |scope| schedule.visit(scope, NodeIndex::new(i)));
-                }
-            })
-        };
-        match options.threads {
-            Some(threads) => rayon::ThreadPoolBuilder::new()
-                .num_threads(threads.max(1))
-                .build()
-                .expect("a thread pool")
-                .install(body),
-            None => body(),
+        // The roots are found before any node runs: once one runs, the
+        // counts of others drop to zero, and those are started by their
+        // last predecessor, never a second time from here.
+        let roots: Vec<usize> = (0..graph.len())
+            .filter(|&i| schedule.waiting[i].load(Ordering::Acquire) == 0)
+            .collect();
+        for i in roots {
+            schedule.push(NodeIndex::new(i));
         }
+        let workers = options
+            .threads
+            .unwrap_or_else(rayon::current_num_threads)
+            .max(1);
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| schedule.work());
+            }
+        });
         self.db.flush()?;
         let Schedule { log, errors, .. } = schedule;
         let mut errors = errors.into_inner().unwrap();
