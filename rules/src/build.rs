@@ -639,11 +639,15 @@ fn run(
     }
     let mut child = process::spawn(&mut command).map_err(|e| Error::io(&dir, e))?;
     let status = process::wait(&mut child);
+    // A failure is known before the next build may start: with
+    // --fail-fast, the build waiting for this slot must see it.
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        ctx.failed.store(true, Ordering::Release);
+    }
     drop(permit);
     let status = status.map_err(|e| Error::io(&dir, e))?;
     let seconds = started.elapsed().as_secs_f64();
     if !status.success() {
-        ctx.failed.store(true, Ordering::Release);
         return Err(Error::BuildFailed {
             store: spec.store.clone(),
             app: spec.app.clone(),
