@@ -1,10 +1,8 @@
 //! `strata store build`: compose, build, prepare `.deploy`, and report.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use strata_rules::{BuildOptions, BuildReport};
 
 use crate::Setup;
@@ -30,14 +28,7 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     strata_engine::process::exit_on_signal(|| {
         eprintln!("interrupted: every build process was stopped; nothing was recorded")
     })?;
-    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
-    });
+    let bar = crate::spinner(args.json);
     let started = Instant::now();
     let report = strata_rules::build_stores(&cx.workspace, &engine, &options, &|event| {
         if let Some(bar) = &bar {

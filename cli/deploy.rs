@@ -1,11 +1,9 @@
 //! `strata store deploy`: the whole pipeline, a live view on a terminal,
 //! and a summary table.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use strata_rules::oci::auth::Credentials;
 use strata_rules::oci::layer::Compression;
 use strata_rules::{BuildOptions, DeployOptions, DeployReport};
@@ -65,14 +63,7 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     strata_engine::process::exit_on_signal(|| {
         eprintln!("interrupted: every build process was stopped")
     })?;
-    let bar = (std::io::stderr().is_terminal() && !args.json).then(|| {
-        let bar = ProgressBar::new_spinner();
-        bar.set_style(
-            ProgressStyle::with_template("{spinner} {wide_msg}").expect("a valid template"),
-        );
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        bar
-    });
+    let bar = crate::spinner(args.json);
     let started = Instant::now();
     let report = strata_rules::deploy(&cx.workspace, &engine, &options, &|event| {
         if let Some(bar) = &bar {

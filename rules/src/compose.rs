@@ -82,6 +82,59 @@ impl Composition {
     }
 }
 
+/// The entry for whatever is at `src` (relative to `root`), placed at
+/// `dest`: a file, with its digest from `digest`, or a symlink, kept as a
+/// link (with `check_links`, one that leaves the repository is an error, as
+/// in composition). `None` when nothing, or a folder, is there.
+pub(crate) fn path_entry(
+    root: &Path,
+    src: &str,
+    dest: &str,
+    check_links: bool,
+    digest: &dyn Fn(&Path, &std::fs::Metadata) -> Result<ContentHash>,
+) -> Result<Option<Composed>> {
+    let full = root.join(src);
+    let meta = match std::fs::symlink_metadata(&full) {
+        Ok(m) => m,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::io(&full, e)),
+    };
+    if meta.file_type().is_symlink() {
+        let target = std::fs::read_link(&full).map_err(|e| Error::io(&full, e))?;
+        if check_links {
+            let (dir, file) = src.rsplit_once('/').unwrap_or(("", src));
+            crate::listing::check_symlink(root, dir, file, &target)?;
+        }
+        return Ok(Some(Composed {
+            path: dest.to_string(),
+            kind: EntryKind::Symlink,
+            digest: strata_engine::symlink_digest(&target),
+            source: Source::Path(src.to_string()),
+            link_target: Some(target),
+        }));
+    }
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    Ok(Some(Composed {
+        path: dest.to_string(),
+        kind: EntryKind::File {
+            executable: meta.permissions().mode() & 0o111 != 0,
+        },
+        digest: digest(&full, &meta)?,
+        source: Source::Path(src.to_string()),
+        link_target: None,
+    }))
+}
+
 /// Which layer wins at each path. `layers[0]` is the base app; later layers
 /// win. Returns, sorted by path, the index of the winning layer and of the
 /// entry in that layer's listing.

@@ -6,10 +6,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use strata_engine::{EntryKind, Fingerprint, IgnoreRules, symlink_digest, walker};
+use strata_engine::{EntryKind, Fingerprint, IgnoreRules, walker};
 
 use crate::changed::touched;
-use crate::compose::{Composed, Composition, PACKAGE_JSON, Source, package_json};
+use crate::compose::{Composed, Composition, PACKAGE_JSON, Source, package_json, path_entry};
 use crate::error::{Error, Result};
 use crate::materialize::{TOOL_OWNED, holds, remove, write_replacing};
 use crate::nodes::out_dir;
@@ -83,46 +83,9 @@ fn join(base: &str, rel: &str) -> String {
 
 /// The entry for the file at `src` (relative to the root) placed at `dest`.
 fn entry(root: &Path, src: &str, dest: &str) -> Result<Option<Composed>> {
-    let full = root.join(src);
-    let meta = match std::fs::symlink_metadata(&full) {
-        Ok(m) => m,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
-            ) =>
-        {
-            return Ok(None);
-        }
-        Err(e) => return Err(Error::io(&full, e)),
-    };
-    if meta.file_type().is_symlink() {
-        let target = std::fs::read_link(&full).map_err(|e| Error::io(&full, e))?;
-        // The same rule as composition: a link out of the repository is an
-        // error, never copied.
-        let (dir, file) = src.rsplit_once('/').unwrap_or(("", src));
-        crate::listing::check_symlink(root, dir, file, &target)?;
-        return Ok(Some(Composed {
-            path: dest.to_string(),
-            kind: EntryKind::Symlink,
-            digest: symlink_digest(&target),
-            source: Source::Path(src.to_string()),
-            link_target: Some(target),
-        }));
-    }
-    if !meta.is_file() {
-        return Ok(None);
-    }
-    use std::os::unix::fs::PermissionsExt;
-    Ok(Some(Composed {
-        path: dest.to_string(),
-        kind: EntryKind::File {
-            executable: meta.permissions().mode() & 0o111 != 0,
-        },
-        digest: strata_engine::file_digest(&full)?,
-        source: Source::Path(src.to_string()),
-        link_target: None,
-    }))
+    path_entry(root, src, dest, true, &|full, _| {
+        Ok(strata_engine::file_digest(full)?)
+    })
 }
 
 /// What composition puts at `rel` (a file, or everything under a folder)

@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
-use strata_engine::{EntryKind, StatCache, symlink_digest};
+use strata_engine::{EntryKind, StatCache};
 
 use crate::build::BuildRecord;
-use crate::compose::{Composed, Composition, PACKAGE_JSON, Source};
+use crate::compose::{Composed, Composition, PACKAGE_JSON, Source, path_entry};
 use crate::config::StrataSettings;
 use crate::error::{Error, Result};
 use crate::workspace::Workspace;
@@ -272,35 +272,9 @@ impl DeployPlan<'_> {
     /// The entry for the file at `src` (relative to the root), placed at
     /// `dest` in `.deploy`.
     fn entry(&self, src: &str, dest: &str) -> Result<Option<Composed>> {
-        let full = self.root.join(src);
-        let meta = match std::fs::symlink_metadata(&full) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::io(&full, e)),
-        };
-        if meta.file_type().is_symlink() {
-            let target = std::fs::read_link(&full).map_err(|e| Error::io(&full, e))?;
-            return Ok(Some(Composed {
-                path: dest.to_string(),
-                kind: EntryKind::Symlink,
-                digest: symlink_digest(&target),
-                source: Source::Path(src.to_string()),
-                link_target: Some(target),
-            }));
-        }
-        if !meta.is_file() {
-            return Ok(None);
-        }
-        use std::os::unix::fs::PermissionsExt;
-        Ok(Some(Composed {
-            path: dest.to_string(),
-            kind: EntryKind::File {
-                executable: meta.permissions().mode() & 0o111 != 0,
-            },
-            digest: self.cache.file_digest(src, &full, &meta)?,
-            source: Source::Path(src.to_string()),
-            link_target: None,
-        }))
+        path_entry(self.root, src, dest, false, &|full, meta| {
+            Ok(self.cache.file_digest(src, full, meta)?)
+        })
     }
 
     /// Every file under `src` (relative to the root), placed under `dest`,
