@@ -45,7 +45,8 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
             t.removed
         );
     }
-    let supervisor = if args.no_servers {
+    // Kept for as long as the watch runs; the signal handler stops them.
+    let _servers = if args.no_servers {
         None
     } else {
         let specs = server_specs(&ws, &stores, &apps)?;
@@ -79,8 +80,16 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
             .iter()
             .filter_map(|p| p.strip_prefix(&root).ok())
             .map(|p| p.to_string_lossy().into_owned())
+            .map(|p| match p.strip_suffix(".gitignore") {
+                // A `.gitignore` changes what its folder holds: the whole
+                // folder is reconciled (the root's covers all of `apps`).
+                Some("") => strata_rules::APPS.to_string(),
+                Some(dir) if dir.ends_with('/') => dir.trim_end_matches('/').to_string(),
+                _ => p,
+            })
             .filter(|p| {
-                p.starts_with(&format!("{}/", strata_rules::APPS))
+                p == strata_rules::APPS
+                    || p.starts_with(&format!("{}/", strata_rules::APPS))
                     || *p == strata_rules::CONFIG_FILE
             })
             .collect();
@@ -160,8 +169,5 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
                 eprintln!("[strata]   {} {}", u.change, u.path);
             }
         }
-        let _ = &supervisor;
     }
-    #[allow(unreachable_code)]
-    Ok(ExitCode::SUCCESS)
 }

@@ -2,6 +2,7 @@
 //! `.out` equal to the rules' output after each settle; a storm of writes
 //! settles right; Ctrl-C stops every dev server.
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,39 @@ impl Dev {
         // Ready once the first compose is out.
         settle(repo);
         dev
+    }
+
+    /// Starts the watch and waits until `file` is in `.out` (for a tree
+    /// the oracle cannot read: one with extra ignore rules).
+    fn start_until(repo: &Repo, file: &str) -> Dev {
+        let child = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--root")
+            .arg(repo.path())
+            .args(["store", "dev", "--no-servers"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut dev = Dev(child);
+        // The watch is up once it says so; the rest of stderr is drained.
+        let mut lines = BufReader::new(dev.0.stderr.take().unwrap()).lines();
+        for line in lines.by_ref() {
+            if line.unwrap().contains("watching") {
+                break;
+            }
+        }
+        std::thread::spawn(move || lines.for_each(drop));
+        wait_for(repo, file);
+        dev
+    }
+}
+
+/// Waits up to 15 s for `rel` to exist under the repo.
+fn wait_for(repo: &Repo, rel: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !repo.path().join(rel).exists() {
+        assert!(Instant::now() < deadline, "{rel} never arrived");
+        std::thread::sleep(Duration::from_millis(40));
     }
 }
 
@@ -324,4 +358,30 @@ fn recreated_folders_ignored_folders_and_type_switches() {
         !repo.path().join("apps/web/src/own.ts").exists(),
         "nothing was written through the old link"
     );
+}
+
+/// A `.gitignore` edited while the watch runs changes what `.out` holds:
+/// files the root's or a layer's own rules stop ignoring arrive. (Files
+/// that become ignored stay, as build outputs do.)
+#[test]
+fn gitignore_edits_are_followed() {
+    let repo = repo();
+    repo.write(".gitignore", "node_modules/\n.out/\n.strata/\n*.log\n");
+    repo.write("apps/web/src/notes.log", "a log\n");
+    repo.write("apps/stores/brand/web/.gitignore", "*.tmp\n");
+    repo.write(
+        "apps/stores/brand/web/src/draft.tmp",
+        "a store's scratch file\n",
+    );
+    let _dev = Dev::start_until(&repo, ".out/us/web/package.json");
+    assert!(!repo.path().join(".out/us/web/src/notes.log").exists());
+    assert!(!repo.path().join(".out/us/web/src/draft.tmp").exists());
+
+    repo.write(".gitignore", "node_modules/\n.out/\n.strata/\n");
+    wait_for(&repo, ".out/eu/web/src/notes.log");
+    wait_for(&repo, ".out/us/web/src/notes.log");
+
+    repo.write("apps/stores/brand/web/.gitignore", "");
+    wait_for(&repo, ".out/us/web/src/draft.tmp");
+    settle(&repo);
 }

@@ -104,9 +104,10 @@ impl Watcher {
         let mut w = Watcher {
             watcher,
             events: rx,
-            rules: Arc::new(IgnoreRules::new(
-                &crate::scan::git_root(repo).unwrap_or_else(|| repo.to_path_buf()),
-            )),
+            // The monorepo's root bounds the rules, as it bounds the scan's
+            // matches (a monorepo in a folder its enclosing repository
+            // ignores is still watched).
+            rules: Arc::new(IgnoreRules::new(repo)),
             watched: BTreeSet::new(),
             roots: roots.to_vec(),
         };

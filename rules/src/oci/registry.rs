@@ -357,7 +357,26 @@ impl Registry {
 
     /// Uploads the file at `path` as blob `digest` of `size` bytes; `session`
     /// is an upload already open (from a mount that did not happen).
+    ///
+    /// An upload that fails for good is checked once more: a blob the
+    /// registry holds after all (another pusher, a finish whose answer was
+    /// lost) is done; otherwise the upload starts over in a new session.
     pub fn push_blob(
+        &self,
+        repo: &str,
+        digest: &str,
+        size: u64,
+        path: &Path,
+        session: Option<String>,
+    ) -> Result<()> {
+        match self.upload(repo, digest, size, path, session) {
+            Ok(()) => Ok(()),
+            Err(_) if self.has_blob(repo, digest).unwrap_or(false) => Ok(()),
+            Err(_) => self.upload(repo, digest, size, path, None),
+        }
+    }
+
+    fn upload(
         &self,
         repo: &str,
         digest: &str,
