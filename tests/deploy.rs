@@ -436,6 +436,46 @@ fn with_large_layer(repo: &Repo) {
     repo.commit("noise");
 }
 
+/// A finished upload whose answer is lost: retrying the finish fails (the
+/// session is spent), but the blob is there, and the push goes on.
+#[test]
+fn an_upload_whose_answer_was_lost_counts_as_done() {
+    let registry = RegistryServer::start();
+    let proxy = Proxy::start(&registry.host());
+    let repo = committed_example();
+    proxy
+        .faults
+        .lost_answers
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let url = format!("http://{}", proxy.host());
+    let (code, report, stderr) = deploy_json(
+        &repo,
+        &[
+            "--registry",
+            &url,
+            "--base-image",
+            "scratch",
+            "-s",
+            "sports",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        proxy
+            .faults
+            .lost_answers
+            .load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "both answers were lost"
+    );
+    let name = format!("{}/demo-sports/{MW}:{}", registry.host(), head(&repo));
+    assert_eq!(
+        inspect(&name)["Digest"],
+        image_of(&report, "sports", MW)["digest"]
+    );
+}
+
 #[test]
 fn server_errors_cut_connections_and_token_refreshes_are_survived() {
     let registry = RegistryServer::start();

@@ -95,6 +95,10 @@ pub struct Faults {
     /// Cut the connection, after reading part of the body, of this many
     /// upload requests that carry a body.
     pub cuts: AtomicUsize,
+    /// Forward this many upload-finishing `PUT`s (with a `digest`) to the
+    /// registry, then cut the connection before its answer: the blob is
+    /// stored, the client does not know it.
+    pub lost_answers: AtomicUsize,
     /// Fail every blob upload (for the never-a-tag-without-blobs check).
     pub fail_uploads: AtomicBool,
     /// Demand a bearer token (this proxy is its own token server); every
@@ -239,6 +243,14 @@ fn handle(
         Ok(r) => r,
         Err(_) => return,
     };
+    if upload
+        && request.method == "PUT"
+        && request.path.contains("digest=")
+        && take(&faults.lost_answers)
+    {
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        return;
+    }
     let status = response.status().as_u16();
     let mut headers = Vec::new();
     for (k, v) in response.headers() {
