@@ -20,6 +20,11 @@ pub struct Cli {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// Fail at once (exit code 2) when another strata process is working on
+    /// the same repository or state folder, instead of waiting for it.
+    #[arg(long, global = true)]
+    pub no_wait: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }

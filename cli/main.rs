@@ -81,6 +81,10 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         cause
             .downcast_ref::<strata_rules::Error>()
             .is_some_and(strata_rules::Error::is_bad_input)
+            || matches!(
+                cause.downcast_ref::<strata_engine::Error>(),
+                Some(strata_engine::Error::Busy { .. })
+            )
     });
     if bad_input { 2 } else { 1 }
 }
@@ -93,6 +97,8 @@ pub struct Setup {
     pub state_dir: PathBuf,
     /// `-v` count.
     pub verbose: u8,
+    /// The locks on the repository and the state folder, held until exit.
+    _locks: Vec<strata_engine::Lock>,
 }
 
 impl Setup {
@@ -104,10 +110,16 @@ impl Setup {
             Some(dir) => std::path::absolute(dir)?,
             None => root.join(".strata"),
         };
+        let locks = if writes(&cli.command) {
+            lock(command_name(&cli.command), &root, &state_dir, cli.no_wait)?
+        } else {
+            Vec::new()
+        };
         Ok(Setup {
             workspace,
             state_dir,
             verbose: cli.verbose,
+            _locks: locks,
         })
     }
 
@@ -133,6 +145,61 @@ impl Setup {
         }
         Ok(engine)
     }
+}
+
+/// `store deploy` and the like.
+fn command_name(command: &Command) -> &'static str {
+    match command {
+        Command::Store(c) => match c {
+            StoreCommand::Compose(_) => "store compose",
+            StoreCommand::Build(_) => "store build",
+            StoreCommand::Graph(_) => "store graph",
+            StoreCommand::Explain(_) => "store explain",
+            StoreCommand::Changed(_) => "store changed",
+            StoreCommand::Deploy(_) => "store deploy",
+            StoreCommand::Dev(_) => "store dev",
+        },
+    }
+}
+
+/// Whether the command writes `.out` or the state (so it takes the locks).
+fn writes(command: &Command) -> bool {
+    !matches!(
+        command,
+        Command::Store(StoreCommand::Graph(_) | StoreCommand::Changed(_))
+    )
+}
+
+/// Takes the repository's lock, then the state folder's (when it is
+/// elsewhere): one strata at a time writes a `.out` or a state database.
+fn lock(
+    name: &str,
+    root: &std::path::Path,
+    state_dir: &std::path::Path,
+    no_wait: bool,
+) -> anyhow::Result<Vec<strata_engine::Lock>> {
+    // The command's name only: its arguments may hold a password.
+    let me = format!("strata {name} (pid {})", std::process::id());
+    let mut paths = vec![root.join(".strata").join("lock")];
+    let state = state_dir.join("lock");
+    if !paths.contains(&state) {
+        paths.push(state);
+    }
+    let mut locks = Vec::new();
+    for path in paths {
+        locks.push(strata_engine::Lock::acquire(
+            &path,
+            &me,
+            !no_wait,
+            &|holder| {
+                eprintln!(
+                    "[strata] waiting for {holder} to finish (lock {})",
+                    path.display()
+                )
+            },
+        )?);
+    }
+    Ok(locks)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -9,6 +9,7 @@ mod deploy;
 mod dev;
 mod fixtures;
 mod kill;
+mod lock;
 mod nextjs;
 mod proxy;
 mod registry;

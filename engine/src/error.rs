@@ -60,6 +60,16 @@ pub enum Error {
         /// The duplicated id.
         node: String,
     },
+    /// Another process holds the lock and the caller would not wait.
+    #[error(
+        "{holder} is working on this (lock {path} is held); run again when it is done, or without --no-wait to wait for it"
+    )]
+    Busy {
+        /// The lock file.
+        path: PathBuf,
+        /// What the holder wrote about itself.
+        holder: String,
+    },
 }
 
 impl Error {
