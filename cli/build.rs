@@ -31,10 +31,10 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let bar = crate::spinner(args.json);
     let started = Instant::now();
     let report = strata_rules::build_stores(&cx.workspace, &engine, &options, &|event| {
-        if let Some(bar) = &bar {
-            if event.id.starts_with("build/") || event.id.starts_with("deploy/") {
-                bar.set_message(format!("{} {:?}", event.id, event.status));
-            }
+        if let Some(bar) = &bar
+            && (event.id.starts_with("build/") || event.id.starts_with("deploy/"))
+        {
+            bar.set_message(format!("{} {:?}", event.id, event.status));
         }
     });
     if let Some(bar) = &bar {

@@ -32,11 +32,11 @@ pub fn run(cx: &Setup, selection: &Selection, json: bool) -> anyhow::Result<Exit
     };
     let started = Instant::now();
     let report = strata_rules::compose(&cx.workspace, &engine, &ids, &|event| {
-        if let Some(bar) = &bar {
-            if let Some(rest) = event.id.strip_prefix("out/") {
-                bar.inc(1);
-                bar.set_message(rest.to_string());
-            }
+        if let Some(bar) = &bar
+            && let Some(rest) = event.id.strip_prefix("out/")
+        {
+            bar.inc(1);
+            bar.set_message(rest.to_string());
         }
     });
     if let Some(bar) = &bar {

@@ -170,8 +170,10 @@ fn writes(command: &Command) -> bool {
     )
 }
 
-/// Takes the repository's lock, then the state folder's (when it is
-/// elsewhere): one strata at a time writes a `.out` or a state database.
+/// Takes the state folder's lock, then the repository's (a lock on its
+/// folder: nothing is written in it): one strata at a time writes a `.out`
+/// or a state database. Always in this order, so two processes cannot each
+/// hold what the other waits for.
 fn lock(
     name: &str,
     root: &std::path::Path,
@@ -180,26 +182,20 @@ fn lock(
 ) -> anyhow::Result<Vec<strata_engine::Lock>> {
     // The command's name only: its arguments may hold a password.
     let me = format!("strata {name} (pid {})", std::process::id());
-    let mut paths = vec![root.join(".strata").join("lock")];
-    let state = state_dir.join("lock");
-    if !paths.contains(&state) {
-        paths.push(state);
-    }
-    let mut locks = Vec::new();
-    for path in paths {
-        locks.push(strata_engine::Lock::acquire(
-            &path,
-            &me,
-            !no_wait,
-            &|holder| {
-                eprintln!(
-                    "[strata] waiting for {holder} to finish (lock {})",
-                    path.display()
-                )
-            },
-        )?);
-    }
-    Ok(locks)
+    let path = state_dir.join("lock");
+    let state = strata_engine::Lock::acquire(&path, &me, !no_wait, &|holder| {
+        eprintln!(
+            "[strata] waiting for {holder} to finish (lock {})",
+            path.display()
+        )
+    })?;
+    let repo = strata_engine::Lock::acquire_dir(root, !no_wait, &|holder| {
+        eprintln!(
+            "[strata] waiting for {holder} working on {} to finish",
+            root.display()
+        )
+    })?;
+    Ok(vec![state, repo])
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -79,10 +79,11 @@ fn apply(repo: &Repo, edit: &Edit) {
             content,
         } => {
             // A dynamic store's folder only exists while the store does.
-            if let Some(s) = layer {
-                if s >= 4 && !repo.path().join(STORES[s].1).exists() {
-                    return;
-                }
+            if let Some(s) = layer
+                && s >= 4
+                && !repo.path().join(STORES[s].1).exists()
+            {
+                return;
             }
             repo.write(
                 &format!("{}/{}", dir(layer, app), PATHS[path]),

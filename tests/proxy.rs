@@ -201,7 +201,7 @@ fn handle(
     let every = faults.bearer_every.load(Ordering::SeqCst);
     if every > 0 {
         let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-        if n % every == 0 {
+        if n.is_multiple_of(every) {
             token.fetch_add(1, Ordering::SeqCst);
         }
         let want = format!("Bearer t{}", token.load(Ordering::SeqCst));

@@ -62,7 +62,7 @@ pub enum Error {
     },
     /// Another process holds the lock and the caller would not wait.
     #[error(
-        "{holder} is working on this (lock {path} is held); run again when it is done, or without --no-wait to wait for it"
+        "{holder} is working on {path}; run again when it is done, or without --no-wait to wait for it"
     )]
     Busy {
         /// The lock file.

@@ -76,10 +76,10 @@ impl<N: Node> Graph<N> {
                 dependency: dependency.to_string(),
             })?;
         // An input edge is also an order; never weaken one to the other.
-        if let Some(existing) = self.dag.find_edge(from, to) {
-            if self.dag[existing] == Edge::Input {
-                return Ok(());
-            }
+        if let Some(existing) = self.dag.find_edge(from, to)
+            && self.dag[existing] == Edge::Input
+        {
+            return Ok(());
         }
         self.dag.update_edge(from, to, kind);
         Ok(())

@@ -27,13 +27,31 @@ impl Lock {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
             .open(path)
             .map_err(|e| Error::io(path, e))?;
+        Self::take(file, path, Some(me), wait, waiting)
+    }
+
+    /// Takes the lock on the folder `dir` itself (nothing is written in
+    /// it); a holder cannot say who it is, so waiters are told "another
+    /// strata process".
+    pub fn acquire_dir(dir: &Path, wait: bool, waiting: &dyn Fn(&str)) -> Result<Lock> {
+        let file = File::open(dir).map_err(|e| Error::io(dir, e))?;
+        Self::take(file, dir, None, wait, waiting)
+    }
+
+    fn take(
+        mut file: File,
+        path: &Path,
+        me: Option<&str>,
+        wait: bool,
+        waiting: &dyn Fn(&str),
+    ) -> Result<Lock> {
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -51,10 +69,12 @@ impl Lock {
         }
         // Who holds it, for the next process's message. Not critical: a
         // failed write only makes that message vaguer.
-        let _ = file
-            .set_len(0)
-            .and_then(|_| file.seek(SeekFrom::Start(0)))
-            .and_then(|_| file.write_all(me.as_bytes()));
+        if let Some(me) = me {
+            let _ = file
+                .set_len(0)
+                .and_then(|_| file.seek(SeekFrom::Start(0)))
+                .and_then(|_| file.write_all(me.as_bytes()));
+        }
         Ok(Lock {
             _file: file,
             path: path.to_path_buf(),
@@ -72,6 +92,7 @@ fn holder(file: &mut File) -> String {
     let mut text = String::new();
     let _ = file.read_to_string(&mut text);
     let text = text.trim();
+    // (A folder reads as an error, hence empty.)
     if text.is_empty() {
         "another strata process".to_string()
     } else {
@@ -105,5 +126,18 @@ mod tests {
         drop(first);
         waiter.join().unwrap().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "pid 2");
+    }
+
+    #[test]
+    fn a_folder_can_be_locked_without_writing_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Lock::acquire_dir(dir.path(), false, &|_| {}).unwrap();
+        match Lock::acquire_dir(dir.path(), false, &|_| {}).unwrap_err() {
+            Error::Busy { holder, .. } => assert_eq!(holder, "another strata process"),
+            other => panic!("unexpected {other}"),
+        }
+        drop(first);
+        Lock::acquire_dir(dir.path(), false, &|_| {}).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

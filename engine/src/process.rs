@@ -64,10 +64,10 @@ fn signal_all(signal: Signal) -> usize {
     let groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
     let mut alive = 0;
     for &pgid in groups.iter().flatten() {
-        if let Some(pid) = Pid::from_raw(pgid) {
-            if kill_process_group(pid, signal).is_ok() {
-                alive += 1;
-            }
+        if let Some(pid) = Pid::from_raw(pgid)
+            && kill_process_group(pid, signal).is_ok()
+        {
+            alive += 1;
         }
     }
     alive

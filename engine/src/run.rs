@@ -441,12 +441,12 @@ impl<'a, N: Node> Running<'a, N> {
             return Ok(v.clone());
         }
         let node = self.graph.node(index);
-        if node.persist() {
-            if let Some(v) = self.engine.load::<N>(node.id())? {
-                let v = Arc::new(v);
-                let _ = slot.value.set(v.clone());
-                return Ok(v);
-            }
+        if node.persist()
+            && let Some(v) = self.engine.load::<N>(node.id())?
+        {
+            let v = Arc::new(v);
+            let _ = slot.value.set(v.clone());
+            return Ok(v);
         }
         // Neither computed nor stored: compute it now from its inputs.
         let inputs = Inputs {
@@ -548,20 +548,21 @@ impl<'a, N: Node> Running<'a, N> {
                 }
             }
         };
-        if let Some(record) = &record {
-            if !node.volatile() && record.key == key {
-                if !node.validates() {
+        if let Some(record) = &record
+            && !node.volatile()
+            && record.key == key
+        {
+            if !node.validates() {
+                let _ = slot.output.set(record.output);
+                return Ok((Status::Cached, None));
+            }
+            if let Some(value) = self.engine.load::<N>(node.id())? {
+                if node.still_valid(&value)? {
                     let _ = slot.output.set(record.output);
+                    let _ = slot.value.set(Arc::new(value));
                     return Ok((Status::Cached, None));
                 }
-                if let Some(value) = self.engine.load::<N>(node.id())? {
-                    if node.still_valid(&value)? {
-                        let _ = slot.output.set(record.output);
-                        let _ = slot.value.set(Arc::new(value));
-                        return Ok((Status::Cached, None));
-                    }
-                    prior = Some(Arc::new(value));
-                }
+                prior = Some(Arc::new(value));
             }
         }
         if self.dry_run && !node.volatile() {

@@ -136,12 +136,12 @@ impl StatCache {
     /// `meta`, read only when the cache has no trusted entry for `key`.
     pub fn file_digest(&self, key: &str, path: &Path, meta: &Metadata) -> Result<ContentHash> {
         let fingerprint = Fingerprint::of(meta);
-        if let Some(bytes) = self.tree.get(key.as_bytes())? {
-            if let Ok(entry) = postcard::from_bytes::<CacheEntry>(&bytes) {
-                if entry.fingerprint == fingerprint && !fingerprint.is_racy(self.started) {
-                    return Ok(entry.digest);
-                }
-            }
+        if let Some(bytes) = self.tree.get(key.as_bytes())?
+            && let Ok(entry) = postcard::from_bytes::<CacheEntry>(&bytes)
+            && entry.fingerprint == fingerprint
+            && !fingerprint.is_racy(self.started)
+        {
+            return Ok(entry.digest);
         }
         let digest = file_digest(path)?;
         if !fingerprint.is_racy(self.started) {

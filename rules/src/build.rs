@@ -405,23 +405,23 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
         let Ok(digest) = o.digest.parse::<ContentHash>() else {
             return Ok(None);
         };
-        if let (EntryKind::File { .. }, Some(sha)) = (o.kind, &o.sha256) {
-            if !ctx.cas.contains(&digest) {
-                let dest = ctx.cas.path(&digest);
-                let dir = dest.parent().expect("a blob has a folder");
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                let tmp = strata_engine::TempName::beside(&dest);
-                if !remote.get_cas(sha, &tmp) {
-                    return Ok(None);
-                }
-                // The blob matched its sha256; it must match the blake3 the
-                // result names too.
-                if strata_engine::file_digest(&tmp)? != digest {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Ok(None);
-                }
-                std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        if let (EntryKind::File { .. }, Some(sha)) = (o.kind, &o.sha256)
+            && !ctx.cas.contains(&digest)
+        {
+            let dest = ctx.cas.path(&digest);
+            let dir = dest.parent().expect("a blob has a folder");
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            let tmp = strata_engine::TempName::beside(&dest);
+            if !remote.get_cas(sha, &tmp) {
+                return Ok(None);
             }
+            // The blob matched its sha256; it must match the blake3 the
+            // result names too.
+            if strata_engine::file_digest(&tmp)? != digest {
+                let _ = std::fs::remove_file(&tmp);
+                return Ok(None);
+            }
+            std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
         }
         outputs.push(OutputFile {
             path: o.path,

@@ -189,10 +189,10 @@ pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
     let mut paths: Vec<String> = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
-            if let Some(path) = file.path().and_then(|p| p.to_str()) {
-                if let Some(rel) = path.strip_prefix(prefix.as_str()) {
-                    paths.push(rel.to_string());
-                }
+            if let Some(path) = file.path().and_then(|p| p.to_str())
+                && let Some(rel) = path.strip_prefix(prefix.as_str())
+            {
+                paths.push(rel.to_string());
             }
         }
     }

@@ -138,15 +138,15 @@ fn desired(
             }
         }
     }
-    if let Some(pkg) = files.get_mut(PACKAGE_JSON) {
-        if pkg.kind != EntryKind::Symlink {
-            let path = root.join(&layers[0].dir).join(PACKAGE_JSON);
-            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-            let generated = package_json(&bytes, &format!("{app}-{store}"))
-                .map_err(|message| Error::PackageJson { path, message })?;
-            pkg.digest = strata_engine::ContentHash::of(&generated);
-            pkg.source = Source::Generated(generated);
-        }
+    if let Some(pkg) = files.get_mut(PACKAGE_JSON)
+        && pkg.kind != EntryKind::Symlink
+    {
+        let path = root.join(&layers[0].dir).join(PACKAGE_JSON);
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let generated = package_json(&bytes, &format!("{app}-{store}"))
+            .map_err(|message| Error::PackageJson { path, message })?;
+        pkg.digest = strata_engine::ContentHash::of(&generated);
+        pkg.source = Source::Generated(generated);
     }
     // A file in one layer where another has a folder.
     if let Some(file) = files

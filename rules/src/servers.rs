@@ -54,15 +54,15 @@ pub fn server_specs(ws: &Workspace, stores: &[String], apps: &[String]) -> Resul
                 continue;
             }
             let port = settings.local_ports.get(port_key(app)).copied();
-            if let Some(p) = port {
-                if let Some(other) = ports.insert(p, format!("{store}/{app}")) {
-                    return Err(Error::UnknownStore {
-                        message: format!(
-                            "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
-                            ws.config.path.display()
-                        ),
-                    });
-                }
+            if let Some(p) = port
+                && let Some(other) = ports.insert(p, format!("{store}/{app}"))
+            {
+                return Err(Error::UnknownStore {
+                    message: format!(
+                        "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
+                        ws.config.path.display()
+                    ),
+                });
             }
             specs.push(ServerSpec {
                 store: store.clone(),

@@ -131,10 +131,10 @@ impl Snapshot for CommitSnapshot<'_> {
             .map_err(|e| git_error(dir, e))?;
         let mut out = Vec::new();
         tree.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
-            if e.kind() == Some(ObjectType::Blob) {
-                if let Some(name) = e.name() {
-                    out.push((format!("{parent}{name}"), (e.id(), e.filemode() as u32)));
-                }
+            if e.kind() == Some(ObjectType::Blob)
+                && let Some(name) = e.name()
+            {
+                out.push((format!("{parent}{name}"), (e.id(), e.filemode() as u32)));
             }
             git2::TreeWalkResult::Ok
         })

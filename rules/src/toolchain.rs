@@ -83,12 +83,11 @@ pub fn node_version(cache: &Tree) -> Result<String> {
     let node = node.canonicalize().unwrap_or(node);
     let key = node.to_string_lossy().into_owned();
     let fingerprint = Fingerprint::at(&node).map_err(|e| Error::io(&node, e))?;
-    if let Some(bytes) = cache.get(key.as_bytes())? {
-        if let Ok(hit) = postcard::from_bytes::<CachedVersion>(&bytes) {
-            if hit.fingerprint == fingerprint {
-                return Ok(hit.version);
-            }
-        }
+    if let Some(bytes) = cache.get(key.as_bytes())?
+        && let Ok(hit) = postcard::from_bytes::<CachedVersion>(&bytes)
+        && hit.fingerprint == fingerprint
+    {
+        return Ok(hit.version);
     }
     let out = Command::new(&node)
         .arg("--version")

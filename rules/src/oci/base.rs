@@ -153,18 +153,15 @@ pub fn resolve_base(
         return Ok(BaseImage::scratch(platform));
     }
     let key = format!("{name}|{platform}");
-    if !pull {
-        if let Some(bytes) = cache.get(key.as_bytes())? {
-            if let Ok(base) = serde_json::from_slice::<BaseImage>(&bytes) {
-                if base
-                    .layers
-                    .iter()
-                    .all(|l| store.has_blob(&l.digest, Some(l.size)))
-                {
-                    return Ok(base);
-                }
-            }
-        }
+    if !pull
+        && let Some(bytes) = cache.get(key.as_bytes())?
+        && let Ok(base) = serde_json::from_slice::<BaseImage>(&bytes)
+        && base
+            .layers
+            .iter()
+            .all(|l| store.has_blob(&l.digest, Some(l.size)))
+    {
+        return Ok(base);
     }
     let base = if let Some(rest) = name.strip_prefix("oci-layout:") {
         let (path, reference) = split_layout(rest);

@@ -165,12 +165,11 @@ fn layer(
     compression: Compression,
 ) -> Result<LayerBlob> {
     let key = layer_key(files, epoch, compression);
-    if let Some(bytes) = cache.get(&key.0)? {
-        if let Ok(blob) = postcard::from_bytes::<LayerBlob>(&bytes) {
-            if layout.has_blob(&blob.digest, Some(blob.size)) {
-                return Ok(blob);
-            }
-        }
+    if let Some(bytes) = cache.get(&key.0)?
+        && let Ok(blob) = postcard::from_bytes::<LayerBlob>(&bytes)
+        && layout.has_blob(&blob.digest, Some(blob.size))
+    {
+        return Ok(blob);
     }
     let blob = build_layer(layout, files, epoch, compression)?;
     cache.insert(

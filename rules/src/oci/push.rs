@@ -85,13 +85,12 @@ fn push_blob(
         .into_iter()
         .filter(|r| r != repo)
         .collect();
-    if let Some((host, from)) = &base.origin {
-        if host == registry.host()
-            && from != repo
-            && base.layers.iter().any(|l| l.digest == blob.digest)
-        {
-            candidates.insert(0, from.clone());
-        }
+    if let Some((host, from)) = &base.origin
+        && host == registry.host()
+        && from != repo
+        && base.layers.iter().any(|l| l.digest == blob.digest)
+    {
+        candidates.insert(0, from.clone());
     }
     // One mount attempt: when it does not happen, the registry opens an
     // upload session, which the upload below uses.

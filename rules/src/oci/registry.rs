@@ -132,10 +132,10 @@ impl Registry {
         mut request: reqwest::blocking::Request,
         scope: &str,
     ) -> reqwest::blocking::Request {
-        if self.same_origin(request.url()) {
-            if let Some(value) = self.auth_header(scope).and_then(|h| h.parse().ok()) {
-                request.headers_mut().insert(AUTHORIZATION, value);
-            }
+        if self.same_origin(request.url())
+            && let Some(value) = self.auth_header(scope).and_then(|h| h.parse().ok())
+        {
+            request.headers_mut().insert(AUTHORIZATION, value);
         }
         request
     }
