@@ -29,12 +29,39 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Top-level commands.
+/// Top-level commands (parsed once: their sizes do not matter).
 #[derive(Subcommand, Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Work on the stores of the monorepo.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Check or trim strata's cache (the state folder).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `strata cache …`
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// Read back every cached blob and entry, discard what is corrupt or
+    /// incomplete (it is made again when next needed); exit code 1 when
+    /// something was wrong.
+    Verify {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Evict least recently used build outputs until they take at most
+    /// SIZE (e.g. 500M, 10G, 2GiB).
+    Gc {
+        /// The size to get under.
+        #[arg(long, value_name = "SIZE")]
+        max_size: String,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `strata store …`

@@ -4,6 +4,7 @@
 
 mod args;
 mod build;
+mod cache;
 mod ci;
 mod compose;
 mod deploy;
@@ -150,6 +151,8 @@ impl Setup {
 /// `store deploy` and the like.
 fn command_name(command: &Command) -> &'static str {
     match command {
+        Command::Cache(args::CacheCommand::Verify { .. }) => "cache verify",
+        Command::Cache(args::CacheCommand::Gc { .. }) => "cache gc",
         Command::Store(c) => match c {
             StoreCommand::Compose(_) => "store compose",
             StoreCommand::Build(_) => "store build",
@@ -182,13 +185,7 @@ fn lock(
 ) -> anyhow::Result<Vec<strata_engine::Lock>> {
     // The command's name only: its arguments may hold a password.
     let me = format!("strata {name} (pid {})", std::process::id());
-    let path = state_dir.join("lock");
-    let state = strata_engine::Lock::acquire(&path, &me, !no_wait, &|holder| {
-        eprintln!(
-            "[strata] waiting for {holder} to finish (lock {})",
-            path.display()
-        )
-    })?;
+    let state = lock_state(&me, state_dir, no_wait)?;
     let repo = strata_engine::Lock::acquire_dir(root, !no_wait, &|holder| {
         eprintln!(
             "[strata] waiting for {holder} working on {} to finish",
@@ -198,10 +195,45 @@ fn lock(
     Ok(vec![state, repo])
 }
 
+/// The state folder's lock.
+fn lock_state(
+    me: &str,
+    state_dir: &std::path::Path,
+    no_wait: bool,
+) -> anyhow::Result<strata_engine::Lock> {
+    let path = state_dir.join("lock");
+    Ok(strata_engine::Lock::acquire(
+        &path,
+        me,
+        !no_wait,
+        &|holder| {
+            eprintln!(
+                "[strata] waiting for {holder} to finish (lock {})",
+                path.display()
+            )
+        },
+    )?)
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Store(StoreCommand::Changed(args)) = &cli.command {
         // Reads git, not the working tree: needs no loadable workspace.
         return changed(&cli, args);
+    }
+    if let Command::Cache(command) = &cli.command {
+        // Needs the state folder only, not a loadable workspace.
+        let root = std::path::absolute(&cli.root)?;
+        let state_dir = match &cli.cache_dir {
+            Some(dir) => std::path::absolute(dir)?,
+            None => root.join(".strata"),
+        };
+        let me = format!(
+            "strata {} (pid {})",
+            command_name(&cli.command),
+            std::process::id()
+        );
+        let _lock = lock_state(&me, &state_dir, cli.no_wait)?;
+        return cache::run(&state_dir, command);
     }
     let cx = Setup::new(&cli)?;
     match &cli.command {
@@ -235,7 +267,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Store(StoreCommand::Changed(_)) => unreachable!("handled above"),
+        Command::Store(StoreCommand::Changed(_)) | Command::Cache(_) => {
+            unreachable!("handled above")
+        }
         Command::Store(StoreCommand::Deploy(args)) => deploy::run(&cx, args),
         Command::Store(StoreCommand::Dev(args)) => dev::run(cx, args),
     }

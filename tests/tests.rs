@@ -1,6 +1,7 @@
 //! Integration tests: the strata binary run on monorepos made in temp dirs.
 
 mod build;
+mod cache;
 mod changed;
 mod changed_props;
 mod compose;

@@ -76,6 +76,52 @@ pub fn copy_atomic(from: &Path, to: &Path, executable: bool) -> Result<()> {
     result
 }
 
+/// Copies `from` to `to` like [`copy_atomic`], hashing the bytes on the
+/// way; they are put in place only when their blake3 digest is `want`.
+/// Returns whether they were (`to` is untouched when not).
+pub fn copy_atomic_checked(
+    from: &Path,
+    to: &Path,
+    executable: bool,
+    want: &crate::ContentHash,
+) -> Result<bool> {
+    struct Tee<'a> {
+        file: File,
+        hasher: &'a mut blake3::Hasher,
+    }
+    impl Write for Tee<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.file.write(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.file.flush()
+        }
+    }
+    let tmp = TempName::beside(to);
+    let result = (|| {
+        let mut src = File::open(from).at(from)?;
+        let mut hasher = blake3::Hasher::new();
+        let mut tee = Tee {
+            file: create(&tmp, executable)?,
+            hasher: &mut hasher,
+        };
+        std::io::copy(&mut src, &mut tee).at(&tmp)?;
+        drop(tee);
+        if crate::ContentHash(*hasher.finalize().as_bytes()) != *want {
+            let _ = std::fs::remove_file(&tmp);
+            return Ok(false);
+        }
+        std::fs::rename(&tmp, to).at(to)?;
+        Ok(true)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Creates (or replaces) the symlink `path` pointing at `target`, atomically.
 pub fn symlink_atomic(target: &Path, path: &Path) -> Result<()> {
     let tmp = TempName::beside(path);

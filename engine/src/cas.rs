@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::atomic::{TempName, copy_atomic, write_atomic};
+use crate::atomic::{TempName, copy_atomic_checked, write_atomic};
 use crate::error::{IoContext, Result};
 use crate::hash::ContentHash;
 use crate::statcache::file_digest;
@@ -47,7 +47,13 @@ impl Cas {
             None => file_digest(path)?,
         };
         let dest = self.path(&digest);
-        if dest.is_file() {
+        // A blob already there is checked before it is trusted (an entry
+        // about to name it must not name a rotted copy); a bad one is
+        // replaced.
+        let size = std::fs::metadata(path).at(path)?.len();
+        if std::fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == size)
+            && file_digest(&dest).is_ok_and(|d| d == digest)
+        {
             return Ok(digest);
         }
         let parent = dest.parent().expect("a blob has a folder");
@@ -93,9 +99,36 @@ impl Cas {
         Ok(Some(bytes))
     }
 
-    /// Copies the blob to `dest` atomically.
+    /// Copies the blob to `dest` atomically, checking its bytes against its
+    /// digest on the way: a corrupt blob is removed, `dest` is left as it
+    /// was, and the error is [`Error::Corrupt`](crate::Error::Corrupt).
     pub fn restore(&self, digest: &ContentHash, dest: &Path, executable: bool) -> Result<()> {
-        copy_atomic(&self.path(digest), dest, executable)
+        let blob = self.path(digest);
+        let copied = copy_atomic_checked(&blob, dest, executable, digest)?;
+        if !copied {
+            let _ = std::fs::remove_file(&blob);
+            return Err(crate::Error::Corrupt { path: blob });
+        }
+        Ok(())
+    }
+
+    /// Whether the blob's bytes match its name; a corrupt blob is removed.
+    /// `Ok(None)` when it is absent.
+    pub fn check(&self, digest: &ContentHash) -> Result<Option<bool>> {
+        let path = self.path(digest);
+        match file_digest(&path) {
+            Ok(d) if d == *digest => Ok(Some(true)),
+            Ok(_) => {
+                let _ = std::fs::remove_file(&path);
+                Ok(Some(false))
+            }
+            Err(crate::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Stores bytes written by `write` (for blobs made on the fly); returns
@@ -140,5 +173,37 @@ mod tests {
         assert!(!cas.contains(&d));
         let w = cas.put_with(|f| f.write_all(b"streamed")).unwrap();
         assert_eq!(w, ContentHash::of(b"streamed"));
+    }
+
+    #[test]
+    fn a_rotted_blob_is_never_restored_nor_kept_by_a_new_put() {
+        let dir = tempfile::tempdir().unwrap();
+        let cas = Cas::new(dir.path().join("cas"));
+        let src = dir.path().join("f");
+        std::fs::write(&src, "file body").unwrap();
+        let f = cas.put_file(&src, None).unwrap();
+        // Same size, other bytes.
+        std::fs::write(cas.path(&f), "file BODY").unwrap();
+        let dest = dir.path().join("out");
+        std::fs::write(&dest, "what was there").unwrap();
+        match cas.restore(&f, &dest, false) {
+            Err(crate::Error::Corrupt { path }) => assert_eq!(path, cas.path(&f)),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(std::fs::read(&dest).unwrap(), b"what was there");
+        assert!(!cas.contains(&f), "the rotted blob was removed");
+
+        std::fs::create_dir_all(cas.path(&f).parent().unwrap()).unwrap();
+        std::fs::write(cas.path(&f), "file BODY").unwrap();
+        assert_eq!(cas.put_file(&src, None).unwrap(), f);
+        assert_eq!(
+            cas.check(&f).unwrap(),
+            Some(true),
+            "the new put replaced it"
+        );
+        let leftovers = std::fs::read_dir(cas.path(&f).parent().unwrap())
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 1, "no temporary file left behind");
     }
 }

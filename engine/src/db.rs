@@ -110,6 +110,17 @@ impl Tree {
         Ok(())
     }
 
+    /// Every entry, in key order.
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        self.tree
+            .iter()
+            .map(|kv| {
+                kv.map(|(k, v)| (k.to_vec(), v.to_vec()))
+                    .map_err(|e| db_error(&self.path, e))
+            })
+            .collect()
+    }
+
     /// Every key that starts with `prefix`.
     pub fn keys_with_prefix(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
         self.tree

@@ -60,6 +60,15 @@ pub enum Error {
         /// The duplicated id.
         node: String,
     },
+    /// A stored blob's bytes do not match its digest (a disk fault, a
+    /// truncated copy, a hand edit); it was removed.
+    #[error(
+        "cached blob {path} was corrupt (its content does not match its digest); it was discarded"
+    )]
+    Corrupt {
+        /// The blob.
+        path: PathBuf,
+    },
     /// Another process holds the lock and the caller would not wait.
     #[error(
         "{holder} is working on {path}; run again when it is done, or without --no-wait to wait for it"

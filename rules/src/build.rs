@@ -129,6 +129,10 @@ pub struct BuildContext {
     pub fail_fast: bool,
     /// The cache shared with other machines.
     pub remote: Option<Arc<RemoteCache>>,
+    /// What went wrong without failing a build (a corrupt cached output).
+    pub warnings: Mutex<Vec<String>>,
+    /// When each build entry was last used (for `cache gc`).
+    pub used: Option<Tree>,
     failed: std::sync::atomic::AtomicBool,
 }
 
@@ -163,6 +167,8 @@ impl BuildContext {
             fail_fast,
             failed: std::sync::atomic::AtomicBool::new(false),
             remote: None,
+            warnings: Mutex::new(Vec::new()),
+            used: None,
         }
     }
 
@@ -318,19 +324,42 @@ pub fn build(
     // others restore what it made.
     let mut built_by = lock.lock().unwrap_or_else(|e| e.into_inner());
     let started = Instant::now();
+    if let Some(used) = &ctx.used {
+        // Before the entry is read: a gc that runs later sees it as fresh.
+        crate::cache::touch(used, &key)?;
+    }
     if let Some(outputs) = manifest(ctx, &key)? {
-        let fingerprints = restore(ctx, spec, &outputs, prior)?;
-        let how = match built_by.as_ref() {
-            Some(with) => How::Shared { with: with.clone() },
-            None => How::Restored,
-        };
-        return Ok(BuildRecord {
-            key,
-            outputs,
-            fingerprints,
-            how,
-            seconds: started.elapsed().as_secs_f64(),
-        });
+        match restore(ctx, spec, &outputs, prior) {
+            Ok(fingerprints) => {
+                let how = match built_by.as_ref() {
+                    Some(with) => How::Shared { with: with.clone() },
+                    None => How::Restored,
+                };
+                return Ok(BuildRecord {
+                    key,
+                    outputs,
+                    fingerprints,
+                    how,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            // A cached output that rotted is never used: the entry goes,
+            // and the build runs (or is fetched) again.
+            Err(Error::Engine(e @ strata_engine::Error::Corrupt { .. })) => {
+                ctx.manifests.remove(&key.0)?;
+                // Its other blobs may have rotted too: the build stores
+                // them again, and must not find a bad copy in the way.
+                outputs
+                    .par_iter()
+                    .filter(|o| o.kind != EntryKind::Symlink)
+                    .try_for_each(|o| ctx.cas.check(&o.digest).map(|_| ()))?;
+                ctx.warnings.lock().unwrap().push(format!(
+                    "{}/{}: {e}; building it again",
+                    spec.store, spec.app
+                ));
+            }
+            Err(e) => return Err(e),
+        }
     }
     if let Some(outputs) = fetch_remote(ctx, &key)? {
         let fingerprints = restore(ctx, spec, &outputs, prior)?;

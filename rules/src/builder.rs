@@ -209,12 +209,13 @@ pub fn build_context(
         declared_env(&ws.config.strata.env),
         lockfile_digest(lockfile.as_deref())?,
         Cas::new(&options.cas_dir),
-        engine.db().tree("builds")?,
+        engine.db().tree(crate::cache::BUILDS)?,
         ws.config.strata.clone(),
         options.jobs,
         options.fail_fast,
     );
     ctx.remote = remote;
+    ctx.used = Some(engine.db().tree(crate::cache::BUILD_USED)?);
     ctx.globals = globals_digest(ws.root())?;
     Ok(ctx)
 }
@@ -411,7 +412,7 @@ pub fn build_stores(
             apps: list,
         });
     }
-    let (warnings, remote) = match &ctx.remote {
+    let (mut warnings, remote) = match &ctx.remote {
         Some(r) => (
             r.warnings(),
             Some(RemoteUse {
@@ -422,6 +423,7 @@ pub fn build_stores(
         ),
         None => (Vec::new(), None),
     };
+    warnings.extend(ctx.warnings.lock().unwrap().drain(..));
     Ok(BuildReport {
         stores,
         scripts_run: ctx.scripts_run.load(Ordering::Relaxed),

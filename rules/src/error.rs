@@ -100,6 +100,12 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// An option's value is wrong.
+    #[error("{message}")]
+    Usage {
+        /// What to tell the user.
+        message: String,
+    },
     /// A store named on the command line does not exist or is not deployable.
     #[error("{message}")]
     UnknownStore {

@@ -5,6 +5,7 @@
 
 mod build;
 mod builder;
+pub mod cache;
 mod changed;
 mod compose;
 mod composer;
