@@ -217,14 +217,22 @@ pub fn inspect(image: &str) -> serde_json::Value {
 
 /// Unpacks `image` (from a registry) with umoci; returns the bundle folder.
 pub fn unpack(image: &str, into: &Path) -> std::path::PathBuf {
+    unpack_with(image, into, None)
+}
+
+/// [`unpack`] from a registry that wants `user:password`.
+pub fn unpack_with(image: &str, into: &Path, creds: Option<&str>) -> std::path::PathBuf {
     require("umoci", "umoci");
     let layout = into.join("layout");
-    skopeo(&[
-        "copy",
-        "--src-tls-verify=false",
-        &format!("docker://{image}"),
-        &format!("oci:{}:img", layout.display()),
-    ]);
+    let creds = creds.map(|c| format!("--src-creds={c}"));
+    let mut args = vec!["copy", "--src-tls-verify=false"];
+    args.extend(creds.as_deref());
+    let (from, to) = (
+        format!("docker://{image}"),
+        format!("oci:{}:img", layout.display()),
+    );
+    args.extend([from.as_str(), to.as_str()]);
+    skopeo(&args);
     let bundle = into.join("bundle");
     let out = Command::new("umoci")
         .args(["unpack", "--image"])

@@ -15,4 +15,5 @@ mod nextjs;
 mod proxy;
 mod registry;
 mod remote;
+mod secrets;
 mod util;
