@@ -282,6 +282,8 @@ pub struct Console {
     pub port: u16,
     /// The requests.
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// Milliseconds to wait before each answer.
+    pub delay_ms: Arc<AtomicUsize>,
 }
 
 impl Console {
@@ -291,6 +293,8 @@ impl Console {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
+        let delay_ms = Arc::new(AtomicUsize::new(0));
+        let delay = delay_ms.clone();
         let script = Arc::new(Mutex::new(
             script
                 .into_iter()
@@ -308,15 +312,25 @@ impl Console {
                     .unwrap()
                     .pop_front()
                     .unwrap_or((200, "{\"message\": \"deployment queued\"}"));
-                respond(
-                    &mut stream,
-                    status,
-                    &[("Content-Type".into(), "application/json".into())],
-                    body.as_bytes(),
-                );
+                // Answered on its own thread: a slow answer holds up no
+                // other request.
+                let wait = delay.load(Ordering::SeqCst) as u64;
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(wait));
+                    respond(
+                        &mut stream,
+                        status,
+                        &[("Content-Type".into(), "application/json".into())],
+                        body.as_bytes(),
+                    );
+                });
             }
         });
-        Console { port, seen }
+        Console {
+            port,
+            seen,
+            delay_ms,
+        }
     }
 
     /// Its URL.

@@ -6,6 +6,7 @@ mod changed;
 mod changed_props;
 mod compose;
 mod compose_props;
+mod crash;
 mod deploy;
 mod dev;
 mod fixtures;

@@ -115,6 +115,16 @@ struct Deployed {
     console: Option<String>,
 }
 
+/// A trigger that was about to be sent: recorded (and flushed) before the
+/// request leaves, removed once the console answered. A run killed in
+/// between leaves it behind, and the next run sends the same deployment
+/// with the same idempotency key, so the console counts it once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+struct Pending {
+    deployment: Deployed,
+    key: String,
+}
+
 /// A registry URL, split: host, repository prefix, whether it said `http://`.
 /// Credentials in the URL are refused: they would be printed with image
 /// names and recorded in deployments.
@@ -165,6 +175,7 @@ struct Context<'a> {
     layers: Tree,
     bases_cache: Tree,
     deployments: Tree,
+    pending: Tree,
     homes: BlobHomes,
     registries: Registries,
     target: Option<(String, String)>,
@@ -355,7 +366,24 @@ impl Context<'_> {
         stages.insert("push", "run".into());
         let message = match &self.options.console_url {
             Some(url) => {
-                let answer = trigger(url, self.options.credentials.as_ref(), &request)?;
+                let pending: Option<Pending> = self
+                    .pending
+                    .get(store.as_bytes())?
+                    .and_then(|b| serde_json::from_slice(&b).ok());
+                let key = match pending {
+                    Some(p) if p.deployment == done && !self.options.force => p.key,
+                    _ => request.idempotency_key(),
+                };
+                let intent = Pending {
+                    deployment: done.clone(),
+                    key: key.clone(),
+                };
+                self.pending.insert(
+                    store.as_bytes(),
+                    &serde_json::to_vec(&intent).expect("a record serializes"),
+                )?;
+                self.engine.db().flush()?;
+                let answer = trigger(url, self.options.credentials.as_ref(), &request, &key)?;
                 Some(format!("console: {}", answer.trim()))
             }
             None => {
@@ -369,6 +397,8 @@ impl Context<'_> {
             store.as_bytes(),
             &serde_json::to_vec(&done).expect("a record serializes"),
         )?;
+        self.pending.remove(store.as_bytes())?;
+        self.engine.db().flush()?;
         Ok((images, bytes, message))
     }
 
@@ -453,6 +483,7 @@ pub fn deploy(
         layers: engine.db().tree("layers")?,
         bases_cache: engine.db().tree("bases")?,
         deployments: engine.db().tree("deployments")?,
+        pending: engine.db().tree("deploy-pending")?,
         homes: BlobHomes::new(engine.db().tree("blob-homes")?),
         registries,
         target: target.as_ref().map(|(h, p, _)| (h.clone(), p.clone())),

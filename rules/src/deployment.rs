@@ -32,9 +32,11 @@ pub struct DeploymentRequest {
 }
 
 impl DeploymentRequest {
-    /// The key of this request in this run: retries of it within the run
-    /// share it (they are not a second deployment); a later run, a rollback
-    /// to the same images or `--force`, is a new deployment with a new key.
+    /// A new key for this request: retries of it share it (they are not a
+    /// second deployment), including a rerun after a crash that may have
+    /// sent it (the deployer keeps it as a pending intent until the
+    /// console answers); a later deliberate deployment of the same images
+    /// (a rollback, `--force`) gets a new one.
     pub fn idempotency_key(&self) -> String {
         let value = serde_json::to_value(self).expect("a request serializes");
         let mut bytes = canonical_json(&value);
@@ -55,11 +57,14 @@ fn run_nonce() -> &'static str {
     })
 }
 
-/// Sends the request to the console at `url`; returns what it answered.
+/// Sends the request to the console at `url` with the idempotency `key`
+/// (retries of one deployment share it, so the console counts them once);
+/// returns what it answered.
 pub fn trigger(
     url: &str,
     credentials: Option<&Credentials>,
     request: &DeploymentRequest,
+    key: &str,
 ) -> Result<String> {
     let client = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -68,13 +73,12 @@ pub fn trigger(
             message: format!("making an HTTP client: {e}"),
         })?;
     let body = serde_json::to_vec(request).expect("a request serializes");
-    let key = request.idempotency_key();
     let mut attempt = 0u32;
     loop {
         let mut http = client
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("Idempotency-Key", &key)
+            .header("Idempotency-Key", key)
             .body(body.clone());
         if let Some(c) = credentials {
             http = http.header(reqwest::header::AUTHORIZATION, c.basic());
