@@ -107,6 +107,12 @@ impl Setup {
         let root = std::path::absolute(&cli.root)
             .with_context(|| format!("--root {}", cli.root.display()))?;
         let workspace = Workspace::load(&root)?;
+        for key in &workspace.config.unknown_keys {
+            eprintln!(
+                "warning: {}: unknown key {key} (ignored; a typo?)",
+                workspace.config.path.display()
+            );
+        }
         let state_dir = match &cli.cache_dir {
             Some(dir) => std::path::absolute(dir)?,
             None => root.join(".strata"),

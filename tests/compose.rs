@@ -329,6 +329,75 @@ fn bad_input_after_a_good_compose_leaves_out_as_it_was() {
     assert_eq!(repo.out_tree(), before);
 }
 
+/// Configs that parse as JSON but are not the config's shape, and configs
+/// cut short: exit code 2 naming the place, and `.out` (with its build
+/// outputs) untouched. An array must never pass for "no stores".
+#[test]
+fn broken_configs_after_a_good_compose_lose_nothing() {
+    let repo = Repo::standard();
+    repo.ok(&["store", "compose"]);
+    repo.write(".out/us/web/.next/build-output.js", "a build's output\n");
+    let before = repo.out_tree();
+    let good = std::fs::read_to_string(repo.path().join("alokai.config.json")).unwrap();
+    let cut = good[..good.len() / 2].to_string();
+    let cases: Vec<(String, &str)> = vec![
+        (
+            "[]".into(),
+            "(the top level): expected an object, found an array",
+        ),
+        ("[{\"us\": {}}]".into(), "(the top level)"),
+        (
+            "{\"stores\": []}".into(),
+            "stores: expected an object, found an array",
+        ),
+        (
+            "{\"stores\": {\"us\": []}}".into(),
+            "stores.us: expected an object",
+        ),
+        (
+            "{\"stores\": {\"us\": \"x\"}}".into(),
+            "stores.us: expected an object, found a string",
+        ),
+        (cut, "alokai.config.json:"),
+        ("".into(), "it is empty"),
+        ("null".into(), "found null"),
+    ];
+    for (text, needle) in cases {
+        repo.write("alokai.config.json", &text);
+        let out = repo.strata(&["store", "compose"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{text:?}: {stderr}");
+        assert!(stderr.contains(needle), "{text:?}: {stderr}");
+        assert!(
+            !stderr.contains("at line"),
+            "the position is said once: {stderr}"
+        );
+        assert_eq!(repo.out_tree(), before, "{text:?} changed .out");
+        assert!(
+            repo.path()
+                .join(".out/us/web/.next/build-output.js")
+                .exists()
+        );
+    }
+}
+
+#[test]
+fn unknown_config_keys_are_warned_about_and_ignored() {
+    let repo = Repo::standard();
+    repo.write(
+        "alokai.config.json",
+        r#"{"stores": {"us": {"deployment": {"projectname": "typo"}}, "eu": {}, "solo": {}}, "extra": true}"#,
+    );
+    let out = repo.strata(&["store", "compose"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("unknown key stores.us.deployment.projectname"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("unknown key extra"), "{stderr}");
+}
+
 #[test]
 fn graph_and_explain() {
     let repo = Repo::standard();

@@ -23,6 +23,9 @@ pub struct Config {
     pub strata: StrataSettings,
     /// Each store's entry as written, to tell when it changed.
     pub raw_stores: IndexMap<String, serde_json::Value>,
+    /// Keys strata does not know (a typo, or another tool's), such as
+    /// `stores.sports.deployment.projectname`: warned about, ignored.
+    pub unknown_keys: Vec<String>,
 }
 
 /// One store's entry.
@@ -115,18 +118,43 @@ impl Config {
 
     /// Parses config text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
-        let syntax = |e: serde_json::Error, field: Option<String>| Error::ConfigSyntax {
-            path: path.to_path_buf(),
-            line: e.line(),
-            column: e.column(),
-            message: match field {
-                Some(f) if !f.is_empty() && f != "." => format!("{f}: {e}"),
-                _ => e.to_string(),
-            },
+        let syntax = |e: serde_json::Error, field: Option<String>| {
+            // serde_json ends its messages with the position, which the
+            // error shows already as `file:line:column`.
+            let text = e.to_string();
+            let message = match text.rfind(" at line ") {
+                Some(at) if e.line() > 0 => text[..at].to_string(),
+                _ => text,
+            };
+            Error::ConfigSyntax {
+                path: path.to_path_buf(),
+                line: e.line(),
+                column: e.column(),
+                message: match field {
+                    Some(f) if !f.is_empty() && f != "." => format!("{f}: {message}"),
+                    _ => message,
+                },
+            }
         };
+        if text.trim().is_empty() {
+            return Err(Error::ConfigShape {
+                path: path.to_path_buf(),
+                field: "(the file)".into(),
+                message: "it is empty; it must hold a JSON object such as {\"stores\": {}}".into(),
+            });
+        }
         let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| syntax(e, None))?;
+        check_shape(path, &raw)?;
         let mut de = serde_json::Deserializer::from_str(text);
-        let shape: Shape = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut unknown_keys = Vec::new();
+        let mut note = |p: serde_ignored::Path| {
+            let key = p.to_string();
+            if key != "$schema" {
+                unknown_keys.push(key);
+            }
+        };
+        let ignoring = serde_ignored::Deserializer::new(&mut de, &mut note);
+        let shape: Shape = serde_path_to_error::deserialize(ignoring).map_err(|e| {
             let field = e.path().to_string();
             syntax(e.into_inner(), Some(field))
         })?;
@@ -140,8 +168,71 @@ impl Config {
             stores: shape.stores,
             strata: shape.strata,
             raw_stores,
+            unknown_keys,
         })
     }
+}
+
+/// JSON kinds, for messages.
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Where the config must hold objects, it does: serde would read a struct
+/// from an array by position, so `[]` would pass for "no stores" (and a
+/// compose would then remove every store's `.out`).
+fn check_shape(path: &Path, raw: &serde_json::Value) -> Result<()> {
+    let shape_error = |field: &str, value: &serde_json::Value| Error::ConfigShape {
+        path: path.to_path_buf(),
+        field: field.to_string(),
+        message: format!("expected an object, found {}", kind(value)),
+    };
+    let Some(top) = raw.as_object() else {
+        return Err(shape_error("(the top level)", raw));
+    };
+    for section in ["stores", "strata"] {
+        if let Some(v) = top.get(section).filter(|v| !v.is_object()) {
+            return Err(shape_error(section, v));
+        }
+    }
+    if let Some(stores) = top.get("stores").and_then(|s| s.as_object()) {
+        for (id, store) in stores {
+            let Some(fields) = store.as_object() else {
+                return Err(shape_error(&format!("stores.{id}"), store));
+            };
+            for key in ["deployment", "localPorts"] {
+                if let Some(v) = fields.get(key).filter(|v| !v.is_object()) {
+                    return Err(shape_error(&format!("stores.{id}.{key}"), v));
+                }
+            }
+        }
+    }
+    if let Some(apps) = top
+        .get("strata")
+        .and_then(|s| s.get("apps"))
+        .filter(|a| !a.is_object())
+    {
+        return Err(shape_error("strata.apps", apps));
+    }
+    if let Some(apps) = top
+        .get("strata")
+        .and_then(|s| s.get("apps"))
+        .and_then(|a| a.as_object())
+    {
+        for (app, settings) in apps {
+            if !settings.is_object() {
+                return Err(shape_error(&format!("strata.apps.{app}"), settings));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -165,6 +256,39 @@ mod tests {
             Some("eu")
         );
         assert_eq!(config.stores["b"].local_ports["nextjs"], 3001);
+    }
+
+    #[test]
+    fn unknown_keys_are_listed_and_arrays_never_pass_for_objects() {
+        let text = r#"{
+          "$schema": "x",
+          "stores": { "a": { "deployment": { "projectname": "typo" }, "extra": 1 } },
+          "other": 1
+        }"#;
+        let config = Config::parse(Path::new("c.json"), text).unwrap();
+        assert_eq!(
+            config.unknown_keys,
+            ["stores.a.deployment.projectname", "stores.a.extra", "other"]
+        );
+        for (text, field) in [
+            ("[]", "(the top level)"),
+            ("[{\"a\": {}}]", "(the top level)"),
+            ("{\"stores\": []}", "stores"),
+            ("{\"stores\": {\"a\": []}}", "stores.a"),
+            ("{\"stores\": {\"a\": \"x\"}}", "stores.a"),
+            (
+                "{\"stores\": {\"a\": {\"deployment\": [1]}}}",
+                "stores.a.deployment",
+            ),
+            ("{\"strata\": []}", "strata"),
+            ("null", "(the top level)"),
+            ("  \n", "(the file)"),
+        ] {
+            match Config::parse(Path::new("c.json"), text) {
+                Err(Error::ConfigShape { field: f, .. }) => assert_eq!(f, field, "{text}"),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
     }
 
     #[test]

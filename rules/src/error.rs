@@ -23,6 +23,16 @@ pub enum Error {
         /// What the parser said, with the field's path when known.
         message: String,
     },
+    /// A config value of the wrong kind (an array where an object belongs).
+    #[error("{}: {field}: {message}", path.display())]
+    ConfigShape {
+        /// The config file.
+        path: PathBuf,
+        /// The value's place, such as `stores.sports.deployment`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// A store listed in the config has no folder in the store tree.
     #[error(
         "store {id:?} is listed in {config} but has no folder in the store tree; looked for {}",
