@@ -139,13 +139,37 @@ fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bo
             println!("{:width$}  {m}", "");
         }
     }
-    println!(
-        "{} {} stores to {} in {:.1}s",
-        if dry_run { "planned" } else { "deployed" },
-        report.stores.len(),
-        report.target,
-        elapsed.as_secs_f64()
-    );
+    if dry_run {
+        println!(
+            "planned {} stores to {}",
+            report.stores.len(),
+            report.target
+        );
+        return;
+    }
+    let done = report
+        .stores
+        .iter()
+        .filter(|s| {
+            s.stages
+                .get("trigger")
+                .is_some_and(|t| t == "run" || t == "unchanged")
+        })
+        .count();
+    if done == report.stores.len() {
+        println!(
+            "deployed {done} stores to {} in {:.1}s",
+            report.target,
+            elapsed.as_secs_f64()
+        );
+    } else {
+        println!(
+            "deployed {done} of {} stores to {} in {:.1}s; the others failed (below)",
+            report.stores.len(),
+            report.target,
+            elapsed.as_secs_f64()
+        );
+    }
 }
 
 fn bytes(n: u64) -> String {

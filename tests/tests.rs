@@ -10,6 +10,7 @@ mod crash;
 mod deploy;
 mod dev;
 mod fixtures;
+mod hostile;
 mod kill;
 mod lock;
 mod nextjs;

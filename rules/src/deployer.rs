@@ -143,6 +143,40 @@ fn parse_registry(url: &str) -> Result<(String, String, bool)> {
             message: "the registry URL holds credentials: give them with --username/--password or CLI_CLOUD_USERNAME/CLI_CLOUD_PASSWORD instead".into(),
         });
     }
+    let bad = |why: String| Error::Usage {
+        message: format!(
+            "registry {url:?}: {why}; say [http[s]://]host[:port][/prefix], such as registry.example.com/team or http://localhost:5000"
+        ),
+    };
+    if let Some((scheme, _)) = url.split_once("://")
+        && scheme != "http"
+        && scheme != "https"
+    {
+        return Err(bad(format!("{scheme}:// is not http:// or https://")));
+    }
+    if host.is_empty() {
+        return Err(bad("no host".into()));
+    }
+    // The URL parser checks the host and the port (`host:notaport`,
+    // `host:99999`, `[::1` fail here, not at the first push).
+    let parsed = reqwest::Url::parse(&format!("http://{host}/"))
+        .map_err(|e| bad(format!("{host:?} is not a host[:port] ({e})")))?;
+    if parsed.host_str().is_none_or(str::is_empty)
+        || host.contains(|c: char| c.is_whitespace() || c == '?' || c == '#')
+    {
+        return Err(bad(format!("{host:?} is not a host[:port]")));
+    }
+    for part in prefix
+        .trim_end_matches('/')
+        .split('/')
+        .filter(|p| !prefix.is_empty() || !p.is_empty())
+    {
+        if let Some(reason) = crate::store_id::invalid_reason(part) {
+            return Err(bad(format!(
+                "the path part {part:?} cannot be in an image name: {reason}"
+            )));
+        }
+    }
     Ok((host, prefix, http))
 }
 
@@ -647,5 +681,27 @@ mod tests {
             ("r.example.com:443".into(), "".into(), false)
         );
         assert!(parse_registry("https://u:p@r.example.com").is_err());
+        for bad in [
+            "http://",
+            "https://",
+            "",
+            "ht!tp://x",
+            "ftp://host",
+            "host:notaport",
+            "http://host:99999",
+            "://x",
+            "http://[::1",
+            "http://host/with space",
+            "http://host/Team",
+        ] {
+            assert!(
+                matches!(parse_registry(bad), Err(crate::Error::Usage { .. })),
+                "{bad:?} passed"
+            );
+        }
+        assert_eq!(
+            parse("http://[::1]:5000/a/b"),
+            ("[::1]:5000".into(), "a/b/".into(), true)
+        );
     }
 }

@@ -76,7 +76,7 @@ fn push_blob(
     repo: &str,
     blob: &Descriptor,
 ) -> Result<Outcome> {
-    if registry.has_blob(repo, &blob.digest)? {
+    if registry.has_blob(repo, &blob.digest, blob.size)? {
         homes.add(registry.host(), &blob.digest, repo)?;
         return Ok(Outcome::Present);
     }
@@ -150,7 +150,7 @@ pub fn push_image(
     }
     // Confirm, then tag: a tag must never name a blob the registry lacks.
     for b in &blobs {
-        if !registry.has_blob(repo, &b.digest)? {
+        if !registry.has_blob(repo, &b.digest, b.size)? {
             return Err(Error::Registry {
                 message: format!(
                     "{} does not have blob {} after it was sent to {repo}; the manifest was not put",

@@ -75,9 +75,10 @@ impl Registry {
     /// A client of `host` (`host[:port]`).
     pub fn new(host: &str, options: ClientOptions) -> Result<Registry> {
         // Requests are bounded: one chunk or one small blob at a time.
+        let timeout = options.timeout.unwrap_or_else(request_timeout);
         let mut builder = Client::builder()
-            .connect_timeout(options.timeout.unwrap_or(Duration::from_secs(15)))
-            .timeout(options.timeout.unwrap_or(Duration::from_secs(300)))
+            .connect_timeout(timeout.min(Duration::from_secs(15)))
+            .timeout(timeout)
             .user_agent(concat!("strata/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &options.ca_file {
             let pem = std::fs::read(ca).map_err(|e| Error::io(ca, e))?;
@@ -224,6 +225,7 @@ impl Registry {
     fn send(&self, scope: &str, what: &str, make: &dyn Fn() -> RequestBuilder) -> Result<Response> {
         let mut authenticated_once = false;
         let mut attempt = 0;
+        let mut timeouts = 0;
         loop {
             let request = make().build().map_err(|e| Error::Registry {
                 message: format!("{what}: {}", without_url(&e)),
@@ -276,12 +278,28 @@ impl Registry {
                     backoff(attempt);
                 }
                 Ok(response) => return Ok(response),
+                // A server that does not answer in time is asked once more,
+                // not five times: a hung registry fails the run in minutes.
+                Err(e) if e.is_timeout() && timeouts == 0 => {
+                    timeouts += 1;
+                    attempt += 1;
+                    backoff(attempt);
+                }
                 Err(e)
                     if attempt + 1 < ATTEMPTS
-                        && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()) =>
+                        && !e.is_timeout()
+                        && (e.is_connect() || e.is_request() || e.is_body()) =>
                 {
                     attempt += 1;
                     backoff(attempt);
+                }
+                Err(e) if e.is_timeout() => {
+                    return Err(Error::Registry {
+                        message: format!(
+                            "{what}: {} did not answer in time, twice (STRATA_REGISTRY_TIMEOUT sets the limit per request)",
+                            self.host
+                        ),
+                    });
                 }
                 Err(e) => {
                     return Err(Error::Registry {
@@ -296,12 +314,37 @@ impl Registry {
         }
     }
 
-    /// Whether the repository has the blob.
-    pub fn has_blob(&self, repo: &str, digest: &str) -> Result<bool> {
+    /// Whether the repository has the blob of `size` bytes. A yes must be
+    /// believable: a digest header, when sent, names this blob, and the
+    /// length is the blob's (a server that says 200 to everything does not
+    /// pass for a registry holding every blob).
+    pub fn has_blob(&self, repo: &str, digest: &str, size: u64) -> Result<bool> {
         let url = self.url(&format!("/v2/{repo}/blobs/{digest}"));
         let response = self.send(&pull(repo), "checking a blob", &|| self.http.head(&url))?;
         match response.status() {
-            s if s.is_success() => Ok(true),
+            s if s.is_success() => {
+                let header = |name: &str| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                };
+                let digest_ok = header("docker-content-digest").is_none_or(|d| d == digest);
+                let length_ok = header("content-length")
+                    .and_then(|l| l.parse::<u64>().ok())
+                    .is_some_and(|l| l == size);
+                if digest_ok && length_ok {
+                    Ok(true)
+                } else {
+                    Err(Error::Registry {
+                        message: format!(
+                            "checking a blob: {} answered for {digest} with another blob's length or digest; is {} a container registry?",
+                            self.host, self.host
+                        ),
+                    })
+                }
+            }
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(self.error("checking a blob", &url, response)),
         }
@@ -371,7 +414,7 @@ impl Registry {
     ) -> Result<()> {
         match self.upload(repo, digest, size, path, session) {
             Ok(()) => Ok(()),
-            Err(_) if self.has_blob(repo, digest).unwrap_or(false) => Ok(()),
+            Err(_) if self.has_blob(repo, digest, size).unwrap_or(false) => Ok(()),
             Err(_) => self.upload(repo, digest, size, path, None),
         }
     }
@@ -587,6 +630,25 @@ impl Registry {
         if !response.status().is_success() {
             return Err(self.error(&format!("tagging {repo}:{reference}"), &url, response));
         }
+        // The registry says what it stored: it must be this manifest.
+        let ours = crate::oci::layout::sha256_digest(bytes);
+        let theirs = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok());
+        let confirmed = match theirs {
+            Some(d) => d == ours,
+            None => response.status() == StatusCode::CREATED,
+        };
+        if !confirmed {
+            return Err(Error::Registry {
+                message: format!(
+                    "tagging {repo}:{reference}: {} answered {} without confirming manifest {ours}; is it a container registry?",
+                    self.host,
+                    response.status()
+                ),
+            });
+        }
         Ok(())
     }
 }
@@ -597,6 +659,17 @@ fn pull(repo: &str) -> String {
 
 fn push(repo: &str) -> String {
     format!("repository:{repo}:pull,push")
+}
+
+/// How long one request may take: `STRATA_REGISTRY_TIMEOUT` seconds, else
+/// 120 (a 16 MiB chunk at 140 KB/s).
+fn request_timeout() -> Duration {
+    std::env::var("STRATA_REGISTRY_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .unwrap_or(Duration::from_secs(120))
 }
 
 fn backoff(attempt: u32) {
