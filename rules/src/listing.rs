@@ -71,13 +71,71 @@ pub(crate) fn check_symlink(root: &Path, dir: &str, path: &str, target: &Path) -
     } else {
         normalize(&link.parent().unwrap_or(Path::new("")).join(target))
     };
-    if resolved.is_none() {
+    // The text may stay inside while the path it names leaves through
+    // another link on the way (`up -> ../..`, then `up/../../etc/passwd`):
+    // where it really lands is checked too. A link that resolves nowhere
+    // (dangling, a loop) is copied as it is.
+    let escapes_for_real = || {
+        let (Ok(root), Some(dir)) = (
+            root.canonicalize(),
+            root.join(&link).parent().map(Path::to_path_buf),
+        ) else {
+            return false;
+        };
+        let Ok(dir) = dir.canonicalize() else {
+            return false;
+        };
+        real_path(&dir, target).is_some_and(|real| !real.starts_with(root))
+    };
+    if resolved.is_none() || escapes_for_real() {
         return Err(Error::SymlinkEscapes {
             link,
             target: target.to_path_buf(),
         });
     }
     Ok(())
+}
+
+/// Where `target`, read from the real folder `dir`, lands: links along the
+/// way are followed (a part that does not exist is taken as it is), `..`
+/// goes up from where a link led. `None` for a loop (40 links deep).
+fn real_path(dir: &Path, target: &Path) -> Option<PathBuf> {
+    let mut pending: Vec<std::ffi::OsString> = Vec::new();
+    let mut cur = if target.is_absolute() {
+        PathBuf::from("/")
+    } else {
+        dir.to_path_buf()
+    };
+    let push_parts = |pending: &mut Vec<std::ffi::OsString>, path: &Path| {
+        for part in path.components().rev() {
+            match part {
+                Component::Normal(p) => pending.push(p.to_os_string()),
+                Component::ParentDir => pending.push("..".into()),
+                _ => {}
+            }
+        }
+    };
+    push_parts(&mut pending, target);
+    let mut hops = 0;
+    while let Some(part) = pending.pop() {
+        if part == ".." {
+            cur.pop();
+            continue;
+        }
+        cur.push(&part);
+        if let Ok(next) = std::fs::read_link(&cur) {
+            hops += 1;
+            if hops > 40 {
+                return None;
+            }
+            cur.pop();
+            if next.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            push_parts(&mut pending, &next);
+        }
+    }
+    Some(cur)
 }
 
 /// `path` with `.` and `..` resolved lexically, or `None` when it climbs
@@ -123,5 +181,17 @@ mod tests {
         std::fs::remove_file(root.join("apps/a/src/bad")).unwrap();
         symlink("/etc/passwd", root.join("apps/a/src/abs")).unwrap();
         assert!(Listing::scan(root, "apps/a", None).is_err());
+        std::fs::remove_file(root.join("apps/a/src/abs")).unwrap();
+        // Out through another link: the text stays inside, the path leaves.
+        symlink("../..", root.join("apps/a/src/upup")).unwrap();
+        symlink("upup/../../../etc/passwd", root.join("apps/a/src/through")).unwrap();
+        let err = Listing::scan(root, "apps/a", None).unwrap_err();
+        assert!(err.to_string().contains("apps/a/src/through"), "{err}");
+        std::fs::remove_file(root.join("apps/a/src/through")).unwrap();
+        // Loops and dangling links resolve nowhere: copied as they are.
+        symlink("loop2", root.join("apps/a/src/loop1")).unwrap();
+        symlink("loop1", root.join("apps/a/src/loop2")).unwrap();
+        symlink("missing", root.join("apps/a/src/dangling")).unwrap();
+        assert!(Listing::scan(root, "apps/a", None).is_ok());
     }
 }
