@@ -42,14 +42,19 @@ fn load_dotenv() {
         "CLI_DOCKER_REGISTRY_URL",
         "CLI_CONSOLE_URL",
     ];
-    let args: Vec<String> = std::env::args().collect();
-    let root = args
+    // `args_os`: an argument that is not UTF-8 is clap's to report, not a
+    // panic here.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let root: std::ffi::OsString = args
         .iter()
         .position(|a| a == "--root")
         .and_then(|i| args.get(i + 1).cloned())
         .or_else(|| {
-            args.iter()
-                .find_map(|a| a.strip_prefix("--root=").map(str::to_string))
+            args.iter().find_map(|a| {
+                a.to_str()
+                    .and_then(|a| a.strip_prefix("--root="))
+                    .map(Into::into)
+            })
         })
         .unwrap_or_else(|| ".".into());
     let Ok(entries) = dotenvy::from_path_iter(PathBuf::from(root).join(".env")) else {
@@ -84,7 +89,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             .is_some_and(strata_rules::Error::is_bad_input)
             || matches!(
                 cause.downcast_ref::<strata_engine::Error>(),
-                Some(strata_engine::Error::Busy { .. })
+                Some(strata_engine::Error::Busy { .. } | strata_engine::Error::NotUtf8 { .. })
             )
     });
     if bad_input { 2 } else { 1 }

@@ -488,3 +488,37 @@ fn symlinks_in_out_are_not_followed_and_long_names_work() {
     repo.ok(&["store", "compose"]);
     assert_out_exact(&repo);
 }
+
+/// A file name that is not UTF-8: a clear error naming it (its bytes
+/// escaped), exit code 2, `.out` as it was; `store changed` still counts
+/// the commit that adds it; an argument that is not UTF-8 is no panic.
+#[test]
+fn names_that_are_not_utf8_are_refused_cleanly() {
+    use std::os::unix::ffi::OsStrExt;
+    let repo = Repo::standard();
+    repo.git_init();
+    repo.ok(&["store", "compose"]);
+    let before = repo.out_tree();
+    let name = std::ffi::OsStr::from_bytes(b"caf\xe9.html");
+    std::fs::write(repo.path().join("apps/stores/solo/web").join(name), "x").unwrap();
+    let out = repo.strata(&["store", "compose"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not UTF-8"), "{stderr}");
+    assert!(stderr.contains("caf\\xE9.html"), "{stderr}");
+    assert_eq!(repo.out_tree(), before, ".out changed");
+
+    repo.commit("a latin-1 name");
+    let out = repo.strata(&["store", "changed", "--json"]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(report.to_string().contains("solo"), "{report}");
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(repo.path())
+        .args(["store", "explain", "solo", "--file"])
+        .arg(std::ffi::OsStr::from_bytes(b"web/caf\xe9.html"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "no panic");
+}

@@ -73,11 +73,15 @@ fn read_body(seen: &mut Seen, reader: &mut BufReader<TcpStream>, limit: Option<u
 }
 
 fn respond(stream: &mut TcpStream, status: u16, headers: &[(String, String)], body: &[u8]) {
-    let mut out = format!(
-        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
+    // A HEAD answer keeps the length of what a GET would send.
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "x-head-length")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| body.len().to_string());
+    let mut out =
+        format!("HTTP/1.1 {status} X\r\nContent-Length: {length}\r\nConnection: close\r\n");
+    for (k, v) in headers.iter().filter(|(k, _)| k != "x-head-length") {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
     out.push_str("\r\n");
@@ -255,6 +259,10 @@ fn handle(
     let mut headers = Vec::new();
     for (k, v) in response.headers() {
         let k = k.as_str().to_string();
+        if k == "content-length" && request.method == "HEAD" {
+            headers.push(("x-head-length".into(), v.to_str().unwrap_or("0").into()));
+            continue;
+        }
         if matches!(
             k.as_str(),
             "content-length" | "connection" | "transfer-encoding"

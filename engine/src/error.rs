@@ -69,6 +69,14 @@ pub enum Error {
         /// The blob.
         path: PathBuf,
     },
+    /// A file name that is not UTF-8 (strata's paths are text).
+    #[error(
+        "{path:?}: the file name is not UTF-8; strata composes UTF-8 names only: rename it (convmv converts a tree's names)"
+    )]
+    NotUtf8 {
+        /// The path, with the bytes that are not UTF-8 escaped.
+        path: PathBuf,
+    },
     /// Another process holds the lock and the caller would not wait.
     #[error(
         "{holder} is working on {path}; run again when it is done, or without --no-wait to wait for it"

@@ -130,6 +130,11 @@ fn scan_entry(
         return Ok(None);
     }
     let path = entry.path();
+    if path.strip_prefix(root).unwrap_or(path).to_str().is_none() {
+        return Err(Error::NotUtf8 {
+            path: path.to_path_buf(),
+        });
+    }
     let rel = relative(root, path);
     if file_type.is_symlink() {
         let target = match std::fs::read_link(path) {

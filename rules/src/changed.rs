@@ -189,7 +189,9 @@ pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
     let mut paths: Vec<String> = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
-            if let Some(path) = file.path().and_then(|p| p.to_str())
+            // A name that is not UTF-8 still counts (shown with U+FFFD):
+            // the store it is in is affected all the same.
+            if let Some(path) = file.path().map(|p| p.to_string_lossy())
                 && let Some(rel) = path.strip_prefix(prefix.as_str())
             {
                 paths.push(rel.to_string());
@@ -380,7 +382,11 @@ fn affected(
                 let Some(position) = layers.iter().position(|d| *d == t.layer) else {
                     continue;
                 };
-                if old_lookup.winner(&layers, &t.rel)? != new_lookup.winner(&layers, &t.rel)? {
+                // A name that is not UTF-8 cannot be looked up by its text:
+                // counted as a change (rebuilding is the safe side).
+                if t.rel.contains('\u{FFFD}')
+                    || old_lookup.winner(&layers, &t.rel)? != new_lookup.winner(&layers, &t.rel)?
+                {
                     let kind = if position + 1 == layers.len() {
                         ReasonKind::StoreChanged
                     } else {

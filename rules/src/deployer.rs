@@ -417,7 +417,17 @@ impl Context<'_> {
                     &serde_json::to_vec(&intent).expect("a record serializes"),
                 )?;
                 self.engine.db().flush()?;
-                let answer = trigger(url, self.options.credentials.as_ref(), &request, &key)?;
+                let answer = match trigger(url, self.options.credentials.as_ref(), &request, &key) {
+                    Ok(answer) => answer,
+                    // A refusal is an answer: nothing is pending, and the
+                    // next run is a new request with a new key. Any other
+                    // failure leaves the outcome unknown: the intent stays.
+                    Err(e @ Error::ConsoleRefused { .. }) => {
+                        self.pending.remove(store.as_bytes())?;
+                        return Err(e);
+                    }
+                    Err(e) => return Err(e),
+                };
                 Some(format!("console: {}", answer.trim()))
             }
             None => {

@@ -99,7 +99,7 @@ pub fn trigger(
                             .map(str::to_string)
                     })
                     .unwrap_or(text);
-                return Err(Error::Registry {
+                return Err(Error::ConsoleRefused {
                     message: format!(
                         "the console refused the deployment of {} ({status}): {}",
                         request.store,

@@ -110,6 +110,13 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The console answered a deployment with a refusal (a 4xx): it did
+    /// not happen, and sending it again would be refused again.
+    #[error("{message}")]
+    ConsoleRefused {
+        /// What the console said.
+        message: String,
+    },
     /// An option's value is wrong.
     #[error("{message}")]
     Usage {
@@ -203,10 +210,14 @@ impl Error {
     /// Whether the error is the user's input being wrong (exit code 2),
     /// rather than a failure while working (exit code 1).
     pub fn is_bad_input(&self) -> bool {
-        !matches!(
-            self,
-            Error::Io { .. } | Error::Engine(_) | Error::Git { .. }
-        )
+        match self {
+            Error::Engine(e) => matches!(
+                e,
+                strata_engine::Error::NotUtf8 { .. } | strata_engine::Error::Busy { .. }
+            ),
+            Error::Io { .. } | Error::Git { .. } | Error::ConsoleRefused { .. } => false,
+            _ => true,
+        }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
