@@ -12,6 +12,7 @@ mod dev;
 mod fixtures;
 mod hostile;
 mod kill;
+mod large;
 mod lock;
 mod nextjs;
 mod proxy;
