@@ -291,6 +291,69 @@ mod tests {
         }
     }
 
+    use proptest::prelude::*;
+
+    /// JSON values of any shape, with the config's own keys likely.
+    fn json() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::Bool),
+            any::<i64>().prop_map(|n| serde_json::json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| serde_json::json!(f)),
+            "\\PC{0,8}".prop_map(serde_json::Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let key = prop_oneof![
+                Just("stores".to_string()),
+                Just("strata".to_string()),
+                Just("deployment".to_string()),
+                Just("localPorts".to_string()),
+                Just("framework".to_string()),
+                Just("apps".to_string()),
+                Just("env".to_string()),
+                "[a-z]{1,6}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(serde_json::Value::Array),
+                prop::collection::btree_map(key, inner, 0..4)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Any JSON value parses into a config or a clear error; a config
+        /// only ever comes from an object.
+        #[test]
+        fn any_json_value_is_a_config_or_a_clear_error(value in json()) {
+            let text = serde_json::to_string_pretty(&value).unwrap();
+            match Config::parse(Path::new("c.json"), &text) {
+                Ok(config) => {
+                    prop_assert!(value.is_object());
+                    let listed = value.get("stores").and_then(|s| s.as_object()).map_or(0, |s| s.len());
+                    prop_assert_eq!(config.stores.len(), listed);
+                }
+                Err(Error::ConfigSyntax { line, .. }) => prop_assert!(line >= 1),
+                Err(Error::ConfigShape { field, .. }) => prop_assert!(!field.is_empty()),
+                Err(other) => prop_assert!(false, "unexpected error kind: {other}"),
+            }
+        }
+
+        /// Any text, cut anywhere: never a panic.
+        #[test]
+        fn any_text_is_a_config_or_an_error(bytes in prop::collection::vec(any::<u8>(), 0..200), cut in 0usize..400) {
+            let text = String::from_utf8_lossy(&bytes);
+            let _ = Config::parse(Path::new("c.json"), &text);
+            let good = r#"{"stores": {"a": {"deployment": {"framework": "nextjs"}, "localPorts": {"nextjs": 3000}}}}"#;
+            let cut = cut.min(good.len());
+            let _ = Config::parse(Path::new("c.json"), &good[..cut]);
+        }
+    }
+
     #[test]
     fn syntax_errors_name_line_and_column() {
         let err = Config::parse(Path::new("c.json"), "{\n  \"stores\": {,}\n}").unwrap_err();
