@@ -26,7 +26,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", message(&error));
             ExitCode::from(exit_code(&error))
         }
     }
@@ -80,6 +80,22 @@ pub fn spinner(json: bool) -> Option<indicatif::ProgressBar> {
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
     })
+}
+
+/// The error and its causes, each said once (an I/O error's message holds
+/// its cause already).
+fn message(error: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
 }
 
 fn exit_code(error: &anyhow::Error) -> u8 {

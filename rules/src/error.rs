@@ -80,7 +80,7 @@ pub enum Error {
     },
     /// A path is a file in one layer and a folder in another.
     #[error(
-        "{} is a file but {} is a folder: a path cannot be both across the layers of a store",
+        "{} is a file (or a symlink) in one layer, but another layer has a folder there, holding {}: a path cannot be both across the layers of a store",
         file.display(),
         folder.display()
     )]

@@ -154,7 +154,13 @@ impl Registry {
                     e.get("message").and_then(|c| c.as_str()).unwrap_or("")
                 ))
             })
-            .unwrap_or_else(|| body.chars().take(200).collect());
+            .unwrap_or_else(|| {
+                if body.trim_start().starts_with('<') {
+                    "an HTML page, not a registry's answer (is this a container registry?)".into()
+                } else {
+                    body.chars().take(200).collect()
+                }
+            });
         Error::Registry {
             message: format!(
                 "{what}: {} answered {status}: {}",
