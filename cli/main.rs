@@ -219,6 +219,13 @@ fn lock(
             root.display()
         )
     })?;
+    // With both locks held: what a killed run left running is stopped
+    // before anything reads the folders it was writing.
+    let stopped = strata_engine::process::track(&state_dir.join("children"))
+        .with_context(|| format!("{}", state_dir.join("children").display()))?;
+    if stopped > 0 {
+        eprintln!("[strata] stopped {stopped} process group(s) a killed run left running");
+    }
     Ok(vec![state, repo])
 }
 

@@ -292,6 +292,66 @@ fn sigint_stops_every_build_process_and_records_nothing() {
     assert!(repo.builds().len() > before);
 }
 
+/// Whether `pid` is a live process (a zombie has no cmdline).
+fn alive(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
+}
+
+#[test]
+fn builds_a_sigkilled_run_left_going_are_stopped_by_the_next_run() {
+    let repo = Repo::buildable();
+    repo.write("apps/stores/solo/storefront-middleware/src/slow", "");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(repo.path())
+        .args(["store", "build", "-s", "solo"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pids_file = repo.path().join("slow.pids");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !pids_file.exists() {
+        assert!(Instant::now() < deadline, "the slow build never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pids: Vec<i32> = std::fs::read_to_string(&pids_file)
+        .unwrap()
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    // SIGKILL: no handler runs, and the build goes on without strata.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for &pid in &pids {
+        assert!(alive(pid), "process {pid} died with strata: the premise is gone");
+    }
+    std::fs::remove_file(
+        repo.path()
+            .join("apps/stores/solo/storefront-middleware/src/slow"),
+    )
+    .unwrap();
+    let (code, report, stderr) = repo.build_json(&["-s", "solo"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("stopped 1 process group"), "{stderr}");
+    // Gone before the next run built anything in the folder it wrote in.
+    for &pid in &pids {
+        assert!(!alive(pid), "process {pid} outlived the next run");
+    }
+    assert_eq!(status(&report, "solo", MW, "build"), "built");
+    assert!(
+        repo.path()
+            .join(".out/solo/storefront-middleware/lib/index.mjs")
+            .is_file()
+    );
+    // The ledger lists nothing once the run is over: a third run stops
+    // nothing.
+    let (code, _, stderr) = repo.build_json(&["-s", "solo"]);
+    assert_eq!(code, 0);
+    assert!(!stderr.contains("stopped"), "{stderr}");
+}
+
 #[test]
 fn env_files_are_build_inputs_but_never_cached_or_deployed() {
     let repo = Repo::buildable();

@@ -1,11 +1,17 @@
 //! Child processes that never outlive strata: each runs in its own process
 //! group, and on Ctrl-C or SIGTERM every group is stopped (its whole tree:
 //! a package manager, its shell, the node process under it).
+//!
+//! A SIGKILL runs no handler, and the groups go on: a build left running
+//! would write into the folder the next run builds in. So the groups are
+//! also listed in a ledger in the state folder ([`track`]), and the next
+//! run that holds the state's lock stops the ones still running first.
 
 use std::collections::HashSet;
 use std::io;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -15,6 +21,83 @@ use rustix::process::{Pid, Signal, kill_process_group};
 
 static GROUPS: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Where the running groups are listed, once [`track`] was called.
+static LEDGER: OnceLock<PathBuf> = OnceLock::new();
+
+/// A group leader: its pid and its start time (in clock ticks after boot,
+/// from `/proc`), which tells it from a later process given the same pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Leader {
+    pid: i32,
+    start: u64,
+}
+
+impl Leader {
+    /// The process `pid` as `/proc` shows it, unless it is gone or a
+    /// zombie (dead, waiting to be reaped).
+    fn of(pid: i32) -> Option<Leader> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // `pid (comm) state ...`: comm may hold spaces and parentheses.
+        let rest = &stat[stat.rfind(')')? + 1..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if matches!(fields.first(), Some(&"Z") | Some(&"X") | None) {
+            return None;
+        }
+        // Field 22 of stat; `fields` starts at field 3.
+        let start = fields.get(19)?.parse().ok()?;
+        Some(Leader { pid, start })
+    }
+}
+
+/// Lists the groups started from now on in `ledger`, after stopping the
+/// groups an earlier run listed there that are still running (a run
+/// killed with SIGKILL leaves its builds going). The caller holds the lock
+/// of the folder `ledger` is in. Returns how many groups were stopped.
+pub fn track(ledger: &Path) -> io::Result<usize> {
+    let mut stopped = 0;
+    if let Ok(text) = std::fs::read_to_string(ledger) {
+        for line in text.lines() {
+            let mut parts = line.split_whitespace();
+            let (Some(pid), Some(start)) = (parts.next(), parts.next()) else {
+                continue;
+            };
+            let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
+                continue;
+            };
+            // Only the very process that was listed: a pid can be reused.
+            if Leader::of(pid) != Some(Leader { pid, start }) {
+                continue;
+            }
+            if let Some(group) = Pid::from_raw(pid) {
+                let _ = kill_process_group(group, Signal::KILL);
+                stopped += 1;
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Leader::of(pid).is_some() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    let _ = LEDGER.set(ledger.to_path_buf());
+    let groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
+    write_ledger(&groups)?;
+    Ok(stopped)
+}
+
+/// Rewrites the ledger (when there is one) to list `groups`.
+fn write_ledger(groups: &Option<HashSet<i32>>) -> io::Result<()> {
+    let Some(path) = LEDGER.get() else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    for &pid in groups.iter().flatten() {
+        if let Some(leader) = Leader::of(pid) {
+            text.push_str(&format!("{} {}\n", leader.pid, leader.start));
+        }
+    }
+    crate::atomic::write_atomic(path, text.as_bytes(), false)
+        .map_err(|e| io::Error::other(e.to_string()))
+}
 
 /// Whether a SIGINT or SIGTERM arrived: the process is about to exit.
 pub fn interrupted() -> bool {
@@ -44,10 +127,23 @@ pub fn spawn(command: &mut Command) -> io::Result<Child> {
     // Hold the lock while spawning, so a signal handled meanwhile either
     // sees the group or runs before it exists.
     let mut groups = GROUPS.lock().unwrap_or_else(|e| e.into_inner());
-    let child = command.spawn()?;
+    let mut child = command.spawn()?;
     groups
         .get_or_insert_with(HashSet::new)
         .insert(child.id() as i32);
+    // Listed before anything waits for it: a kill from now on leaves a
+    // trace the next run follows.
+    if let Err(e) = write_ledger(&groups) {
+        let _ = kill_process_group(
+            Pid::from_raw(child.id() as i32).expect("a child's pid is positive"),
+            Signal::KILL,
+        );
+        let _ = child.wait();
+        if let Some(set) = groups.as_mut() {
+            set.remove(&(child.id() as i32));
+        }
+        return Err(e);
+    }
     Ok(child)
 }
 
@@ -57,6 +153,8 @@ pub fn forget(child: &Child) {
     if let Some(set) = groups.as_mut() {
         set.remove(&(child.id() as i32));
     }
+    // A stale line is harmless: its leader is gone, so it is skipped.
+    let _ = write_ledger(&groups);
 }
 
 /// Sends `signal` to every remembered group.
