@@ -4,9 +4,23 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The version, with the commit the binary was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STRATA_COMMIT"),
+    ")"
+);
+
 /// strata: incremental builds and deploys for multistore storefront monorepos.
 #[derive(Parser, Debug)]
-#[command(name = "strata", version, about, long_about = None)]
+#[command(
+    name = "strata",
+    version = VERSION,
+    about,
+    long_about = None,
+    after_help = "Examples:\n  strata store build                 compose and build every deployable store\n  strata store deploy -s fashion-us  deploy one store (an OCI layout in .strata/oci without --registry)\n  strata store dev -s fashion-us     watch mode with the dev servers\n  strata completions bash > ~/.local/share/bash-completion/completions/strata"
+)]
 pub struct Cli {
     /// The monorepo's root (where alokai.config.json is).
     #[arg(long, global = true, default_value = ".", value_name = "DIR")]
@@ -25,6 +39,10 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub no_wait: bool,
 
+    /// Print only warnings, errors and what was asked for (--json, a plan).
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +57,15 @@ pub enum Command {
     /// Check or trim strata's cache (the state folder).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  strata completions bash > ~/.local/share/bash-completion/completions/strata\n  strata completions zsh > \"${fpath[1]}/_strata\"\n  strata completions fish > ~/.config/fish/completions/strata.fish"
+    )]
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 /// `strata cache …`
@@ -47,6 +74,7 @@ pub enum CacheCommand {
     /// Read back every cached blob and entry, discard what is corrupt or
     /// incomplete (it is made again when next needed); exit code 1 when
     /// something was wrong.
+    #[command(after_help = "Example:\n  strata cache verify --json")]
     Verify {
         /// Print the report as JSON.
         #[arg(long)]
@@ -54,6 +82,7 @@ pub enum CacheCommand {
     },
     /// Evict least recently used build outputs until they take at most
     /// SIZE (e.g. 500M, 10G, 2GiB).
+    #[command(after_help = "Example:\n  strata cache gc --max-size 5GiB")]
     Gc {
         /// The size to get under.
         #[arg(long, value_name = "SIZE")]
@@ -68,19 +97,118 @@ pub enum CacheCommand {
 #[derive(Subcommand, Debug)]
 pub enum StoreCommand {
     /// Compose stores into .out/<store-id>/<app>.
+    #[command(
+        after_help = "Examples:\n  strata store compose\n  strata store compose -s fashion-us,sports --json"
+    )]
     Compose(ComposeArgs),
     /// Compose, then build stores (`--compose-only` stops after composing).
+    #[command(
+        after_help = "Examples:\n  strata store build\n  strata store build -s fashion-us --filter storefront-middleware -j 4"
+    )]
     Build(BuildArgs),
     /// Show the store tree: deployable and template stores, and the base apps.
+    #[command(after_help = "Example:\n  strata store graph --format mermaid")]
     Graph(GraphArgs),
     /// Explain where a store's files come from and why it is (or is not) recomposed.
+    #[command(
+        after_help = "Example:\n  strata store explain fashion-us --file storefront-unified-nextjs/components/header.tsx"
+    )]
     Explain(ExplainArgs),
     /// List the deployable stores a git range affects, and why.
+    #[command(after_help = "Example:\n  strata store changed --since origin/main --condensed")]
     Changed(ChangedArgs),
     /// Compose, build, make images, push them and trigger the deployments.
+    #[command(
+        after_help = "Examples:\n  strata store deploy --dry-run\n  strata store deploy -s fashion-us --registry registry.example.com/shop"
+    )]
     Deploy(DeployArgs),
     /// Watch mode: keep .out exact while you edit, and run the dev servers.
+    #[command(after_help = "Example:\n  strata store dev -s fashion-us --filter '!playwright'")]
     Dev(DevArgs),
+    /// Create a store: its folder with one folder per app, and (unless a
+    /// template) its entry in alokai.config.json with free local ports.
+    #[command(
+        after_help = "Examples:\n  strata store add --store-id fashion-ca --parent fashion\n  strata store add --store-id outlet --template"
+    )]
+    Add(AddArgs),
+    /// Move stores under another parent (git mv when tracked), and list
+    /// the files that now come from another layer.
+    #[command(after_help = "Example:\n  strata store move --store-id fashion-eu --parent root")]
+    Move(MoveArgs),
+    /// Run built stores as production runs them: each app's
+    /// .deploy/server.js on the store's localPorts.
+    #[command(
+        after_help = "Example:\n  strata store build -s fashion-us && strata store start -s fashion-us"
+    )]
+    Start(StartArgs),
+    /// Find dead, orphan and drifted overrides, and package.json
+    /// overrides; exit code 1 when something is found.
+    #[command(after_help = "Example:\n  strata store lint --json")]
+    Lint(LintArgs),
+}
+
+/// `strata store add`
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// The new store's id (lowercase letters, digits and dashes).
+    #[arg(long, value_name = "ID")]
+    pub store_id: String,
+
+    /// The store it inherits from, or `root` (the default).
+    #[arg(long, value_name = "ID|root")]
+    pub parent: Option<String>,
+
+    /// A template store: a folder others inherit from, not deployed (no
+    /// config entry).
+    #[arg(long)]
+    pub template: bool,
+
+    /// The frontend (default: the one frontend base app the repository has).
+    #[arg(long, value_parser = ["nextjs", "nuxt"])]
+    pub framework: Option<String>,
+
+    /// The console project (default: the store id).
+    #[arg(long, value_name = "NAME")]
+    pub console_project_name: Option<String>,
+
+    /// The cloud region.
+    #[arg(long, value_name = "REGION")]
+    pub cloud_region: Option<String>,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata store move`
+#[derive(Args, Debug)]
+pub struct MoveArgs {
+    /// The stores to move; repeat it or give a comma-separated list.
+    #[arg(long, value_delimiter = ',', value_name = "ID", required = true)]
+    pub store_id: Vec<String>,
+
+    /// The new parent store, or `root`.
+    #[arg(long, value_name = "ID|root")]
+    pub parent: String,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `strata store start`
+#[derive(Args, Debug)]
+pub struct StartArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+}
+
+/// `strata store lint`
+#[derive(Args, Debug)]
+pub struct LintArgs {
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `strata store dev`

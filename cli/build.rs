@@ -57,7 +57,7 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
             "seconds": started.elapsed().as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
+    } else if !crate::quiet() {
         print_report(&report, started.elapsed(), cx.verbose);
         if cx.verbose > 1 {
             crate::compose::print_events(&report.log);

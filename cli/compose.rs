@@ -20,7 +20,7 @@ pub fn run(cx: &Setup, selection: &Selection, json: bool) -> anyhow::Result<Exit
     };
     let selected = cx.workspace.select(&ids)?.len();
     let total = (selected * cx.workspace.base_apps.len()) as u64;
-    let bar = if std::io::stderr().is_terminal() && !json {
+    let bar = if std::io::stderr().is_terminal() && !json && !crate::quiet() {
         let bar = ProgressBar::new(total);
         bar.set_style(
             ProgressStyle::with_template("{spinner} composing {pos}/{len} apps {wide_msg}")
@@ -53,7 +53,7 @@ pub fn run(cx: &Setup, selection: &Selection, json: bool) -> anyhow::Result<Exit
             "seconds": elapsed.as_secs_f64(),
         });
         println!("{}", serde_json::to_string_pretty(&value)?);
-    } else {
+    } else if !crate::quiet() {
         print_report(&report, elapsed, cx.verbose);
     }
     Ok(ExitCode::SUCCESS)

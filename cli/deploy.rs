@@ -82,7 +82,8 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
+    } else if !crate::quiet() || args.dry_run {
+        // A plan is what --dry-run asks for: printed even with --quiet.
         print_report(&report, started.elapsed(), args.dry_run);
     }
     let failed = !report.failures.is_empty() || !report.build.failures.is_empty();

@@ -38,7 +38,7 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
     if !args.skip_compose {
         let report = strata_rules::compose(&ws, &engine, &stores, &|_| {})?;
         let t = report.totals();
-        eprintln!(
+        info!(
             "[strata] composed {} stores: {} files written, {} removed",
             stores.len(),
             t.written,
@@ -50,18 +50,18 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         None
     } else {
         let specs = server_specs(&ws, &stores, &apps)?;
-        eprintln!("[strata] starting {} dev servers", specs.len());
+        info!("[strata] starting {} dev servers", specs.len());
         Some(Supervisor::start(
             &root,
             specs,
-            std::io::stdout().is_terminal(),
+            crate::color(std::io::stdout().is_terminal()),
         )?)
     };
     strata_engine::process::exit_on_signal_with(0, || {
-        eprintln!("[strata] stopped: every dev server was stopped")
+        info!("[strata] stopped: every dev server was stopped")
     })?;
 
-    eprintln!(
+    info!(
         "[strata] watching {} folders for {} stores; Ctrl-C stops",
         watcher.watched(),
         stores.len()
@@ -118,14 +118,14 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         for store in &removed {
             let dir = root.join(strata_rules::OUT).join(store);
             let _ = std::fs::remove_dir_all(&dir);
-            eprintln!(
+            info!(
                 "[strata] {store} left the config: removed {}",
                 dir.display()
             );
         }
         if !added.is_empty() {
             match strata_rules::compose(&ws, &engine, &added, &|_| {}) {
-                Ok(_) => eprintln!("[strata] composed new stores: {}", added.join(", ")),
+                Ok(_) => info!("[strata] composed new stores: {}", added.join(", ")),
                 Err(e) => eprintln!("[strata] error: {e}"),
             }
         }
@@ -154,7 +154,7 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         } else {
             String::new()
         };
-        eprintln!(
+        info!(
             "[strata] {first}{more}: {} copies updated in {} in {} ms",
             updates.len(),
             if touched.is_empty() {
@@ -166,7 +166,7 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         );
         if verbose > 0 {
             for u in &updates {
-                eprintln!("[strata]   {} {}", u.change, u.path);
+                info!("[strata]   {} {}", u.change, u.path);
             }
         }
     }

@@ -2,6 +2,15 @@
 //! the rules, print, and map errors to exit codes (0 ok, 1 a store failed,
 //! 2 bad usage or input).
 
+/// `eprintln!` unless `-q` was given: progress and what was done.
+macro_rules! info {
+    ($($arg:tt)*) => {
+        if !$crate::quiet() {
+            eprintln!($($arg)*)
+        }
+    };
+}
+
 mod args;
 mod build;
 mod cache;
@@ -9,6 +18,7 @@ mod ci;
 mod compose;
 mod deploy;
 mod dev;
+mod manage;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,9 +30,35 @@ use strata_rules::Workspace;
 
 use args::{Cli, Command, GraphFormat, StoreCommand};
 
+static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether `-q` asked for warnings, errors and requested output only.
+pub fn quiet() -> bool {
+    QUIET.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Whether to color output going to a stream that `is_terminal` or not:
+/// never with `NO_COLOR` set (https://no-color.org) or on a dumb terminal.
+pub fn color(is_terminal: bool) -> bool {
+    color_with(
+        is_terminal,
+        std::env::var_os("NO_COLOR"),
+        std::env::var_os("TERM"),
+    )
+}
+
+fn color_with(
+    is_terminal: bool,
+    no_color: Option<std::ffi::OsString>,
+    term: Option<std::ffi::OsString>,
+) -> bool {
+    is_terminal && no_color.is_none_or(|v| v.is_empty()) && term.is_none_or(|t| t != "dumb")
+}
+
 fn main() -> ExitCode {
     load_dotenv();
     let cli = Cli::parse();
+    QUIET.store(cli.quiet, std::sync::atomic::Ordering::Relaxed);
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
@@ -71,7 +107,7 @@ fn load_dotenv() {
 /// A spinner on stderr when it is a terminal and the output is not JSON.
 pub fn spinner(json: bool) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
-    (std::io::stderr().is_terminal() && !json).then(|| {
+    (std::io::stderr().is_terminal() && !json && !quiet()).then(|| {
         let bar = indicatif::ProgressBar::new_spinner();
         bar.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {wide_msg}")
@@ -188,7 +224,12 @@ fn command_name(command: &Command) -> &'static str {
             StoreCommand::Changed(_) => "store changed",
             StoreCommand::Deploy(_) => "store deploy",
             StoreCommand::Dev(_) => "store dev",
+            StoreCommand::Add(_) => "store add",
+            StoreCommand::Move(_) => "store move",
+            StoreCommand::Start(_) => "store start",
+            StoreCommand::Lint(_) => "store lint",
         },
+        Command::Completions { .. } => "completions",
     }
 }
 
@@ -196,7 +237,12 @@ fn command_name(command: &Command) -> &'static str {
 fn writes(command: &Command) -> bool {
     !matches!(
         command,
-        Command::Store(StoreCommand::Graph(_) | StoreCommand::Changed(_))
+        Command::Store(
+            StoreCommand::Graph(_)
+                | StoreCommand::Changed(_)
+                | StoreCommand::Lint(_)
+                | StoreCommand::Start(_)
+        ) | Command::Completions { .. }
     )
 }
 
@@ -250,6 +296,11 @@ fn lock_state(
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions { shell } = &cli.command {
+        let mut command = <Cli as clap::CommandFactory>::command();
+        clap_complete::generate(*shell, &mut command, "strata", &mut std::io::stdout());
+        return Ok(ExitCode::SUCCESS);
+    }
     if let Command::Store(StoreCommand::Changed(args)) = &cli.command {
         // Reads git, not the working tree: needs no loadable workspace.
         return changed(&cli, args);
@@ -301,7 +352,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Store(StoreCommand::Changed(_)) | Command::Cache(_) => {
+        Command::Store(StoreCommand::Add(args)) => manage::add(&cx, args),
+        Command::Store(StoreCommand::Move(args)) => manage::move_stores(&cx, args),
+        Command::Store(StoreCommand::Lint(args)) => manage::lint(&cx, args),
+        Command::Store(StoreCommand::Start(args)) => manage::start(cx, args),
+        Command::Store(StoreCommand::Changed(_))
+        | Command::Cache(_)
+        | Command::Completions { .. } => {
             unreachable!("handled above")
         }
         Command::Store(StoreCommand::Deploy(args)) => deploy::run(&cx, args),
@@ -328,4 +385,19 @@ fn changed(cli: &Cli, args: &args::ChangedArgs) -> anyhow::Result<ExitCode> {
         print!("{report}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::color_with;
+
+    #[test]
+    fn colors_only_on_a_terminal_without_no_color() {
+        assert!(color_with(true, None, Some("xterm-256color".into())));
+        assert!(!color_with(false, None, Some("xterm".into())));
+        assert!(!color_with(true, Some("1".into()), Some("xterm".into())));
+        // An empty NO_COLOR is as if unset (no-color.org).
+        assert!(color_with(true, Some("".into()), None));
+        assert!(!color_with(true, None, Some("dumb".into())));
+    }
 }

@@ -325,7 +325,10 @@ fn builds_a_sigkilled_run_left_going_are_stopped_by_the_next_run() {
     child.kill().unwrap();
     child.wait().unwrap();
     for &pid in &pids {
-        assert!(alive(pid), "process {pid} died with strata: the premise is gone");
+        assert!(
+            alive(pid),
+            "process {pid} died with strata: the premise is gone"
+        );
     }
     std::fs::remove_file(
         repo.path()

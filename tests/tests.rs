@@ -14,6 +14,7 @@ mod hostile;
 mod kill;
 mod large;
 mod lock;
+mod manage;
 mod nextjs;
 mod proxy;
 mod registry;

@@ -16,6 +16,7 @@ mod dev;
 mod error;
 mod explain;
 mod listing;
+pub mod manage;
 mod materialize;
 mod nodes;
 pub mod oci;
@@ -55,7 +56,7 @@ pub use nodes::{
 };
 pub use prepare::{AppKind, DEPLOY, MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP, deployed_apps};
 pub use revision::{Revision, public_url, revision};
-pub use servers::{ServerSpec, Supervisor, port_key, server_specs};
+pub use servers::{Run, ServerSpec, Supervisor, port_key, server_specs, start_specs};
 pub use snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot};
 pub use sources::SourceCache;
 pub use store_id::invalid_reason;

@@ -1,5 +1,6 @@
-//! Dev servers: each selected store's apps run their `dev` script in their
-//! composed folder, on the ports `localPorts` gives, with every output line
+//! Servers: each selected store's apps run their `dev` script in their
+//! composed folder (`store dev`), or their built `.deploy/server.js`
+//! (`store start`), on the ports `localPorts` gives, with every output line
 //! prefixed `[store/app]`; a crashed server restarts with backoff.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,17 @@ pub struct ServerSpec {
     pub dir: PathBuf,
     /// Its port, when the config gives one.
     pub port: Option<u16>,
+    /// What runs.
+    pub run: Run,
+}
+
+/// What a server runs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Run {
+    /// A package script (`dev`), with the repository's package manager.
+    Script(String),
+    /// `node server.js` in a built `.deploy` folder, as the image runs it.
+    Node,
 }
 
 /// The `localPorts` key of an app.
@@ -69,6 +81,52 @@ pub fn server_specs(ws: &Workspace, stores: &[String], apps: &[String]) -> Resul
                 app: app.clone(),
                 dir: ws.root().join(out_dir(store, app)),
                 port,
+                run: Run::Script("dev".into()),
+            });
+        }
+    }
+    Ok(specs)
+}
+
+/// The production servers of built `stores`: each deployed app's
+/// `.deploy/server.js`, on the ports `localPorts` gives. A store that is
+/// not built, and two servers on one port, are errors before anything
+/// starts.
+pub fn start_specs(ws: &Workspace, stores: &[String]) -> Result<Vec<ServerSpec>> {
+    let mut specs = Vec::new();
+    let mut ports: BTreeMap<u16, String> = BTreeMap::new();
+    for store in stores {
+        let settings = ws.config.stores.get(store).cloned().unwrap_or_default();
+        for app in crate::prepare::deployed_apps(ws, store) {
+            let dir = ws
+                .root()
+                .join(out_dir(store, &app))
+                .join(crate::prepare::DEPLOY);
+            if !dir.join("server.js").is_file() {
+                return Err(Error::UnknownStore {
+                    message: format!(
+                        "{store}/{app} is not built ({} has no server.js): run strata store build -s {store}",
+                        dir.display()
+                    ),
+                });
+            }
+            let port = settings.local_ports.get(port_key(&app)).copied();
+            if let Some(p) = port
+                && let Some(other) = ports.insert(p, format!("{store}/{app}"))
+            {
+                return Err(Error::UnknownStore {
+                    message: format!(
+                        "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
+                        ws.config.path.display()
+                    ),
+                });
+            }
+            specs.push(ServerSpec {
+                store: store.clone(),
+                app,
+                dir,
+                port,
+                run: Run::Node,
             });
         }
     }
@@ -92,9 +150,15 @@ impl Supervisor {
         color: bool,
     ) -> Result<Supervisor> {
         let (pm, _) = PackageManager::detect(root);
-        let program = which(pm.program()).ok_or_else(|| Error::Toolchain {
-            message: format!("{} is not on PATH; the dev servers need it", pm.program()),
+        let tool = if specs.iter().all(|s| s.run == Run::Node) {
+            "node"
+        } else {
+            pm.program()
+        };
+        let program = which(tool).ok_or_else(|| Error::Toolchain {
+            message: format!("{tool} is not on PATH; the servers need it"),
         })?;
+        let node = which("node").unwrap_or_else(|| program.clone());
         let bin = root.join("node_modules/.bin");
         let stopping = Arc::new(AtomicBool::new(false));
         for (i, spec) in specs.into_iter().enumerate() {
@@ -104,7 +168,11 @@ impl Supervisor {
             } else {
                 label
             };
-            let (program, bin, stopping) = (program.clone(), bin.clone(), stopping.clone());
+            let program = match spec.run {
+                Run::Node => node.clone(),
+                Run::Script(_) => program.clone(),
+            };
+            let (bin, stopping) = (bin.clone(), stopping.clone());
             std::thread::spawn(move || supervise(&program, &bin, &spec, &label, &stopping));
         }
         Ok(Supervisor { stopping })
@@ -132,8 +200,12 @@ fn supervise(
             path.push(p);
         }
         let mut command = Command::new(program);
+        match &spec.run {
+            Run::Script(name) => command.args(["run", name]),
+            // As the image runs it.
+            Run::Node => command.arg("server.js").env("NODE_ENV", "production"),
+        };
         command
-            .args(["run", "dev"])
             .current_dir(&spec.dir)
             .env("PATH", path)
             .stdin(Stdio::null())

@@ -1,0 +1,668 @@
+//! Store management: `store add` (a folder, and a config entry written into
+//! the file as it is formatted), `store move` (the folders, with git when
+//! they are tracked, and which files now resolve differently) and `store
+//! lint` (dead, orphan and drifted overrides, `package.json` overrides).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use jsonc_parser::cst::{CstInputValue, CstRootNode};
+use serde::Serialize;
+use strata_engine::{ContentHash, EntryKind, write_atomic};
+
+use crate::compose::PACKAGE_JSON;
+use crate::config::CONFIG_FILE;
+use crate::error::{Error, Result};
+use crate::listing::Listing;
+use crate::prepare::{MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP};
+use crate::workspace::{APPS, STORES, Workspace};
+
+fn usage(message: String) -> Error {
+    Error::Usage { message }
+}
+
+/// What `store add` is asked for.
+#[derive(Clone, Debug, Default)]
+pub struct AddOptions {
+    /// The new store's id.
+    pub id: String,
+    /// Its parent store, or `None` for the root of the tree.
+    pub parent: Option<String>,
+    /// A template store: in the tree only, not in the config.
+    pub template: bool,
+    /// `nextjs` or `nuxt` (default: the one frontend base app there is).
+    pub framework: Option<String>,
+    /// The console project (default: the id).
+    pub project_name: Option<String>,
+    /// The cloud region.
+    pub cloud_region: Option<String>,
+}
+
+/// What `store add` did.
+#[derive(Debug, Serialize)]
+pub struct AddReport {
+    /// The id.
+    pub id: String,
+    /// The store's folder, relative to the root.
+    pub dir: String,
+    /// The app folders made in it.
+    pub apps: Vec<String>,
+    /// The config entry written (none for a template).
+    pub entry: Option<serde_json::Value>,
+}
+
+impl std::fmt::Display for AddReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "created {}/", self.dir)?;
+        for app in &self.apps {
+            writeln!(f, "  {}/{app}/", self.dir)?;
+        }
+        match &self.entry {
+            Some(entry) => writeln!(
+                f,
+                "added \"{}\" to {CONFIG_FILE}: {}",
+                self.id,
+                serde_json::to_string(entry).unwrap_or_default()
+            ),
+            None => writeln!(f, "a template store: not in {CONFIG_FILE}"),
+        }
+    }
+}
+
+/// The folder a store with this parent lives in.
+fn stores_dir(ws: &Workspace, parent: Option<&str>) -> Result<String> {
+    match parent {
+        None | Some("root") => Ok(format!("{APPS}/{STORES}")),
+        Some(p) => match ws.store(p) {
+            Some(s) => Ok(format!("{}/{STORES}", s.dir)),
+            None => Err(usage(format!(
+                "unknown parent store {p:?}; the stores are: {}",
+                ws.stores()
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        },
+    }
+}
+
+/// The first port above every one the config uses for `kind`, from
+/// `start` when none is used.
+fn free_port(ws: &Workspace, kind: &str, start: u16) -> u16 {
+    ws.config
+        .stores
+        .values()
+        .filter_map(|s| s.local_ports.get(kind).copied())
+        .max()
+        .map_or(start, |p| p.saturating_add(1))
+}
+
+/// Adds a store: its folder (with a `README.md`, so that git keeps it, and
+/// an empty folder per app) and, unless a template, its config entry
+/// appended to `stores` with the file's formatting and key order kept.
+pub fn add_store(ws: &Workspace, options: &AddOptions) -> Result<AddReport> {
+    let id = &options.id;
+    if let Some(reason) = crate::store_id::invalid_reason(id) {
+        return Err(Error::InvalidStoreId {
+            id: id.clone(),
+            place: "--store-id".into(),
+            reason,
+        });
+    }
+    if let Some(s) = ws.store(id) {
+        return Err(usage(format!("store {id:?} exists already, at {}", s.dir)));
+    }
+    if ws.config.stores.contains_key(id) {
+        return Err(usage(format!(
+            "store {id:?} is in {CONFIG_FILE} already (with no folder)"
+        )));
+    }
+    let dir = format!("{}/{id}", stores_dir(ws, options.parent.as_deref())?);
+    let frontends: Vec<&str> = [NEXTJS_APP, NUXT_APP]
+        .into_iter()
+        .filter(|a| ws.base_apps.iter().any(|b| b == a))
+        .collect();
+    let framework = match options.framework.as_deref() {
+        Some(f @ ("nextjs" | "nuxt")) => Some(f.to_string()),
+        Some(other) => {
+            return Err(usage(format!("--framework {other:?}: say nextjs or nuxt")));
+        }
+        None => match frontends.as_slice() {
+            [one] => Some(if *one == NUXT_APP { "nuxt" } else { "nextjs" }.to_string()),
+            _ => None,
+        },
+    };
+    let skipped = match framework.as_deref() {
+        Some("nextjs") => Some(NUXT_APP),
+        Some("nuxt") => Some(NEXTJS_APP),
+        _ => None,
+    };
+    let apps: Vec<String> = ws
+        .base_apps
+        .iter()
+        .filter(|a| Some(a.as_str()) != skipped)
+        .cloned()
+        .collect();
+
+    let entry = if options.template {
+        None
+    } else {
+        let mut deployment = serde_json::Map::new();
+        if let Some(f) = &framework {
+            deployment.insert("framework".into(), f.clone().into());
+        }
+        deployment.insert(
+            "projectName".into(),
+            options
+                .project_name
+                .clone()
+                .unwrap_or_else(|| id.clone())
+                .into(),
+        );
+        if let Some(r) = &options.cloud_region {
+            deployment.insert("cloudRegion".into(), r.clone().into());
+        }
+        let mut ports = serde_json::Map::new();
+        if ws.base_apps.iter().any(|a| a == MIDDLEWARE_APP) {
+            ports.insert(
+                "middleware".into(),
+                free_port(ws, "middleware", 4000).into(),
+            );
+        }
+        match framework.as_deref() {
+            Some("nuxt") => {
+                ports.insert("nuxt".into(), free_port(ws, "nuxt", 3333).into());
+            }
+            Some(_) => {
+                ports.insert("nextjs".into(), free_port(ws, "nextjs", 3000).into());
+            }
+            None => {}
+        }
+        Some(serde_json::json!({
+            "deployment": deployment,
+            "localPorts": ports,
+            "localDomain": format!("{id}.local"),
+        }))
+    };
+
+    // The new config text first (nothing is written if it cannot be made).
+    let config_text = match &entry {
+        Some(entry) => Some(with_store(&ws.config.path, id, entry)?),
+        None => None,
+    };
+    let root = ws.root();
+    let store_dir = root.join(&dir);
+    std::fs::create_dir_all(&store_dir).map_err(|e| Error::io(&store_dir, e))?;
+    let made = (|| {
+        for app in &apps {
+            let d = store_dir.join(app);
+            std::fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
+        }
+        let readme = format!(
+            "# {id}\n\nA store{}. Files in `<app>/` override the same paths of that app for this store and the stores below it; child stores go in `stores/<id>/`.\n",
+            match options.parent.as_deref() {
+                None | Some("root") => String::new(),
+                Some(p) => format!(" below {p}"),
+            }
+        );
+        write_atomic(&store_dir.join("README.md"), readme.as_bytes(), false)?;
+        if let Some(text) = &config_text {
+            write_atomic(&ws.config.path, text.as_bytes(), false)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = made {
+        let _ = std::fs::remove_dir_all(&store_dir);
+        return Err(e);
+    }
+    Ok(AddReport {
+        id: id.clone(),
+        dir,
+        apps,
+        entry,
+    })
+}
+
+/// The config's text with `entry` appended to `stores` under `id`, the
+/// rest of the file as it was.
+fn with_store(path: &Path, id: &str, entry: &serde_json::Value) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let root = CstRootNode::parse(&text, &Default::default()).map_err(|e| Error::ConfigShape {
+        path: path.to_path_buf(),
+        field: "(the file)".into(),
+        message: e.to_string(),
+    })?;
+    let Some(top) = root.object_value() else {
+        return Err(Error::ConfigShape {
+            path: path.to_path_buf(),
+            field: "(the top level)".into(),
+            message: "expected an object".into(),
+        });
+    };
+    let stores = top.object_value_or_set("stores");
+    stores.append(id, input(entry));
+    Ok(root.to_string())
+}
+
+fn input(value: &serde_json::Value) -> CstInputValue {
+    match value {
+        serde_json::Value::Null => CstInputValue::Null,
+        serde_json::Value::Bool(b) => CstInputValue::Bool(*b),
+        serde_json::Value::Number(n) => CstInputValue::Number(n.to_string()),
+        serde_json::Value::String(s) => CstInputValue::String(s.clone()),
+        serde_json::Value::Array(a) => CstInputValue::Array(a.iter().map(input).collect()),
+        serde_json::Value::Object(o) => {
+            CstInputValue::Object(o.iter().map(|(k, v)| (k.clone(), input(v))).collect())
+        }
+    }
+}
+
+/// One file of a composition: its digest and the layer that gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Winner {
+    digest: ContentHash,
+    kind: EntryKind,
+    /// The owner: `base` or a store id.
+    owner: String,
+}
+
+/// Which layer wins at each path of `app` for `store`, read from disk.
+fn winners(ws: &Workspace, store: &str, app: &str) -> Result<BTreeMap<String, Winner>> {
+    let mut out = BTreeMap::new();
+    for layer in ws.layers(store, app) {
+        if !ws.root().join(&layer.dir).is_dir() {
+            continue;
+        }
+        let listing = Listing::scan(ws.root(), &layer.dir, None)?;
+        let owner = match &layer.owner {
+            crate::workspace::Owner::Base => "base".to_string(),
+            crate::workspace::Owner::Store(id) => id.clone(),
+        };
+        for e in listing.entries {
+            out.insert(
+                e.path,
+                Winner {
+                    digest: e.digest,
+                    kind: e.kind,
+                    owner: owner.clone(),
+                },
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A file of a deployable store that resolves differently after a move.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct ResolutionChange {
+    /// The store.
+    pub store: String,
+    /// The app.
+    pub app: String,
+    /// The path in the app.
+    pub path: String,
+    /// Whose file it was (`base`, a store id), or none.
+    pub before: Option<String>,
+    /// Whose file it is now, or none.
+    pub after: Option<String>,
+}
+
+/// What `store move` did.
+#[derive(Debug, Serialize)]
+pub struct MoveReport {
+    /// (id, old folder, new folder).
+    pub moved: Vec<(String, String, String)>,
+    /// Whether git moved them (history follows).
+    pub with_git: bool,
+    /// Every file of a deployable store whose content now comes from
+    /// elsewhere: what a user must test.
+    pub changes: Vec<ResolutionChange>,
+}
+
+impl std::fmt::Display for MoveReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (id, from, to) in &self.moved {
+            writeln!(
+                f,
+                "moved {id}: {from} -> {to}{}",
+                if self.with_git { " (git mv)" } else { "" }
+            )?;
+        }
+        if self.changes.is_empty() {
+            return writeln!(f, "no file of a deployable store resolves differently");
+        }
+        writeln!(
+            f,
+            "{} now {} differently (test {}):",
+            plural(self.changes.len(), "file"),
+            if self.changes.len() == 1 {
+                "resolves"
+            } else {
+                "resolve"
+            },
+            if self.changes.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+        )?;
+        for c in &self.changes {
+            writeln!(
+                f,
+                "  {}/{}/{}: {} -> {}",
+                c.store,
+                c.app,
+                c.path,
+                c.before.as_deref().unwrap_or("(none)"),
+                c.after.as_deref().unwrap_or("(none)")
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// "1 file", "2 files".
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The compositions of the deployable stores below `ids`, by (store, app).
+type Snapshot = BTreeMap<(String, String), BTreeMap<String, Winner>>;
+
+fn snapshot(ws: &Workspace, ids: &[String]) -> Result<Snapshot> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        for store in ws.deployable_descendants(id) {
+            for app in &ws.base_apps {
+                out.insert(
+                    (store.id.clone(), app.clone()),
+                    winners(ws, &store.id, app)?,
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Moves the stores `ids` under `parent` (`None`: the root of the tree).
+pub fn move_stores(ws: &Workspace, ids: &[String], parent: Option<&str>) -> Result<MoveReport> {
+    let parent = parent.filter(|p| *p != "root");
+    let target = stores_dir(ws, parent)?;
+    let mut plan = Vec::new();
+    for id in ids {
+        let Some(store) = ws.store(id) else {
+            return Err(usage(format!("unknown store {id:?}")));
+        };
+        if let Some(p) = parent
+            && ws.lineage(p).iter().any(|s| s.id == *id)
+        {
+            return Err(usage(format!(
+                "cannot move {id} under {p}: {p} is {id} itself or one of its descendants"
+            )));
+        }
+        let to = format!("{target}/{id}");
+        if store.dir == to {
+            return Err(usage(format!("{id} is at {to} already")));
+        }
+        if ws.root().join(&to).exists() {
+            return Err(usage(format!("{to} exists already")));
+        }
+        plan.push((id.clone(), store.dir.clone(), to));
+    }
+    let before = snapshot(ws, ids)?;
+    let root = ws.root();
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(args)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let with_git = plan
+        .iter()
+        .all(|(_, from, _)| git(&["ls-files", "--error-unmatch", "--", from]));
+    let dest = root.join(&target);
+    std::fs::create_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+    for (_, from, to) in &plan {
+        if with_git {
+            let out = Command::new("git")
+                .arg("-C")
+                .arg(root)
+                .args(["mv", "--", from, to])
+                .output()
+                .map_err(|e| Error::io(root, e))?;
+            if !out.status.success() {
+                return Err(Error::Git {
+                    message: format!(
+                        "git mv {from} {to}: {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                });
+            }
+        } else {
+            std::fs::rename(root.join(from), root.join(to))
+                .map_err(|e| Error::io(root.join(from), e))?;
+        }
+    }
+    let after_ws = Workspace::load(root)?;
+    let after = snapshot(&after_ws, ids)?;
+    let mut changes = Vec::new();
+    for (key, old) in &before {
+        let empty = BTreeMap::new();
+        let new = after.get(key).unwrap_or(&empty);
+        let paths: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+        for path in paths {
+            let (o, n) = (old.get(path), new.get(path));
+            let same = match (o, n) {
+                (Some(a), Some(b)) => a.digest == b.digest && a.kind == b.kind,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                changes.push(ResolutionChange {
+                    store: key.0.clone(),
+                    app: key.1.clone(),
+                    path: path.clone(),
+                    before: o.map(|w| w.owner.clone()),
+                    after: n.map(|w| w.owner.clone()),
+                });
+            }
+        }
+    }
+    Ok(MoveReport {
+        moved: plan,
+        with_git,
+        changes,
+    })
+}
+
+/// What `store lint` found.
+#[derive(Debug, Default, Serialize)]
+pub struct LintReport {
+    /// Overrides byte-identical to what they shadow: they can go.
+    pub dead: Vec<Finding>,
+    /// Overrides of paths that were above once and are no longer.
+    pub orphans: Vec<Finding>,
+    /// Overrides whose shadowed file changed after the override's last
+    /// edit (by git history): they may miss a fix.
+    pub drift: Vec<Finding>,
+    /// Stores that override `package.json` (never used).
+    pub package_json: Vec<Finding>,
+}
+
+/// One finding: the override and what it concerns.
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    /// The override, relative to the root.
+    pub path: String,
+    /// The file it shadows (or once shadowed), relative to the root.
+    pub shadows: Option<String>,
+}
+
+impl LintReport {
+    /// Whether anything was found.
+    pub fn found(&self) -> bool {
+        !(self.dead.is_empty()
+            && self.orphans.is_empty()
+            && self.drift.is_empty()
+            && self.package_json.is_empty())
+    }
+}
+
+impl std::fmt::Display for LintReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sections = [
+            (
+                "dead (identical to what they shadow; delete them)",
+                &self.dead,
+            ),
+            (
+                "orphans (what they overrode is gone from the layers above)",
+                &self.orphans,
+            ),
+            (
+                "drift (the shadowed file changed after the override's last edit)",
+                &self.drift,
+            ),
+            (
+                "package.json overrides (never used: package.json comes from the base app)",
+                &self.package_json,
+            ),
+        ];
+        for (title, findings) in sections {
+            if findings.is_empty() {
+                continue;
+            }
+            writeln!(f, "{title}:")?;
+            for finding in findings {
+                match &finding.shadows {
+                    Some(s) => writeln!(f, "  {} (shadows {s})", finding.path)?,
+                    None => writeln!(f, "  {}", finding.path)?,
+                }
+            }
+        }
+        if !self.found() {
+            writeln!(f, "no dead, orphan or drifted overrides")?;
+        }
+        Ok(())
+    }
+}
+
+/// The last commit touching any of `paths`, if git knows one.
+fn last_commit(root: &Path, paths: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["log", "-1", "--format=%H", "--"])
+        .args(paths)
+        .output()
+        .ok()?;
+    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    (out.status.success() && !hash.is_empty()).then_some(hash)
+}
+
+/// Whether commit `later` comes after commit `earlier` in history.
+fn comes_after(root: &Path, earlier: &str, later: &str) -> bool {
+    earlier != later
+        && Command::new("git")
+            .arg("-C")
+            .arg(root)
+            .args(["merge-base", "--is-ancestor", earlier, later])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Checks every store's overrides.
+pub fn lint(ws: &Workspace) -> Result<LintReport> {
+    let root = ws.root();
+    let in_git = strata_engine::git_root(root).is_some();
+    let mut report = LintReport::default();
+    let mut listings: BTreeMap<String, Listing> = BTreeMap::new();
+    let mut listing = |dir: &str| -> Result<Listing> {
+        if let Some(l) = listings.get(dir) {
+            return Ok(l.clone());
+        }
+        let l = if root.join(dir).is_dir() {
+            Listing::scan(root, dir, None)?
+        } else {
+            Listing::default()
+        };
+        listings.insert(dir.to_string(), l.clone());
+        Ok(l)
+    };
+    for store in ws.stores() {
+        for app in &ws.base_apps {
+            let layers = ws.layers(&store.id, app);
+            let (own, above) = layers.split_last().expect("a base layer at least");
+            let own_listing = listing(&own.dir)?;
+            if own_listing.entries.is_empty() {
+                continue;
+            }
+            let above_listings: Vec<Listing> = above
+                .iter()
+                .map(|l| listing(&l.dir))
+                .collect::<Result<_>>()?;
+            for entry in &own_listing.entries {
+                let path = format!("{}/{}", own.dir, entry.path);
+                if entry.path == PACKAGE_JSON {
+                    report.package_json.push(Finding {
+                        path,
+                        shadows: Some(format!("{}/{PACKAGE_JSON}", above[0].dir)),
+                    });
+                    continue;
+                }
+                // The closest layer above that has the path.
+                let shadowed = above
+                    .iter()
+                    .zip(&above_listings)
+                    .rev()
+                    .find_map(|(l, listing)| listing.get(&entry.path).map(|e| (l, e)));
+                match shadowed {
+                    Some((layer, e)) => {
+                        let under = format!("{}/{}", layer.dir, entry.path);
+                        if e.digest == entry.digest && e.kind == entry.kind {
+                            report.dead.push(Finding {
+                                path,
+                                shadows: Some(under),
+                            });
+                        } else if in_git
+                            && let (Some(mine), Some(theirs)) =
+                                (last_commit(root, &[&path]), last_commit(root, &[&under]))
+                            && comes_after(root, &mine, &theirs)
+                        {
+                            report.drift.push(Finding {
+                                path,
+                                shadows: Some(under),
+                            });
+                        }
+                    }
+                    None if in_git => {
+                        // A file only this store has: an orphan when the
+                        // path was above once (git remembers), an addition
+                        // otherwise.
+                        let once: Vec<String> = above
+                            .iter()
+                            .map(|l| format!("{}/{}", l.dir, entry.path))
+                            .collect();
+                        let refs: Vec<&str> = once.iter().map(String::as_str).collect();
+                        if last_commit(root, &refs).is_some() {
+                            report.orphans.push(Finding {
+                                path,
+                                shadows: None,
+                            });
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+    }
+    Ok(report)
+}
