@@ -84,7 +84,8 @@ pub struct StoreDeploy {
     pub bytes_uploaded: u64,
     /// What the console answered, or where the deployment was recorded.
     pub message: Option<String>,
-    /// Seconds from the end of the builds to the end of this store.
+    /// Seconds its build scripts (or restores) took, plus its images,
+    /// push and trigger.
     pub seconds: f64,
 }
 
@@ -594,7 +595,8 @@ pub fn deploy(
                 images: Vec::new(),
                 bytes_uploaded: 0,
                 message: None,
-                seconds: 0.0,
+                // Its builds' time, then its images, push and trigger.
+                seconds: store.apps.iter().filter_map(|a| a.seconds).sum(),
             };
             if options.build.dry_run {
                 let last: Option<Deployed> = cx
@@ -633,7 +635,7 @@ pub fn deploy(
                     result.images = images;
                     result.bytes_uploaded = bytes;
                     result.message = message;
-                    result.seconds = t.elapsed().as_secs_f64();
+                    result.seconds += t.elapsed().as_secs_f64();
                     (result, None)
                 }
                 Err(e) => {
