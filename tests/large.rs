@@ -70,6 +70,7 @@ fn a_file_of_several_gib_is_streamed() {
     }
     let (ok, stderr, peak) = run_watching_memory(&repo, &["store", "compose"]);
     assert!(ok, "{stderr}");
+    eprintln!("peak resident memory composing a {size}-byte file: {peak} KiB");
     let copy = repo.path().join(".out/solo/web/public/video.bin");
     assert_eq!(std::fs::metadata(&copy).unwrap().len(), size);
     {
@@ -121,5 +122,6 @@ fn an_app_of_100_000_files_composes() {
         std::fs::read_to_string(out.join("d42/f777.ts")).unwrap(),
         "42/777\n"
     );
+    eprintln!("peak resident memory composing an app of 100,000 files: {peak} KiB");
     assert!(peak < 512 * 1024, "peak memory {peak} KiB");
 }

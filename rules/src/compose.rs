@@ -344,7 +344,7 @@ mod tests {
         let err = resolve(&["apps/x", "apps/stores/s/x"], &[&base, &store]).unwrap_err();
         assert_eq!(
             err.to_string(),
-            "apps/stores/s/x/a is a file but apps/x/a/b is a folder: a path cannot be both across the layers of a store"
+            "apps/stores/s/x/a is a file (or a symlink) in one layer, but another layer has a folder there, holding apps/x/a/b: a path cannot be both across the layers of a store"
         );
         let store = listing(&["package.json"]);
         let err = resolve(&["apps/x", "apps/stores/s/x"], &[&base, &store]).unwrap_err();
