@@ -444,3 +444,47 @@ fn completions_help_version_and_quiet() {
     let loud = repo.ok(&["store", "compose"]);
     assert!(loud.contains("fashion-us"), "{loud}");
 }
+
+#[test]
+fn lint_reads_history_when_the_monorepo_is_a_folder_of_the_repository() {
+    let holder = example();
+    // The git repository is one level up from the monorepo.
+    let top = tempfile::tempdir().unwrap();
+    crate::util::copy_tree(holder.path(), &top.path().join("shop"));
+    let repo = Repo::at(top.path().join("shop"), top);
+    let outer = repo.path().parent().unwrap().to_path_buf();
+    git(&outer, &["init", "-q"]);
+    let commit = |message: &str| {
+        git(&outer, &["add", "-A"]);
+        git(&outer, &["commit", "-q", "-m", message]);
+    };
+    repo.write(
+        "apps/stores/sports/storefront-unified-nextjs/components/footer.html",
+        "sports footer\n",
+    );
+    commit("sports footer");
+    repo.write(
+        "apps/storefront-unified-nextjs/components/footer.html",
+        "base footer, fixed\n",
+    );
+    commit("base footer fix");
+    let (status, out, stderr) = code(&repo, &["store", "lint", "--json"]);
+    assert_eq!(status, Some(1), "{out}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // fashion-us overrides the footer too: both may miss the fix.
+    let mut drift: Vec<&str> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    drift.sort();
+    assert_eq!(
+        drift,
+        [
+            "apps/stores/fashion/stores/fashion-us/storefront-unified-nextjs/components/footer.html",
+            "apps/stores/sports/storefront-unified-nextjs/components/footer.html",
+        ],
+        "{report}"
+    );
+}

@@ -222,7 +222,7 @@ pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
 
 /// The root of the monorepo relative to the repository's working folder:
 /// empty, or ending in `/`.
-fn prefix(workdir: &Path, root: &Path) -> Result<String> {
+pub(crate) fn prefix(workdir: &Path, root: &Path) -> Result<String> {
     let canon = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
     let workdir = canon(workdir)?;
     let root = canon(root)?;

@@ -555,34 +555,88 @@ impl std::fmt::Display for LintReport {
     }
 }
 
-/// The last commit touching any of `paths`, if git knows one.
-fn last_commit(root: &Path, paths: &[&str]) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["log", "-1", "--format=%H", "--"])
-        .args(paths)
-        .output()
-        .ok()?;
-    let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    (out.status.success() && !hash.is_empty()).then_some(hash)
+/// What git history says about the files under `apps/`: the newest commit
+/// that changed each path, from one walk of the history.
+struct History {
+    repo: git2::Repository,
+    /// Path (relative to the root) to the newest commit changing it.
+    last: std::collections::HashMap<String, git2::Oid>,
 }
 
-/// Whether commit `later` comes after commit `earlier` in history.
-fn comes_after(root: &Path, earlier: &str, later: &str) -> bool {
-    earlier != later
-        && Command::new("git")
-            .arg("-C")
-            .arg(root)
-            .args(["merge-base", "--is-ancestor", earlier, later])
-            .status()
-            .is_ok_and(|s| s.success())
+impl History {
+    /// The history of the repository `root` is in; `None` outside one or
+    /// before a first commit.
+    fn read(root: &Path) -> Result<Option<History>> {
+        let Ok(repo) = git2::Repository::discover(root) else {
+            return Ok(None);
+        };
+        let Some(workdir) = repo.workdir() else {
+            return Ok(None);
+        };
+        let prefix = crate::changed::prefix(workdir, root)?;
+        let git = |e: git2::Error| Error::Git {
+            message: e.message().to_string(),
+        };
+        let mut last = std::collections::HashMap::new();
+        {
+            let mut walk = repo.revwalk().map_err(git)?;
+            if walk.push_head().is_err() {
+                return Ok(None);
+            }
+            walk.set_sorting(git2::Sort::TOPOLOGICAL | git2::Sort::TIME)
+                .map_err(git)?;
+            let mut options = git2::DiffOptions::new();
+            options.pathspec(format!("{prefix}{APPS}/"));
+            for oid in walk {
+                let oid = oid.map_err(git)?;
+                let commit = repo.find_commit(oid).map_err(git)?;
+                // As `git log --no-merges`: a change is dated by the commit
+                // that made it, not by the merge that brought it in.
+                if commit.parent_count() > 1 {
+                    continue;
+                }
+                let tree = commit.tree().map_err(git)?;
+                let parent = match commit.parent(0) {
+                    Ok(p) => Some(p.tree().map_err(git)?),
+                    Err(_) => None,
+                };
+                let diff = repo
+                    .diff_tree_to_tree(parent.as_ref(), Some(&tree), Some(&mut options))
+                    .map_err(git)?;
+                for delta in diff.deltas() {
+                    for file in [delta.old_file(), delta.new_file()] {
+                        if let Some(path) = file.path().and_then(|p| p.to_str())
+                            && let Some(rel) = path.strip_prefix(prefix.as_str())
+                        {
+                            // Walking from the newest: the first seen stays.
+                            last.entry(rel.to_string()).or_insert(oid);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(Some(History { repo, last }))
+    }
+
+    /// The newest commit that changed `path` (relative to the root).
+    fn last(&self, path: &str) -> Option<git2::Oid> {
+        self.last.get(path).copied()
+    }
+
+    /// Whether commit `later` descends from commit `earlier`.
+    fn comes_after(&self, earlier: git2::Oid, later: git2::Oid) -> bool {
+        earlier != later
+            && self
+                .repo
+                .graph_descendant_of(later, earlier)
+                .unwrap_or(false)
+    }
 }
 
 /// Checks every store's overrides.
 pub fn lint(ws: &Workspace) -> Result<LintReport> {
     let root = ws.root();
-    let in_git = strata_engine::git_root(root).is_some();
+    let history = History::read(root)?;
     let mut report = LintReport::default();
     let mut listings: BTreeMap<String, Listing> = BTreeMap::new();
     let mut listing = |dir: &str| -> Result<Listing> {
@@ -632,10 +686,10 @@ pub fn lint(ws: &Workspace) -> Result<LintReport> {
                                 path,
                                 shadows: Some(under),
                             });
-                        } else if in_git
+                        } else if let Some(history) = &history
                             && let (Some(mine), Some(theirs)) =
-                                (last_commit(root, &[&path]), last_commit(root, &[&under]))
-                            && comes_after(root, &mine, &theirs)
+                                (history.last(&path), history.last(&under))
+                            && history.comes_after(mine, theirs)
                         {
                             report.drift.push(Finding {
                                 path,
@@ -643,23 +697,22 @@ pub fn lint(ws: &Workspace) -> Result<LintReport> {
                             });
                         }
                     }
-                    None if in_git => {
+                    None => {
                         // A file only this store has: an orphan when the
                         // path was above once (git remembers), an addition
                         // otherwise.
-                        let once: Vec<String> = above
-                            .iter()
-                            .map(|l| format!("{}/{}", l.dir, entry.path))
-                            .collect();
-                        let refs: Vec<&str> = once.iter().map(String::as_str).collect();
-                        if last_commit(root, &refs).is_some() {
+                        let once = |l: &crate::workspace::Layer| {
+                            history.as_ref().is_some_and(|h| {
+                                h.last(&format!("{}/{}", l.dir, entry.path)).is_some()
+                            })
+                        };
+                        if above.iter().any(once) {
                             report.orphans.push(Finding {
                                 path,
                                 shadows: None,
                             });
                         }
                     }
-                    None => {}
                 }
             }
         }
