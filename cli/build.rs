@@ -96,10 +96,10 @@ fn print_report(report: &BuildReport, elapsed: std::time::Duration, verbose: u8)
         println!("{}: {}", store.id, parts.join("; "));
     }
     println!(
-        "built {} stores in {:.2}s: {} build scripts run, {} failed",
-        report.stores.len(),
+        "built {} in {:.2}s: {} run, {} failed",
+        crate::count(report.stores.len(), "store", "stores"),
         elapsed.as_secs_f64(),
-        report.scripts_run,
+        crate::count(report.scripts_run, "build script", "build scripts"),
         report.failures.len()
     );
 }

@@ -100,10 +100,10 @@ fn print_report(report: &ComposeReport, elapsed: std::time::Duration, verbose: u
     }
     let t = report.totals();
     println!(
-        "composed {} stores in {:.2}s: {} files written, {} restored, {} removed",
-        report.stores.len(),
+        "composed {} in {:.2}s: {} written, {} restored, {} removed",
+        crate::count(report.stores.len(), "store", "stores"),
         elapsed.as_secs_f64(),
-        t.written,
+        crate::count(t.written, "file", "files"),
         t.restored,
         t.removed
     );

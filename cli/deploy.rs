@@ -142,8 +142,8 @@ fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bo
     }
     if dry_run {
         println!(
-            "planned {} stores to {}",
-            report.stores.len(),
+            "planned {} to {}",
+            crate::count(report.stores.len(), "store", "stores"),
             report.target
         );
         return;
@@ -159,14 +159,15 @@ fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bo
         .count();
     if done == report.stores.len() {
         println!(
-            "deployed {done} stores to {} in {:.1}s",
+            "deployed {} to {} in {:.1}s",
+            crate::count(done, "store", "stores"),
             report.target,
             elapsed.as_secs_f64()
         );
     } else {
         println!(
-            "deployed {done} of {} stores to {} in {:.1}s; the others failed (below)",
-            report.stores.len(),
+            "deployed {done} of {} to {} in {:.1}s; the others failed (below)",
+            crate::count(report.stores.len(), "store", "stores"),
             report.target,
             elapsed.as_secs_f64()
         );

@@ -39,9 +39,9 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         let report = strata_rules::compose(&ws, &engine, &stores, &|_| {})?;
         let t = report.totals();
         info!(
-            "[strata] composed {} stores: {} files written, {} removed",
-            stores.len(),
-            t.written,
+            "[strata] composed {}: {} written, {} removed",
+            crate::count(stores.len(), "store", "stores"),
+            crate::count(t.written, "file", "files"),
             t.removed
         );
     }
@@ -62,9 +62,9 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
     })?;
 
     info!(
-        "[strata] watching {} folders for {} stores; Ctrl-C stops",
-        watcher.watched(),
-        stores.len()
+        "[strata] watching {} for {}; Ctrl-C stops",
+        crate::count(watcher.watched(), "folder", "folders"),
+        crate::count(stores.len(), "store", "stores")
     );
     loop {
         let Some(batch) = watcher.next_batch(
@@ -155,8 +155,8 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
             String::new()
         };
         info!(
-            "[strata] {first}{more}: {} copies updated in {} in {} ms",
-            updates.len(),
+            "[strata] {first}{more}: {} updated in {} in {} ms",
+            crate::count(updates.len(), "copy", "copies"),
             if touched.is_empty() {
                 "no store".to_string()
             } else {

@@ -32,6 +32,11 @@ use args::{Cli, Command, GraphFormat, StoreCommand};
 
 static QUIET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// "1 store", "3 stores": `n` and the noun, `plural` unless `n` is 1.
+pub fn count(n: usize, singular: &str, plural: &str) -> String {
+    format!("{n} {}", if n == 1 { singular } else { plural })
+}
+
 /// Whether `-q` asked for warnings, errors and requested output only.
 pub fn quiet() -> bool {
     QUIET.load(std::sync::atomic::Ordering::Relaxed)

@@ -361,6 +361,14 @@ fn broken_configs_after_a_good_compose_lose_nothing() {
         (cut, "alokai.config.json:"),
         ("".into(), "it is empty"),
         ("null".into(), "found null"),
+        (
+            "{\"stores\": {\"us\": {}, \"eu\": {}, \"us\": {\"localDomain\": \"x\"}}}".into(),
+            "alokai.config.json:1:36: stores: the key \"us\" appears twice",
+        ),
+        (
+            "{\"stores\": {\"us\": {\"deployment\": {\"framework\": \"angular\"}}}}".into(),
+            "stores.us.deployment.framework: \"angular\" is not a frontend strata deploys",
+        ),
     ];
     for (text, needle) in cases {
         repo.write("alokai.config.json", &text);
@@ -379,6 +387,24 @@ fn broken_configs_after_a_good_compose_lose_nothing() {
                 .exists()
         );
     }
+    // Not text, and not a file.
+    let config = repo.path().join("alokai.config.json");
+    std::fs::write(&config, b"{\"stores\": {\"us\xff\": {}}}").unwrap();
+    let out = repo.strata(&["store", "compose"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not UTF-8 text (byte 15"), "{stderr}");
+    std::fs::remove_file(&config).unwrap();
+    std::fs::create_dir(&config).unwrap();
+    let out = repo.strata(&["store", "compose"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("it is a folder"), "{stderr}");
+    assert_eq!(repo.out_tree(), before);
+    // A byte order mark before good JSON is fine.
+    std::fs::remove_dir(&config).unwrap();
+    std::fs::write(&config, format!("\u{feff}{good}")).unwrap();
+    repo.ok(&["store", "compose"]);
 }
 
 #[test]

@@ -71,7 +71,7 @@ fn a_port_nobody_listens_on_is_a_failure_not_a_deployment() {
     let (code, output) = deploy(&repo, &format!("http://127.0.0.1:{port}"), &[], &[]);
     assert_eq!(code, 1, "{output}");
     assert!(output.contains("unreachable"), "{output}");
-    assert!(output.contains("deployed 0 of 1 stores"), "{output}");
+    assert!(output.contains("deployed 0 of 1 store to"), "{output}");
     assert!(!repo.path().join(".out/sports/deployment.json").exists());
 }
 

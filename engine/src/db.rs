@@ -36,7 +36,20 @@ impl Db {
 
     fn open_with(path: &Path, open: &dyn Fn() -> sled::Result<sled::Db>) -> Result<Db> {
         std::fs::create_dir_all(path).map_err(|e| Error::io(path, e))?;
-        let (db, recovered) = match open() {
+        // The caller holds the state folder's lock, so a process holding
+        // sled's own lock on the files is one that is exiting: its state
+        // lock was released before its database files were closed. It is
+        // given a few seconds to finish.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let opened = loop {
+            match open() {
+                Err(e) if is_locked(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other,
+            }
+        };
+        let (db, recovered) = match opened {
             Ok(db) => (db, None),
             Err(e @ sled::Error::Corruption { .. }) => {
                 let aside = path.with_extension("corrupt");
@@ -131,11 +144,15 @@ impl Tree {
     }
 }
 
+/// Whether sled could not take the lock on its files.
+fn is_locked(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
+}
+
 fn db_error(path: &Path, e: sled::Error) -> Error {
     let message = match &e {
-        sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock") =>
-        {
+        e if is_locked(e) => {
             "another strata process is using it; wait for that one to finish".to_string()
         }
         sled::Error::Corruption { .. } => {
@@ -152,6 +169,25 @@ fn db_error(path: &Path, e: sled::Error) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_an_exiting_process_still_holds_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let first = Db::open(&path).unwrap();
+        first.tree("t").unwrap().insert(b"k", b"v").unwrap();
+        first.flush().unwrap();
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let second = Db::open(&path).unwrap();
+        closer.join().unwrap();
+        assert_eq!(
+            second.tree("t").unwrap().get(b"k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
+    }
 
     #[test]
     fn a_corrupt_database_is_set_aside_and_started_afresh() {

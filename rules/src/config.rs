@@ -106,18 +106,34 @@ impl Config {
     /// Reads the config at the root of the monorepo.
     pub fn load(root: &Path) -> Result<Config> {
         let path = root.join(CONFIG_FILE);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(t) => t,
+        let whole = |message: String| Error::ConfigShape {
+            path: path.clone(),
+            field: "(the file)".into(),
+            message,
+        };
+        if path.is_dir() {
+            return Err(whole("it is a folder; it must be a JSON file".into()));
+        }
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::ConfigMissing { path });
             }
             Err(e) => return Err(Error::io(&path, e)),
         };
+        let text = String::from_utf8(bytes).map_err(|e| {
+            whole(format!(
+                "it is not UTF-8 text (byte {} is not); JSON files are UTF-8",
+                e.utf8_error().valid_up_to()
+            ))
+        })?;
         Self::parse(&path, &text)
     }
 
     /// Parses config text; `path` names it in errors.
     pub fn parse(path: &Path, text: &str) -> Result<Config> {
+        // Editors on Windows may start the file with a byte order mark.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let syntax = |e: serde_json::Error, field: Option<String>| {
             // serde_json ends its messages with the position, which the
             // error shows already as `file:line:column`.
@@ -144,6 +160,15 @@ impl Config {
             });
         }
         let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| syntax(e, None))?;
+        // serde_json keeps the last of two equal keys silently: a store
+        // listed twice would lose its first settings unseen.
+        serde_path_to_error::deserialize::<_, Unique>(&mut serde_json::Deserializer::from_str(
+            text,
+        ))
+        .map_err(|e| {
+            let field = e.path().to_string();
+            syntax(e.into_inner(), Some(field))
+        })?;
         check_shape(path, &raw)?;
         let mut de = serde_json::Deserializer::from_str(text);
         let mut unknown_keys = Vec::new();
@@ -170,6 +195,73 @@ impl Config {
             raw_stores,
             unknown_keys,
         })
+    }
+}
+
+/// Any JSON value, read only to find an object that names a key twice.
+struct Unique;
+
+impl<'de> Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_any(UniqueVisitor)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Unique;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Unique, E> {
+        Ok(Unique)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Unique, A::Error> {
+        while seq.next_element::<Unique>()?.is_some() {}
+        Ok(Unique)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Unique, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if !seen.insert(key.clone()) {
+                return Err(serde::de::Error::custom(format!(
+                    "the key {key:?} appears twice in this object; keep one"
+                )));
+            }
+            map.next_value::<Unique>()?;
+        }
+        Ok(Unique)
     }
 }
 
@@ -212,6 +304,19 @@ fn check_shape(path: &Path, raw: &serde_json::Value) -> Result<()> {
                     return Err(shape_error(&format!("stores.{id}.{key}"), v));
                 }
             }
+            if let Some(framework) = fields
+                .get("deployment")
+                .and_then(|d| d.get("framework"))
+                .filter(|f| !matches!(f.as_str(), Some("nextjs" | "nuxt")))
+            {
+                return Err(Error::ConfigShape {
+                    path: path.to_path_buf(),
+                    field: format!("stores.{id}.deployment.framework"),
+                    message: format!(
+                        "{framework} is not a frontend strata deploys; say \"nextjs\" or \"nuxt\""
+                    ),
+                });
+            }
         }
     }
     if let Some(apps) = top
@@ -238,6 +343,23 @@ fn check_shape(path: &Path, raw: &serde_json::Value) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_twice_in_one_object_is_an_error_with_its_place() {
+        let text = "{\"stores\": {\"a\": {\"localPorts\": {\"nextjs\": 1, \"nextjs\": 2}}}}";
+        let err = Config::parse(Path::new("c.json"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("c.json:1:")
+                && err.contains("stores.a.localPorts: the key \"nextjs\" appears twice"),
+            "{err}"
+        );
+        // Equal keys in different objects are fine, as is a byte order mark.
+        let text = "\u{feff}{\"stores\": {\"a\": {\"localPorts\": {\"nextjs\": 1}}, \"b\": {\"localPorts\": {\"nextjs\": 2}}}}";
+        let config = Config::parse(Path::new("c.json"), text).unwrap();
+        assert_eq!(config.stores["b"].local_ports["nextjs"], 2);
+    }
 
     #[test]
     fn reads_stores_in_order_with_old_region_key() {

@@ -596,7 +596,11 @@ pub fn deploy(
                 bytes_uploaded: 0,
                 message: None,
                 // Its builds' time, then its images, push and trigger.
-                seconds: store.apps.iter().filter_map(|a| a.seconds).sum(),
+                seconds: store
+                    .apps
+                    .iter()
+                    .filter_map(|a| a.seconds)
+                    .fold(0.0, |sum, s| sum + s),
             };
             if options.build.dry_run {
                 let last: Option<Deployed> = cx

@@ -229,7 +229,12 @@ pub fn add_store(ws: &Workspace, options: &AddOptions) -> Result<AddReport> {
 /// rest of the file as it was.
 fn with_store(path: &Path, id: &str, entry: &serde_json::Value) -> Result<String> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let root = CstRootNode::parse(&text, &Default::default()).map_err(|e| Error::ConfigShape {
+    // A byte order mark stays where it was, outside what is parsed.
+    let (bom, text) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text.as_str()),
+    };
+    let root = CstRootNode::parse(text, &Default::default()).map_err(|e| Error::ConfigShape {
         path: path.to_path_buf(),
         field: "(the file)".into(),
         message: e.to_string(),
@@ -243,7 +248,7 @@ fn with_store(path: &Path, id: &str, entry: &serde_json::Value) -> Result<String
     };
     let stores = top.object_value_or_set("stores");
     stores.append(id, input(entry));
-    Ok(root.to_string())
+    Ok(format!("{bom}{root}"))
 }
 
 fn input(value: &serde_json::Value) -> CstInputValue {
