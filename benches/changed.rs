@@ -1,7 +1,8 @@
-//! `store changed` benchmark: a generated monorepo (20 stores) with 1,000
-//! commits; `strata store changed --since HEAD~100` beside
-//! `git diff --name-only HEAD~100` in the same run. Prints medians and the
-//! ratio; asserts no timing.
+//! `store changed` and `store lint` benchmark: a generated monorepo (20
+//! stores) with 1,000 commits; `strata store changed --since HEAD~100`
+//! beside `git diff --name-only HEAD~100`, and `strata store lint` (which
+//! reads the whole history) beside `git log --name-only -- apps`, in the
+//! same run. Prints medians and the ratios; asserts no timing.
 
 mod generate;
 mod measure;
@@ -11,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use measure::{Run, median, run_strata};
+use measure::{Run, median, run_strata, run_strata_exiting};
 
 fn git(root: &Path, args: &[&str]) {
     let status = Command::new("git")
@@ -137,5 +138,47 @@ fn main() {
     println!(
         "  peak memory            {:>7.1} MB",
         strata_median.max_rss_kb as f64 / 1024.0
+    );
+
+    let runs = 7;
+    let mut log_times = Vec::new();
+    for _ in 0..runs {
+        let start = Instant::now();
+        let out = Command::new("git")
+            .current_dir(&root)
+            .args([
+                "log",
+                "--no-merges",
+                "--format=%H",
+                "--name-only",
+                "--",
+                "apps",
+            ])
+            .output()
+            .unwrap();
+        log_times.push(start.elapsed());
+        assert!(out.status.success());
+    }
+    log_times.sort();
+    let log_median = log_times[runs / 2];
+    let lint: Vec<Run> = (0..runs)
+        .map(|_| run_strata_exiting(&root, &["store", "lint", "--json"], &[0, 1]))
+        .collect();
+    let lint_median = median(&lint);
+    let report: serde_json::Value = serde_json::from_str(&lint_median.stdout).unwrap();
+    let found = |k: &str| report[k].as_array().map_or(0, Vec::len);
+    println!("store lint benchmark: the same repository, whole history, medians of {runs}");
+    println!(
+        "  git log --name-only    {:>7.1} ms",
+        log_median.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  strata store lint      {:>7.1} ms   ratio {:.2}, found {} dead, {} orphans, {} drifted; peak {:.1} MB",
+        lint_median.wall.as_secs_f64() * 1000.0,
+        lint_median.wall.as_secs_f64() / log_median.as_secs_f64(),
+        found("dead"),
+        found("orphans"),
+        found("drift"),
+        lint_median.max_rss_kb as f64 / 1024.0
     );
 }

@@ -78,8 +78,8 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         let started = Instant::now();
         let changed: BTreeSet<String> = batch
             .iter()
-            .filter_map(|p| p.strip_prefix(&root).ok())
-            .map(|p| p.to_string_lossy().into_owned())
+            .filter(|p| p.starts_with(&root))
+            .map(|p| strata_engine::relative(&root, p))
             .map(|p| match p.strip_suffix(".gitignore") {
                 // A `.gitignore` changes what its folder holds: the whole
                 // folder is reconciled (the root's covers all of `apps`).
@@ -148,7 +148,11 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
             }
         }
         let touched: BTreeSet<&str> = updates.iter().map(|u| u.store.as_str()).collect();
-        let first = changed.iter().next().cloned().unwrap_or_default();
+        let first = changed
+            .iter()
+            .next()
+            .map(|p| strata_engine::display(p).into_owned())
+            .unwrap_or_default();
         let more = if changed.len() > 1 {
             format!(" (+{} more)", changed.len() - 1)
         } else {
@@ -166,7 +170,11 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         );
         if verbose > 0 {
             for u in &updates {
-                info!("[strata]   {} {}", u.change, u.path);
+                info!(
+                    "[strata]   {} {}",
+                    u.change,
+                    strata_engine::display(&u.path)
+                );
             }
         }
     }

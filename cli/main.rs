@@ -146,7 +146,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             .is_some_and(strata_rules::Error::is_bad_input)
             || matches!(
                 cause.downcast_ref::<strata_engine::Error>(),
-                Some(strata_engine::Error::Busy { .. } | strata_engine::Error::NotUtf8 { .. })
+                Some(strata_engine::Error::Busy { .. })
             )
     });
     if bad_input { 2 } else { 1 }

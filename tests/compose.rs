@@ -515,25 +515,46 @@ fn symlinks_in_out_are_not_followed_and_long_names_work() {
     assert_out_exact(&repo);
 }
 
-/// A file name that is not UTF-8: a clear error naming it (its bytes
-/// escaped), exit code 2, `.out` as it was; `store changed` still counts
-/// the commit that adds it; an argument that is not UTF-8 is no panic.
+/// A file name that is not UTF-8 (Latin-1 from an old archive) is
+/// composed as it is, byte for byte: written, updated, removed, reported by
+/// `store changed`, and carried into `.deploy` and the image; an argument
+/// that is not UTF-8 is no panic.
 #[test]
-fn names_that_are_not_utf8_are_refused_cleanly() {
+fn names_that_are_not_utf8_are_composed_as_they_are() {
     use std::os::unix::ffi::OsStrExt;
     let repo = Repo::standard();
     repo.git_init();
     repo.ok(&["store", "compose"]);
-    let before = repo.out_tree();
     let name = std::ffi::OsStr::from_bytes(b"caf\xe9.html");
-    std::fs::write(repo.path().join("apps/stores/solo/web").join(name), "x").unwrap();
-    let out = repo.strata(&["store", "compose"]);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("not UTF-8"), "{stderr}");
-    assert!(stderr.contains("caf\\xE9.html"), "{stderr}");
-    assert_eq!(repo.out_tree(), before, ".out changed");
+    let own = repo.path().join("apps/stores/solo/web").join(name);
+    std::fs::write(&own, "solo caf\u{e9}\n").unwrap();
+    let base_dir = repo.path().join("apps/web/src").join(name);
+    std::fs::create_dir_all(&base_dir).unwrap();
+    std::fs::write(base_dir.join("x.ts"), "in a Latin-1 folder\n").unwrap();
+    repo.ok(&["store", "compose"]);
+    assert_out_exact(&repo);
+    let copy = repo.path().join(".out/solo/web").join(name);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "solo caf\u{e9}\n");
+    for store in ["us", "eu", "solo"] {
+        let nested = repo
+            .path()
+            .join(format!(".out/{store}/web/src"))
+            .join(name)
+            .join("x.ts");
+        assert!(nested.is_file(), "{}", nested.display());
+    }
+    // A second run writes nothing; an edit and a removal are followed.
+    let report = repo.compose_json();
+    assert_eq!(report["totals"]["written"], 0, "{report}");
+    std::fs::write(&own, "edited\n").unwrap();
+    repo.ok(&["store", "compose"]);
+    assert_eq!(std::fs::read_to_string(&copy).unwrap(), "edited\n");
+    std::fs::remove_file(&own).unwrap();
+    repo.ok(&["store", "compose"]);
+    assert!(!copy.exists());
+    assert_out_exact(&repo);
 
+    std::fs::write(&own, "again\n").unwrap();
     repo.commit("a latin-1 name");
     let out = repo.strata(&["store", "changed", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -547,4 +568,45 @@ fn names_that_are_not_utf8_are_refused_cleanly() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "no panic");
+}
+
+/// The same through a build, `.deploy` and an image that umoci unpacks.
+#[test]
+fn a_name_that_is_not_utf8_reaches_the_image() {
+    use std::os::unix::ffi::OsStrExt;
+    let repo = crate::util::example();
+    let name = std::ffi::OsStr::from_bytes(b"men\xfa.txt");
+    std::fs::write(
+        repo.path()
+            .join("apps/storefront-unified-nextjs/public")
+            .join(name),
+        "menu\n",
+    )
+    .unwrap();
+    repo.git_init();
+    repo.ok(&["store", "deploy", "-s", "sports"]);
+    let deployed = repo
+        .path()
+        .join(".out/sports/storefront-unified-nextjs/.deploy/public")
+        .join(name);
+    assert_eq!(std::fs::read_to_string(&deployed).unwrap(), "menu\n");
+    crate::registry::require("umoci", "umoci");
+    let sha = crate::util::git(repo.path(), &["rev-parse", "HEAD"]);
+    let bundle = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!(
+            "{}:sports-storefront-unified-nextjs:{sha}",
+            repo.path().join(".strata/oci").display()
+        ))
+        .arg(bundle.path().join("b"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let unpacked = bundle.path().join("b/rootfs/var/www/public").join(name);
+    assert_eq!(std::fs::read_to_string(&unpacked).unwrap(), "menu\n");
 }

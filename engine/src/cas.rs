@@ -104,7 +104,15 @@ impl Cas {
     /// was, and the error is [`Error::Corrupt`](crate::Error::Corrupt).
     pub fn restore(&self, digest: &ContentHash, dest: &Path, executable: bool) -> Result<()> {
         let blob = self.path(digest);
-        let copied = copy_atomic_checked(&blob, dest, executable, digest)?;
+        let copied = match copy_atomic_checked(&blob, dest, executable, digest) {
+            Ok(copied) => copied,
+            Err(crate::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && !blob.exists() =>
+            {
+                return Err(crate::Error::Missing { path: blob });
+            }
+            Err(e) => return Err(e),
+        };
         if !copied {
             let _ = std::fs::remove_file(&blob);
             return Err(crate::Error::Corrupt { path: blob });

@@ -69,12 +69,11 @@ pub enum Error {
         /// The blob.
         path: PathBuf,
     },
-    /// A file name that is not UTF-8 (strata's paths are text).
-    #[error(
-        "{path:?}: the file name is not UTF-8; strata composes UTF-8 names only: rename it (convmv converts a tree's names)"
-    )]
-    NotUtf8 {
-        /// The path, with the bytes that are not UTF-8 escaped.
+    /// A blob an entry names is gone (another build found it corrupt and
+    /// removed it, or someone deleted it) since the entry was read.
+    #[error("cached blob {path} is gone")]
+    Missing {
+        /// The blob.
         path: PathBuf,
     },
     /// Another process holds the lock and the caller would not wait.

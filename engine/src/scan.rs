@@ -130,11 +130,6 @@ fn scan_entry(
         return Ok(None);
     }
     let path = entry.path();
-    if path.strip_prefix(root).unwrap_or(path).to_str().is_none() {
-        return Err(Error::NotUtf8 {
-            path: path.to_path_buf(),
-        });
-    }
     let rel = relative(root, path);
     if file_type.is_symlink() {
         let target = match std::fs::read_link(path) {
@@ -179,7 +174,8 @@ fn scan_entry(
     }))
 }
 
-/// `path` relative to `root`, with `/` separators.
+/// `path` relative to `root`, with `/` separators; a name that is not
+/// UTF-8 is carried losslessly ([`crate::name_str`]).
 pub fn relative(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     let mut out = String::new();
@@ -187,7 +183,7 @@ pub fn relative(root: &Path, path: &Path) -> String {
         if i > 0 {
             out.push('/');
         }
-        out.push_str(&part.as_os_str().to_string_lossy());
+        out.push_str(&crate::names::name_str(part.as_os_str()));
     }
     out
 }

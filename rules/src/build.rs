@@ -300,7 +300,9 @@ pub fn outputs_valid(root: &Path, spec: &BuildSpec, record: &BuildRecord) -> boo
         .outputs
         .par_iter()
         .zip(record.fingerprints.par_iter())
-        .all(|(o, fp)| Fingerprint::at(&dir.join(&o.path)).is_ok_and(|now| now == *fp))
+        .all(|(o, fp)| {
+            Fingerprint::at(&dir.join(strata_engine::fs_path(&o.path))).is_ok_and(|now| now == *fp)
+        })
 }
 
 /// Brings the build's outputs into place: restored when their key is known,
@@ -345,7 +347,9 @@ pub fn build(
             }
             // A cached output that rotted is never used: the entry goes,
             // and the build runs (or is fetched) again.
-            Err(Error::Engine(e @ strata_engine::Error::Corrupt { .. })) => {
+            Err(Error::Engine(
+                e @ (strata_engine::Error::Corrupt { .. } | strata_engine::Error::Missing { .. }),
+            )) => {
                 ctx.manifests.remove(&key.0)?;
                 // Its other blobs may have rotted too: the build stores
                 // them again, and must not find a bad copy in the way.
@@ -532,7 +536,7 @@ fn manifest(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<OutputFi
 fn remove_outputs(dir: &Path, outputs: &[OutputFile], keep: &HashSet<&str>) {
     for o in outputs {
         if !keep.contains(o.path.as_str()) {
-            let _ = std::fs::remove_file(dir.join(&o.path));
+            let _ = std::fs::remove_file(dir.join(strata_engine::fs_path(&o.path)));
         }
     }
 }
@@ -551,7 +555,7 @@ fn restore(
     outputs
         .par_iter()
         .map(|o| {
-            let dest = dir.join(&o.path);
+            let dest = dir.join(strata_engine::fs_path(&o.path));
             if let Some(parent) = dest.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
             }
@@ -709,7 +713,7 @@ fn run(
         .par_iter()
         .filter(|rel| !never_output(rel))
         .map(|rel| {
-            let full = dir.join(rel);
+            let full = dir.join(strata_engine::fs_path(rel));
             let meta = std::fs::symlink_metadata(&full).map_err(|e| Error::io(&full, e))?;
             let file = if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(&full).map_err(|e| Error::io(&full, e))?;

@@ -75,8 +75,11 @@ impl Composition {
     /// Where an entry's bytes are read from, when they are in a file.
     pub fn source_path(&self, root: &Path, entry: &Composed) -> Option<PathBuf> {
         match &entry.source {
-            Source::Layer(l) => Some(root.join(&self.layers[*l as usize]).join(&entry.path)),
-            Source::Path(p) => Some(root.join(p)),
+            Source::Layer(l) => Some(
+                root.join(&self.layers[*l as usize])
+                    .join(strata_engine::fs_path(&entry.path)),
+            ),
+            Source::Path(p) => Some(root.join(strata_engine::fs_path(p))),
             Source::Generated(_) => None,
         }
     }
@@ -93,7 +96,7 @@ pub(crate) fn path_entry(
     check_links: bool,
     digest: &dyn Fn(&Path, &std::fs::Metadata) -> Result<ContentHash>,
 ) -> Result<Option<Composed>> {
-    let full = root.join(src);
+    let full = root.join(strata_engine::fs_path(src));
     let meta = match std::fs::symlink_metadata(&full) {
         Ok(m) => m,
         Err(e)

@@ -103,7 +103,7 @@ fn desired(
     let layers = ws.layers(store, app);
     for (i, layer) in layers.iter().enumerate() {
         let base = join(&layer.dir, rel);
-        let full = root.join(&base);
+        let full = root.join(strata_engine::fs_path(&base));
         let Ok(meta) = std::fs::symlink_metadata(&full) else {
             continue;
         };
@@ -182,7 +182,10 @@ pub fn reconcile(
     // tool's folder, is never touched in `.out`: deleting it in a source
     // layer must not wipe the build outputs of every store.
     let first = rel.split('/').next().unwrap_or("");
-    let base_path = root.join(crate::workspace::APPS).join(app).join(rel);
+    let base_path = root
+        .join(crate::workspace::APPS)
+        .join(app)
+        .join(strata_engine::fs_path(rel));
     if !rel.is_empty()
         && (TOOL_OWNED.contains(&first)
             || (first.starts_with(".env") && !rel.contains('/'))
@@ -197,7 +200,7 @@ pub fn reconcile(
     let at = if rel.is_empty() {
         out.clone()
     } else {
-        out.join(rel)
+        out.join(strata_engine::fs_path(rel))
     };
     match std::fs::symlink_metadata(&at) {
         Ok(m) if m.is_dir() => {
@@ -222,7 +225,7 @@ pub fn reconcile(
     // Removals first: a file or a symlink where a folder now goes must be
     // gone before anything is written under that path.
     for path in have.iter().filter(|p| !want.contains_key(*p)) {
-        if remove(&out.join(path))? {
+        if remove(&out.join(strata_engine::fs_path(path)))? {
             updates.push(Update {
                 store: store.clone(),
                 change: "removed",
@@ -230,7 +233,8 @@ pub fn reconcile(
             });
         }
         // Folders left empty go too, up to the app's folder.
-        let mut dir = Path::new(path).parent();
+        let on_disk = strata_engine::fs_path(path);
+        let mut dir = on_disk.parent();
         while let Some(d) = dir.filter(|d| !d.as_os_str().is_empty()) {
             if std::fs::remove_dir(out.join(d)).is_err() {
                 break;
@@ -240,7 +244,7 @@ pub fn reconcile(
     }
     let composition = Composition::assembled(want.values().cloned().collect());
     for e in &composition.entries {
-        let path = out.join(&e.path);
+        let path = out.join(strata_engine::fs_path(&e.path));
         clear_parents(&out, &e.path)?;
         let in_place = Fingerprint::at(&path).is_ok_and(|fp| holds(&path, &fp, e));
         if !in_place {
@@ -262,7 +266,7 @@ fn clear_parents(out: &Path, rel: &str) -> Result<()> {
     let mut at = out.to_path_buf();
     let parts: Vec<&str> = rel.split('/').collect();
     for part in &parts[..parts.len().saturating_sub(1)] {
-        at.push(part);
+        at.push(strata_engine::fs_path(part));
         match std::fs::symlink_metadata(&at) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {

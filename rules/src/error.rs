@@ -211,10 +211,7 @@ impl Error {
     /// rather than a failure while working (exit code 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Engine(e) => matches!(
-                e,
-                strata_engine::Error::NotUtf8 { .. } | strata_engine::Error::Busy { .. }
-            ),
+            Error::Engine(e) => matches!(e, strata_engine::Error::Busy { .. }),
             Error::Io { .. } | Error::Git { .. } | Error::ConsoleRefused { .. } => false,
             _ => true,
         }

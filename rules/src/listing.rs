@@ -57,7 +57,7 @@ pub fn kind_tag(kind: EntryKind) -> u64 {
 }
 
 pub(crate) fn check_symlink(root: &Path, dir: &str, path: &str, target: &Path) -> Result<()> {
-    let link = Path::new(dir).join(path);
+    let link = Path::new(dir).join(strata_engine::fs_path(path));
     let resolved = if target.is_absolute() {
         match target.strip_prefix(root) {
             Ok(inside) => normalize(inside),

@@ -144,7 +144,7 @@ fn only_ignored_added(
     };
     let mut ignore: Option<OutIgnore> = None;
     for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = strata_engine::name_str(&entry.file_name()).into_owned();
         let rel = if dir.is_empty() {
             name.clone()
         } else {
@@ -473,7 +473,7 @@ fn join(base: &Path, rel: &str) -> PathBuf {
     if rel.is_empty() {
         base.to_path_buf()
     } else {
-        base.join(rel)
+        base.join(strata_engine::fs_path(rel))
     }
 }
 
@@ -642,7 +642,7 @@ fn remove_strays(
     let mut removed = 0;
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(&path, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+        let name = strata_engine::name_str(&entry.file_name()).into_owned();
         let rel = if dir.is_empty() {
             name.clone()
         } else {

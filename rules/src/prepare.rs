@@ -285,7 +285,7 @@ impl DeployPlan<'_> {
         dest: &str,
         keep: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<Vec<Composed>> {
-        let dir = self.root.join(src);
+        let dir = self.root.join(strata_engine::fs_path(src));
         if !dir.is_dir() {
             return Ok(Vec::new());
         }

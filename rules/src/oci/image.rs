@@ -136,7 +136,7 @@ fn layer_files(deploy_dir: &Path, files: &[OutFile]) -> (Vec<LayerFile>, Vec<Lay
     let mut app = Vec::new();
     let root = WORKDIR.trim_start_matches('/');
     for f in files {
-        let source: PathBuf = deploy_dir.join(&f.path);
+        let source: PathBuf = deploy_dir.join(strata_engine::fs_path(&f.path));
         let link_target =
             (f.kind == EntryKind::Symlink).then(|| std::fs::read_link(&source).unwrap_or_default());
         let entry = LayerFile {
@@ -328,7 +328,7 @@ mod tests {
     use strata_engine::{ContentHash, Db, Fingerprint};
 
     fn out_file(dir: &Path, path: &str, body: &str) -> OutFile {
-        let full = dir.join(path);
+        let full = dir.join(strata_engine::fs_path(path));
         std::fs::create_dir_all(full.parent().unwrap()).unwrap();
         std::fs::write(&full, body).unwrap();
         OutFile {

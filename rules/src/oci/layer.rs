@@ -115,7 +115,11 @@ pub fn write_tar(files: &[LayerFile], mtime: u64, out: impl Write) -> Result<()>
                 header.set_mode(0o755);
                 header.set_size(0);
                 builder
-                    .append_data(&mut header, format!("{path}/"), std::io::empty())
+                    .append_data(
+                        &mut header,
+                        strata_engine::fs_path(&format!("{path}/")),
+                        std::io::empty(),
+                    )
                     .map_err(io)?;
             }
             Item::File(f) => match f.kind {
@@ -125,7 +129,7 @@ pub fn write_tar(files: &[LayerFile], mtime: u64, out: impl Write) -> Result<()>
                     header.set_size(0);
                     let target = f.link_target.as_deref().unwrap_or(Path::new(""));
                     builder
-                        .append_link(&mut header, &f.path, target)
+                        .append_link(&mut header, strata_engine::fs_path(&f.path), target)
                         .map_err(io)?;
                 }
                 EntryKind::File { executable } => {
@@ -136,7 +140,7 @@ pub fn write_tar(files: &[LayerFile], mtime: u64, out: impl Write) -> Result<()>
                     header.set_mode(if executable { 0o755 } else { 0o644 });
                     header.set_size(len);
                     builder
-                        .append_data(&mut header, &f.path, file)
+                        .append_data(&mut header, strata_engine::fs_path(&f.path), file)
                         .map_err(io)?;
                 }
             },
