@@ -488,3 +488,41 @@ fn lint_reads_history_when_the_monorepo_is_a_folder_of_the_repository() {
         "{report}"
     );
 }
+
+#[test]
+fn drift_follows_ancestry_across_merged_branches() {
+    let repo = example();
+    repo.git_init();
+    let footer = "apps/storefront-unified-nextjs/components/footer.html";
+    let sports = "apps/stores/sports/storefront-unified-nextjs/components/footer.html";
+    let us =
+        "apps/stores/fashion/stores/fashion-us/storefront-unified-nextjs/components/footer.html";
+    repo.write(sports, "sports footer\n");
+    repo.commit("sports footer");
+    let main = git(repo.path(), &["rev-parse", "--abbrev-ref", "HEAD"]);
+    // On a branch: the base footer gets a fix after sports' override.
+    git(repo.path(), &["checkout", "-q", "-b", "side"]);
+    repo.write(footer, "base footer, fixed\n");
+    repo.commit("fix the base footer");
+    // Meanwhile on the main line: fashion-us edits its own footer, on top
+    // of a history that has not seen the fix.
+    git(repo.path(), &["checkout", "-q", &main]);
+    repo.write(us, "us footer, reworded\n");
+    repo.commit("reword the us footer");
+    git(
+        repo.path(),
+        &["merge", "-q", "--no-ff", "-m", "merge side", "side"],
+    );
+    let (status, out, stderr) = code(&repo, &["store", "lint", "--json"]);
+    assert_eq!(status, Some(1), "{out}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let drift: Vec<&str> = report["drift"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    // sports' override predates the fix; fashion-us' edit is concurrent
+    // with it (neither descends from the other): not drift.
+    assert_eq!(drift, [sports], "{report}");
+}
