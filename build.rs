@@ -7,7 +7,12 @@ use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-env-changed=STRATA_COMMIT");
+    // Only this checkout's own history: a source tree without `.git` that
+    // sits inside another repository must not take that one's commit.
     let commit = std::env::var("STRATA_COMMIT").ok().or_else(|| {
+        if !Path::new(".git").exists() {
+            return None;
+        }
         let out = Command::new("git")
             .args(["rev-parse", "--short=12", "HEAD"])
             .output()

@@ -150,7 +150,7 @@ pub enum StoreCommand {
 /// `strata store add`
 #[derive(Args, Debug)]
 pub struct AddArgs {
-    /// The new store's id (lowercase letters, digits and dashes).
+    /// The new store's id (lowercase letters and digits, joined by -, . or _).
     #[arg(long, value_name = "ID")]
     pub store_id: String,
 
@@ -163,7 +163,8 @@ pub struct AddArgs {
     #[arg(long)]
     pub template: bool,
 
-    /// The frontend (default: the one frontend base app the repository has).
+    /// The frontend (default: the one frontend base app the repository
+    /// has; required when it has both).
     #[arg(long, value_parser = ["nextjs", "nuxt"])]
     pub framework: Option<String>,
 

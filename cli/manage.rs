@@ -4,14 +4,20 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use strata_rules::manage::{self, AddOptions};
-use strata_rules::{Supervisor, selected, start_specs};
+use strata_rules::{Supervisor, Workspace, selected, start_specs};
 
 use crate::Setup;
 use crate::args::{AddArgs, LintArgs, MoveArgs, StartArgs};
 
+/// The monorepo read again now that the locks are held: a store another
+/// process added while this one waited is seen.
+fn reloaded(cx: &Setup) -> anyhow::Result<Workspace> {
+    Ok(Workspace::load(cx.workspace.root())?)
+}
+
 pub fn add(cx: &Setup, args: &AddArgs) -> anyhow::Result<ExitCode> {
     let report = manage::add_store(
-        &cx.workspace,
+        &reloaded(cx)?,
         &AddOptions {
             id: args.store_id.clone(),
             parent: args.parent.clone(),
@@ -30,7 +36,7 @@ pub fn add(cx: &Setup, args: &AddArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn move_stores(cx: &Setup, args: &MoveArgs) -> anyhow::Result<ExitCode> {
-    let report = manage::move_stores(&cx.workspace, &args.store_id, Some(&args.parent))?;
+    let report = manage::move_stores(&reloaded(cx)?, &args.store_id, Some(&args.parent))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -43,6 +49,9 @@ pub fn move_stores(cx: &Setup, args: &MoveArgs) -> anyhow::Result<ExitCode> {
 
 pub fn lint(cx: &Setup, args: &LintArgs) -> anyhow::Result<ExitCode> {
     let report = manage::lint(&cx.workspace)?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.found() || !crate::quiet() {

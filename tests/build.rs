@@ -299,6 +299,24 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn builds_a_sigkilled_run_left_going_are_stopped_by_the_next_run() {
+    sigkilled_run_left_going(false);
+}
+
+/// The same when the group's leader (the package manager) died too and
+/// only the processes under it go on.
+#[test]
+fn builds_left_going_without_their_leader_are_stopped_too() {
+    sigkilled_run_left_going(true);
+}
+
+/// The process group of `pid`, from `/proc`.
+fn group_of(pid: i32) -> i32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = &stat[stat.rfind(')').unwrap() + 1..];
+    rest.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+fn sigkilled_run_left_going(kill_leader: bool) {
     let repo = Repo::buildable();
     repo.write("apps/stores/solo/storefront-middleware/src/slow", "");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
@@ -324,6 +342,17 @@ fn builds_a_sigkilled_run_left_going_are_stopped_by_the_next_run() {
     // SIGKILL: no handler runs, and the build goes on without strata.
     child.kill().unwrap();
     child.wait().unwrap();
+    if kill_leader {
+        let leader = group_of(pids[0]);
+        assert!(!pids.contains(&leader), "the script is not the leader");
+        // SAFETY: a signal to one process this test's run started.
+        unsafe { libc::kill(leader, libc::SIGKILL) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while alive(leader) {
+            assert!(Instant::now() < deadline, "the leader did not die");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     for &pid in &pids {
         assert!(
             alive(pid),

@@ -546,6 +546,9 @@ fn names_that_are_not_utf8_are_composed_as_they_are() {
     // A second run writes nothing; an edit and a removal are followed.
     let report = repo.compose_json();
     assert_eq!(report["totals"]["written"], 0, "{report}");
+    // ...and finds `.out` up to date from its records, reading nothing.
+    let report = repo.compose_json();
+    assert_eq!(report["recomputed"], serde_json::json!([]), "{report}");
     std::fs::write(&own, "edited\n").unwrap();
     repo.ok(&["store", "compose"]);
     assert_eq!(std::fs::read_to_string(&copy).unwrap(), "edited\n");

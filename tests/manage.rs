@@ -142,6 +142,14 @@ fn add_refuses_what_exists_an_unknown_parent_and_a_bad_id() {
         ),
         (vec!["--store-id", "Bad_Id"], "Bad_Id"),
         (vec!["--store-id", "x", "--framework", "angular"], "angular"),
+        (
+            vec!["--store-id", "root"],
+            "names the top of the store tree",
+        ),
+        (
+            vec!["--store-id", "x", "--framework", "nuxt"],
+            "no apps/storefront-unified-nuxt base app",
+        ),
     ] {
         let mut full = vec!["store", "add"];
         full.extend(&args);
@@ -181,6 +189,20 @@ fn move_reports_what_resolves_differently_and_history_follows() {
     );
     assert_eq!(status, Some(2), "{stderr}");
     assert!(stderr.contains("unknown store \"nope\""), "{stderr}");
+    // A store and one below it: the second would go with the first.
+    let (status, _, stderr) = code(
+        &repo,
+        &[
+            "store",
+            "move",
+            "--store-id",
+            "fashion,fashion-us",
+            "--parent",
+            "sports",
+        ],
+    );
+    assert_eq!(status, Some(2), "{stderr}");
+    assert!(stderr.contains("fashion-us is below fashion"), "{stderr}");
     assert_eq!(git(repo.path(), &["status", "--porcelain"]), "");
 
     let out = repo.ok(&[
@@ -525,4 +547,63 @@ fn drift_follows_ancestry_across_merged_branches() {
     // sports' override predates the fix; fashion-us' edit is concurrent
     // with it (neither descends from the other): not drift.
     assert_eq!(drift, [sports], "{report}");
+}
+
+#[test]
+fn drift_survives_a_store_move_and_a_shallow_clone_is_said() {
+    let repo = example();
+    repo.git_init();
+    let sports = "apps/stores/sports/storefront-unified-nextjs/components/footer.html";
+    repo.write(sports, "sports footer\n");
+    repo.commit("sports footer");
+    repo.write(
+        "apps/storefront-unified-nextjs/components/footer.html",
+        "base footer, fixed\n",
+    );
+    repo.commit("fix the base footer");
+    repo.ok(&[
+        "store",
+        "move",
+        "--store-id",
+        "sports",
+        "--parent",
+        "fashion",
+    ]);
+    repo.commit("move sports under fashion");
+    let (status, out, stderr) = code(&repo, &["store", "lint", "--json"]);
+    assert_eq!(status, Some(1), "{out}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let moved =
+        "apps/stores/fashion/stores/sports/storefront-unified-nextjs/components/footer.html";
+    // The move is no edit: the override still predates the fix.
+    assert!(
+        report["drift"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"] == moved),
+        "{report}"
+    );
+    assert_eq!(report["warnings"], serde_json::json!([]), "{report}");
+
+    // A shallow clone has no history to judge by: said, not hidden.
+    let shallow = tempfile::tempdir().unwrap();
+    let clone = shallow.path().join("repo");
+    git(
+        shallow.path(),
+        &[
+            "clone",
+            "-q",
+            "--depth",
+            "1",
+            &format!("file://{}", repo.path().display()),
+            clone.to_str().unwrap(),
+        ],
+    );
+    let out = crate::util::strata(&clone, &["store", "lint"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("warning: this is a shallow clone"),
+        "{stderr}"
+    );
 }

@@ -32,21 +32,50 @@ struct Leader {
     start: u64,
 }
 
-impl Leader {
-    /// The process `pid` as `/proc` shows it, unless it is gone or a
-    /// zombie (dead, waiting to be reaped).
-    fn of(pid: i32) -> Option<Leader> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // `pid (comm) state ...`: comm may hold spaces and parentheses.
-        let rest = &stat[stat.rfind(')')? + 1..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if matches!(fields.first(), Some(&"Z") | Some(&"X") | None) {
-            return None;
-        }
+/// What `/proc/<pid>/stat` says of a process: whether it still runs (is
+/// not a zombie), its process group, and its start time.
+struct Stat {
+    running: bool,
+    group: i32,
+    start: u64,
+}
+
+fn stat(pid: &str) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid pgrp ...`: comm may hold spaces and parentheses.
+    let rest = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    Some(Stat {
+        running: !matches!(fields.first(), Some(&"Z") | Some(&"X") | None),
+        group: fields.get(2)?.parse().ok()?,
         // Field 22 of stat; `fields` starts at field 3.
-        let start = fields.get(19)?.parse().ok()?;
-        Some(Leader { pid, start })
+        start: fields.get(19)?.parse().ok()?,
+    })
+}
+
+impl Leader {
+    /// The process `pid` as `/proc` shows it, if it runs.
+    fn of(pid: i32) -> Option<Leader> {
+        let s = stat(&pid.to_string()).filter(|s| s.running)?;
+        Some(Leader {
+            pid,
+            start: s.start,
+        })
     }
+}
+
+/// Whether a process of group `pgid` still runs (zombies do not count: a
+/// container's first process may never reap them).
+fn group_runs(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.bytes().all(|b| b.is_ascii_digit())
+            && stat(&name).is_some_and(|s| s.running && s.group == pgid)
+    })
 }
 
 /// Lists the groups started from now on in `ledger`, after stopping the
@@ -64,15 +93,19 @@ pub fn track(ledger: &Path) -> io::Result<usize> {
             let (Ok(pid), Ok(start)) = (pid.parse::<i32>(), start.parse::<u64>()) else {
                 continue;
             };
-            // Only the very process that was listed: a pid can be reused.
-            if Leader::of(pid) != Some(Leader { pid, start }) {
+            // A process with that pid that started at another time is
+            // not the one listed: pids are reused. With the leader gone
+            // (or a zombie), the group it left is still the one listed:
+            // Linux gives no new process a pid a group still uses.
+            if stat(&pid.to_string()).is_some_and(|s| s.start != start) || !group_runs(pid) {
                 continue;
             }
-            if let Some(group) = Pid::from_raw(pid) {
-                let _ = kill_process_group(group, Signal::KILL);
+            if let Some(group) = Pid::from_raw(pid)
+                && kill_process_group(group, Signal::KILL).is_ok()
+            {
                 stopped += 1;
                 let deadline = Instant::now() + Duration::from_secs(5);
-                while Leader::of(pid).is_some() && Instant::now() < deadline {
+                while group_runs(pid) && Instant::now() < deadline {
                     std::thread::sleep(Duration::from_millis(10));
                 }
             }

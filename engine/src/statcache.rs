@@ -98,10 +98,15 @@ impl DirHandle {
         Ok(Fingerprint::of_stat(&rustix::fs::fstat(&self.fd)?))
     }
 
-    /// The fingerprint of the entry `name` in the folder, not following a
-    /// symlink.
+    /// The fingerprint of the entry `name` in the folder (a name as
+    /// [`crate::name_str`] gives it), not following a symlink.
     pub fn entry(&self, name: &str) -> io::Result<Fingerprint> {
-        let st = rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+        let name = crate::names::fs_path(name);
+        let st = rustix::fs::statat(
+            &self.fd,
+            name.as_ref(),
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )?;
         Ok(Fingerprint::of_stat(&st))
     }
 }

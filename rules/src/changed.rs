@@ -189,10 +189,12 @@ pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
     let mut paths: Vec<String> = Vec::new();
     for delta in diff.deltas() {
         for file in [delta.old_file(), delta.new_file()] {
-            // A name that is not UTF-8 still counts (shown with U+FFFD):
-            // the store it is in is affected all the same.
-            if let Some(path) = file.path().map(|p| p.to_string_lossy())
-                && let Some(rel) = path.strip_prefix(prefix.as_str())
+            // A name that is not UTF-8 counts, escaped as compose
+            // escapes it (`strata_engine::name_str`).
+            if let Some(path) = file.path_bytes().map(|b| {
+                use std::os::unix::ffi::OsStrExt;
+                strata_engine::name_str(std::ffi::OsStr::from_bytes(b)).into_owned()
+            }) && let Some(rel) = path.strip_prefix(prefix.as_str())
             {
                 paths.push(rel.to_string());
             }

@@ -307,7 +307,7 @@ fn check_shape(path: &Path, raw: &serde_json::Value) -> Result<()> {
             if let Some(framework) = fields
                 .get("deployment")
                 .and_then(|d| d.get("framework"))
-                .filter(|f| !matches!(f.as_str(), Some("nextjs" | "nuxt")))
+                .filter(|f| !f.is_null() && !matches!(f.as_str(), Some("nextjs" | "next" | "nuxt")))
             {
                 return Err(Error::ConfigShape {
                     path: path.to_path_buf(),

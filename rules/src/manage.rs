@@ -119,18 +119,36 @@ pub fn add_store(ws: &Workspace, options: &AddOptions) -> Result<AddReport> {
             "store {id:?} is in {CONFIG_FILE} already (with no folder)"
         )));
     }
+    if id == "root" {
+        return Err(usage(
+            "\"root\" names the top of the store tree (--parent root); choose another id".into(),
+        ));
+    }
     let dir = format!("{}/{id}", stores_dir(ws, options.parent.as_deref())?);
     let frontends: Vec<&str> = [NEXTJS_APP, NUXT_APP]
         .into_iter()
         .filter(|a| ws.base_apps.iter().any(|b| b == a))
         .collect();
     let framework = match options.framework.as_deref() {
-        Some(f @ ("nextjs" | "nuxt")) => Some(f.to_string()),
+        Some(f @ ("nextjs" | "nuxt")) => {
+            let app = if f == "nuxt" { NUXT_APP } else { NEXTJS_APP };
+            if !options.template && !frontends.contains(&app) {
+                return Err(usage(format!(
+                    "--framework {f}: there is no apps/{app} base app to deploy"
+                )));
+            }
+            Some(f.to_string())
+        }
         Some(other) => {
             return Err(usage(format!("--framework {other:?}: say nextjs or nuxt")));
         }
         None => match frontends.as_slice() {
             [one] => Some(if *one == NUXT_APP { "nuxt" } else { "nextjs" }.to_string()),
+            [_, _] if !options.template => {
+                return Err(usage(format!(
+                    "this repository has both apps/{NEXTJS_APP} and apps/{NUXT_APP}: say which the store deploys with --framework nextjs or --framework nuxt"
+                )));
+            }
             _ => None,
         },
     };
@@ -359,7 +377,7 @@ impl std::fmt::Display for MoveReport {
                 "  {}/{}/{}: {} -> {}",
                 c.store,
                 c.app,
-                c.path,
+                strata_engine::display(&c.path),
                 c.before.as_deref().unwrap_or("(none)"),
                 c.after.as_deref().unwrap_or("(none)")
             )?;
@@ -400,10 +418,28 @@ pub fn move_stores(ws: &Workspace, ids: &[String], parent: Option<&str>) -> Resu
     let parent = parent.filter(|p| *p != "root");
     let target = stores_dir(ws, parent)?;
     let mut plan = Vec::new();
-    for id in ids {
+    let mut seen = std::collections::BTreeSet::new();
+    let ids: Vec<String> = ids
+        .iter()
+        .filter(|id| seen.insert(id.as_str()))
+        .cloned()
+        .collect();
+    for id in &ids {
         let Some(store) = ws.store(id) else {
             return Err(usage(format!("unknown store {id:?}")));
         };
+        // A store below another one listed moves with it: moving it too
+        // would move it out from under its ancestor.
+        if let Some(above) = ws
+            .lineage(id)
+            .iter()
+            .find(|s| s.id != *id && ids.contains(&s.id))
+        {
+            return Err(usage(format!(
+                "{id} is below {}, which is moved too (and takes {id} along); list only {}",
+                above.id, above.id
+            )));
+        }
         if let Some(p) = parent
             && ws.lineage(p).iter().any(|s| s.id == *id)
         {
@@ -420,7 +456,7 @@ pub fn move_stores(ws: &Workspace, ids: &[String], parent: Option<&str>) -> Resu
         }
         plan.push((id.clone(), store.dir.clone(), to));
     }
-    let before = snapshot(ws, ids)?;
+    let before = snapshot(ws, &ids)?;
     let root = ws.root();
     let git = |args: &[&str]| {
         Command::new("git")
@@ -457,7 +493,7 @@ pub fn move_stores(ws: &Workspace, ids: &[String], parent: Option<&str>) -> Resu
         }
     }
     let after_ws = Workspace::load(root)?;
-    let after = snapshot(&after_ws, ids)?;
+    let after = snapshot(&after_ws, &ids)?;
     let mut changes = Vec::new();
     for (key, old) in &before {
         let empty = BTreeMap::new();
@@ -500,6 +536,8 @@ pub struct LintReport {
     pub drift: Vec<Finding>,
     /// Stores that override `package.json` (never used).
     pub package_json: Vec<Finding>,
+    /// What limited the checks (no git history, a shallow clone).
+    pub warnings: Vec<String>,
 }
 
 /// One finding: the override and what it concerns.
@@ -547,9 +585,10 @@ impl std::fmt::Display for LintReport {
             }
             writeln!(f, "{title}:")?;
             for finding in findings {
+                let path = strata_engine::display(&finding.path);
                 match &finding.shadows {
-                    Some(s) => writeln!(f, "  {} (shadows {s})", finding.path)?,
-                    None => writeln!(f, "  {}", finding.path)?,
+                    Some(s) => writeln!(f, "  {path} (shadows {})", strata_engine::display(s))?,
+                    None => writeln!(f, "  {path}")?,
                 }
             }
         }
@@ -598,7 +637,10 @@ impl History {
                 "log",
                 "--topo-order",
                 "--relative",
-                "--name-only",
+                "--name-status",
+                // A file moved unchanged (`store move`) is not an edit:
+                // its history goes on under the old name.
+                "-M100%",
                 "-z",
                 "--format=%x01%H %P",
                 "--",
@@ -613,11 +655,32 @@ impl History {
                 message: format!("git log: {}", String::from_utf8_lossy(&out.stderr).trim()),
             });
         }
-        let mut last = std::collections::HashMap::new();
+        let mut last: std::collections::HashMap<String, git2::Oid> = Default::default();
         let mut order = std::collections::HashMap::new();
         let mut linear = true;
         let mut commit = None;
-        for token in out.stdout.split(|b| *b == 0) {
+        // Old name -> the name a later commit moved the file to, unchanged.
+        let mut moved_to: std::collections::HashMap<String, String> = Default::default();
+        // Newest first: the first commit seen for a name is its last edit.
+        let mut touched =
+            |path: String, oid: git2::Oid, moved_to: &std::collections::HashMap<String, String>| {
+                let mut name = path;
+                // Each name the file had later, too (a chain of moves ends).
+                for _ in 0..64 {
+                    let next = moved_to.get(&name).cloned();
+                    last.entry(name).or_insert(oid);
+                    match next {
+                        Some(n) => name = n,
+                        None => break,
+                    }
+                }
+            };
+        let name = |token: &[u8]| {
+            use std::os::unix::ffi::OsStrExt;
+            strata_engine::name_str(std::ffi::OsStr::from_bytes(token)).into_owned()
+        };
+        let mut tokens = out.stdout.split(|b| *b == 0);
+        while let Some(token) = tokens.next() {
             let token = token.strip_prefix(b"\n").unwrap_or(token);
             if let Some(header) = token.strip_prefix(b"\x01") {
                 let header = String::from_utf8_lossy(header);
@@ -630,13 +693,34 @@ impl History {
                     order.insert(oid, order.len());
                 }
                 commit = oid;
-            } else if !token.is_empty()
-                && let Some(oid) = commit
-            {
-                use std::os::unix::ffi::OsStrExt;
-                let path = strata_engine::name_str(std::ffi::OsStr::from_bytes(token));
-                // Newest first: the first seen stays.
-                last.entry(path.into_owned()).or_insert(oid);
+                continue;
+            }
+            let Some(oid) = commit else { continue };
+            match token.first() {
+                // A rename or a copy: the old name, then the new one.
+                Some(b'R' | b'C') => {
+                    let (Some(old), Some(new)) = (tokens.next(), tokens.next()) else {
+                        break;
+                    };
+                    let (old, new) = (name(old), name(new));
+                    let pure = token.ends_with(b"100");
+                    if token[0] == b'R' {
+                        touched(old.clone(), oid, &moved_to);
+                    }
+                    if pure {
+                        // Not an edit of `new`: older edits of `old` are
+                        // its edits.
+                        moved_to.insert(old, new);
+                    } else {
+                        touched(new, oid, &moved_to);
+                    }
+                }
+                Some(_) => {
+                    if let Some(path) = tokens.next() {
+                        touched(name(path), oid, &moved_to);
+                    }
+                }
+                None => {}
             }
         }
         Ok(Some(History {
@@ -684,6 +768,15 @@ pub fn lint(ws: &Workspace) -> Result<LintReport> {
     let root = ws.root();
     let history = History::read(root)?;
     let mut report = LintReport::default();
+    match &history {
+        None => report.warnings.push(
+            "not in a git repository with commits: orphans and drift, which need history, were not looked for".into(),
+        ),
+        Some(h) if h.repo.is_shallow() => report.warnings.push(
+            "this is a shallow clone: orphans and drift are judged on the history it has (git fetch --unshallow for all of it)".into(),
+        ),
+        Some(_) => {}
+    }
     let mut listings: BTreeMap<String, Listing> = BTreeMap::new();
     let mut listing = |dir: &str| -> Result<Listing> {
         if let Some(l) = listings.get(dir) {

@@ -179,7 +179,9 @@ impl DeployPlan<'_> {
             .map(|e| strata_engine::relative(&dir, e.path()))
             .filter(|rel| {
                 let parent = rel.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-                dir.join(parent).join(".next").is_dir()
+                dir.join(strata_engine::fs_path(parent))
+                    .join(".next")
+                    .is_dir()
             })
             .collect();
         found.sort_by_key(|p| (p.matches('/').count(), p.clone()));
@@ -359,10 +361,11 @@ pub fn dependency_closure(root: &Path, app_dir: &Path) -> Result<Vec<(String, St
             // Another version already sits at the top: nest this one.
             Some(_) => format!("{from_dest}/node_modules/{name}"),
         };
-        let rel = dir
-            .strip_prefix(root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| dir.to_string_lossy().into_owned());
+        let rel = if dir.starts_with(root) {
+            strata_engine::relative(root, &dir)
+        } else {
+            strata_engine::name_str(dir.as_os_str()).into_owned()
+        };
         out.push((rel, dest.clone()));
         for (dep, optional) in dependencies(&dir.join(PACKAGE_JSON))? {
             queue.push_back((dir.clone(), dest.clone(), dep, optional));

@@ -75,8 +75,39 @@ impl<'r> CommitSnapshot<'r> {
         if full.is_empty() {
             return None;
         }
-        self.tree.get_path(Path::new(full)).ok()
+        self.tree.get_path(&strata_engine::fs_path(full)).ok()
     }
+}
+
+/// The UTF-8 (or escaped, as compose escapes it) name of a tree entry.
+fn entry_name(e: &git2::TreeEntry<'_>) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    strata_engine::name_str(std::ffi::OsStr::from_bytes(e.name_bytes())).into_owned()
+}
+
+/// Every blob under `tree`, as `prefix` + its path.
+fn blobs(
+    repo: &Repository,
+    tree: &git2::Tree<'_>,
+    prefix: &str,
+    out: &mut Vec<(String, GitEntry)>,
+) -> Result<()> {
+    for e in tree.iter() {
+        let name = entry_name(&e);
+        match e.kind() {
+            Some(ObjectType::Blob) => {
+                out.push((format!("{prefix}{name}"), (e.id(), e.filemode() as u32)));
+            }
+            Some(ObjectType::Tree) => {
+                let sub = repo
+                    .find_tree(e.id())
+                    .map_err(|err| git_error(&format!("{prefix}{name}"), err))?;
+                blobs(repo, &sub, &format!("{prefix}{name}/"), out)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 impl Folders for CommitSnapshot<'_> {
@@ -94,7 +125,7 @@ impl Folders for CommitSnapshot<'_> {
         let mut names: Vec<String> = tree
             .iter()
             .filter(|e| e.kind() == Some(ObjectType::Tree))
-            .filter_map(|e| e.name().map(str::to_string))
+            .map(|e| entry_name(&e))
             .filter(|n| !n.starts_with('.'))
             .collect();
         names.sort();
@@ -129,16 +160,9 @@ impl Snapshot for CommitSnapshot<'_> {
             .repo
             .find_tree(entry.id())
             .map_err(|e| git_error(dir, e))?;
+        // Not `Tree::walk`: it stops at a folder whose name is not UTF-8.
         let mut out = Vec::new();
-        tree.walk(git2::TreeWalkMode::PreOrder, |parent, e| {
-            if e.kind() == Some(ObjectType::Blob)
-                && let Some(name) = e.name()
-            {
-                out.push((format!("{parent}{name}"), (e.id(), e.filemode() as u32)));
-            }
-            git2::TreeWalkResult::Ok
-        })
-        .map_err(|e| git_error(dir, e))?;
+        blobs(self.repo, &tree, "", &mut out)?;
         Ok(out)
     }
 
@@ -202,11 +226,11 @@ fn disk_entry(path: &Path) -> Result<Option<GitEntry>> {
 
 impl Snapshot for WorkSnapshot {
     fn entry(&self, path: &str) -> Result<Option<GitEntry>> {
-        disk_entry(&self.root.join(path))
+        disk_entry(&self.root.join(strata_engine::fs_path(path)))
     }
 
     fn read(&self, path: &str) -> Result<Option<Vec<u8>>> {
-        let full = self.root.join(path);
+        let full = self.root.join(strata_engine::fs_path(path));
         match std::fs::read(&full) {
             Ok(b) => Ok(Some(b)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -218,7 +242,9 @@ impl Snapshot for WorkSnapshot {
         let listing = crate::listing::Listing::scan(&self.root, dir, None)?;
         let mut out = Vec::new();
         for e in listing.entries {
-            if let Some(entry) = disk_entry(&self.root.join(dir).join(&e.path))? {
+            if let Some(entry) =
+                disk_entry(&self.root.join(dir).join(strata_engine::fs_path(&e.path)))?
+            {
                 out.push((e.path, entry));
             }
         }
