@@ -172,8 +172,9 @@ pub fn resolve(dirs: &[&str], layers: &[&Listing]) -> Result<Vec<(usize, usize)>
                 .find(|(p, _)| p.starts_with(&prefix))
                 .expect("a folder has a file inside");
             return Err(Error::FileFolderConflict {
-                file: Path::new(dirs[l]).join(path),
-                folder: Path::new(dirs[fl]).join(inner),
+                // Shown, not used: bytes that are not UTF-8 as `\xE9`.
+                file: Path::new(dirs[l]).join(strata_engine::display(path).as_ref()),
+                folder: Path::new(dirs[fl]).join(strata_engine::display(inner).as_ref()),
             });
         }
     }

@@ -154,12 +154,15 @@ fn desired(
         .find(|p| files.keys().any(|q| q.starts_with(&format!("{p}/"))))
     {
         return Err(Error::FileFolderConflict {
-            file: PathBuf::from(file),
+            file: PathBuf::from(strata_engine::display(file).as_ref()),
             folder: PathBuf::from(
-                files
-                    .keys()
-                    .find(|q| q.starts_with(&format!("{file}/")))
-                    .unwrap(),
+                strata_engine::display(
+                    files
+                        .keys()
+                        .find(|q| q.starts_with(&format!("{file}/")))
+                        .unwrap(),
+                )
+                .as_ref(),
             ),
         });
     }

@@ -292,20 +292,25 @@ struct Winner {
 }
 
 /// Which layer wins at each path of `app` for `store`, read from disk.
-fn winners(ws: &Workspace, store: &str, app: &str) -> Result<BTreeMap<String, Winner>> {
+fn winners(
+    ws: &Workspace,
+    store: &str,
+    app: &str,
+    listings: &mut Listings,
+) -> Result<BTreeMap<String, Winner>> {
     let mut out = BTreeMap::new();
     for layer in ws.layers(store, app) {
         if !ws.root().join(&layer.dir).is_dir() {
             continue;
         }
-        let listing = Listing::scan(ws.root(), &layer.dir, None)?;
+        let listing = listings.get(ws.root(), &layer.dir)?;
         let owner = match &layer.owner {
             crate::workspace::Owner::Base => "base".to_string(),
             crate::workspace::Owner::Store(id) => id.clone(),
         };
-        for e in listing.entries {
+        for e in &listing.entries {
             out.insert(
-                e.path,
+                e.path.clone(),
                 Winner {
                     digest: e.digest,
                     kind: e.kind,
@@ -398,14 +403,44 @@ fn plural(n: usize, noun: &str) -> String {
 /// The compositions of the deployable stores below `ids`, by (store, app).
 type Snapshot = BTreeMap<(String, String), BTreeMap<String, Winner>>;
 
-fn snapshot(ws: &Workspace, ids: &[String]) -> Result<Snapshot> {
+/// Layer folders read once: a move changes which layers a store has, not
+/// what a layer holds, so a folder is read once before and after (a moved
+/// folder under its old name).
+#[derive(Default)]
+struct Listings {
+    read: BTreeMap<String, std::rc::Rc<Listing>>,
+    /// (old folder, new folder) of each moved store.
+    moved: Vec<(String, String)>,
+}
+
+impl Listings {
+    fn get(&mut self, root: &Path, dir: &str) -> Result<std::rc::Rc<Listing>> {
+        let key = self
+            .moved
+            .iter()
+            .find_map(|(from, to)| {
+                dir.strip_prefix(to.as_str())
+                    .filter(|rest| rest.is_empty() || rest.starts_with('/'))
+                    .map(|rest| format!("{from}{rest}"))
+            })
+            .unwrap_or_else(|| dir.to_string());
+        if let Some(l) = self.read.get(&key) {
+            return Ok(l.clone());
+        }
+        let listing = std::rc::Rc::new(Listing::scan(root, dir, None)?);
+        self.read.insert(key, listing.clone());
+        Ok(listing)
+    }
+}
+
+fn snapshot(ws: &Workspace, ids: &[String], listings: &mut Listings) -> Result<Snapshot> {
     let mut out = BTreeMap::new();
     for id in ids {
         for store in ws.deployable_descendants(id) {
             for app in &ws.base_apps {
                 out.insert(
                     (store.id.clone(), app.clone()),
-                    winners(ws, &store.id, app)?,
+                    winners(ws, &store.id, app, listings)?,
                 );
             }
         }
@@ -456,7 +491,8 @@ pub fn move_stores(ws: &Workspace, ids: &[String], parent: Option<&str>) -> Resu
         }
         plan.push((id.clone(), store.dir.clone(), to));
     }
-    let before = snapshot(ws, &ids)?;
+    let mut listings = Listings::default();
+    let before = snapshot(ws, &ids, &mut listings)?;
     let root = ws.root();
     let git = |args: &[&str]| {
         Command::new("git")
@@ -493,7 +529,11 @@ pub fn move_stores(ws: &Workspace, ids: &[String], parent: Option<&str>) -> Resu
         }
     }
     let after_ws = Workspace::load(root)?;
-    let after = snapshot(&after_ws, &ids)?;
+    listings.moved = plan
+        .iter()
+        .map(|(_, from, to)| (from.clone(), to.clone()))
+        .collect();
+    let after = snapshot(&after_ws, &ids, &mut listings)?;
     let mut changes = Vec::new();
     for (key, old) in &before {
         let empty = BTreeMap::new();
