@@ -172,6 +172,8 @@ fn the_local_layout_is_read_by_skopeo_and_umoci_and_its_server_runs() {
     }
 }
 
+/// Uncommitted work leaves the machine only with --allow-dirty; into the
+/// local layout it goes tagged `<sha>-dirty`, with a warning.
 #[test]
 fn uncommitted_changes_are_refused_unless_allowed() {
     let repo = committed_example();
@@ -179,21 +181,37 @@ fn uncommitted_changes_are_refused_unless_allowed() {
         "apps/storefront-middleware/src/config.json",
         "{\"currency\": \"GBP\"}\n",
     );
-    let (code, _, stderr) = deploy_json(&repo, &[], &[]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(
-        stderr.contains("uncommitted") && stderr.contains("--allow-dirty"),
-        "{stderr}"
-    );
+    let nobody = format!("127.0.0.1:{}", crate::util::free_port());
+    let console = format!("http://{nobody}/deploy");
+    for target in [
+        vec!["--registry", nobody.as_str(), "--insecure-registry"],
+        vec!["--console-url", console.as_str()],
+    ] {
+        let (code, _, stderr) = deploy_json(&repo, &target, &[]);
+        assert_eq!(code, 2, "{target:?}: {stderr}");
+        assert!(
+            stderr.contains("uncommitted") && stderr.contains("--allow-dirty"),
+            "{stderr}"
+        );
+    }
     assert!(
         !repo.path().join(".strata/oci/index.json").exists()
             || !std::fs::read_to_string(repo.path().join(".strata/oci/index.json"))
                 .unwrap()
                 .contains("fashion")
     );
+    let (code, report, stderr) = deploy_json(&repo, &["-s", "sports"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], format!("{}-dirty", head(&repo)));
+    assert!(
+        stderr
+            .contains("warning: uncommitted changes (apps/storefront-middleware/src/config.json)"),
+        "{stderr}"
+    );
     let (code, report, stderr) = deploy_json(&repo, &["--allow-dirty", "-s", "sports"], &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["tag"], format!("{}-dirty", head(&repo)));
+    assert!(!stderr.contains("warning: uncommitted"), "{stderr}");
 }
 
 #[test]

@@ -493,9 +493,20 @@ pub fn deploy(
     observe: &(dyn Fn(&Event) + Sync),
 ) -> Result<DeployReport> {
     let rev = revision(ws.root())?;
+    // Nothing leaves the machine with no registry and no console: a local
+    // deploy of work in progress is tagged for what it is, not refused.
+    let local = options.registry.is_none() && options.console_url.is_none();
+    let mut dirty_note = None;
     let tag = if rev.dirty.is_empty() {
         rev.sha.clone()
-    } else if options.allow_dirty {
+    } else if options.allow_dirty || local {
+        if !options.allow_dirty {
+            dirty_note = Some(format!(
+                "uncommitted changes ({}): images in the local layout are tagged {}-dirty (a deploy to a registry or a console refuses them without --allow-dirty)",
+                rev.dirty.join(", "),
+                &rev.sha[..12]
+            ));
+        }
         format!("{}-dirty", rev.sha)
     } else {
         return Err(Error::GitRef {
@@ -667,6 +678,8 @@ pub fn deploy(
         Some((host, prefix, _)) => format!("{host}/{prefix}"),
         None => format!("oci:{}", cx.layout.dir().display()),
     };
+    let mut build = build;
+    build.warnings.extend(dirty_note);
     Ok(DeployReport {
         revision: rev.sha,
         tag,
