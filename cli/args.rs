@@ -52,10 +52,16 @@ pub struct Cli {
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
     /// Work on the stores of the monorepo.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  strata store build\n  strata store deploy -s fashion-us\n  strata store changed --since origin/main --condensed"
+    )]
     Store(StoreCommand),
     /// Check or trim strata's cache (the state folder).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  strata cache verify\n  strata cache gc --max-size 5GiB"
+    )]
     Cache(CacheCommand),
     /// Print a shell completion script.
     #[command(

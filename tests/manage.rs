@@ -440,6 +440,18 @@ fn completions_help_version_and_quiet() {
     assert_eq!(status, Some(2), "{stderr}");
 
     // An example in every command's help.
+    for group in [
+        vec!["--help"],
+        vec!["store", "--help"],
+        vec!["cache", "--help"],
+    ] {
+        let out = repo.ok(&group);
+        assert!(out.contains("Example"), "{group:?}:\n{out}");
+    }
+    for command in ["verify", "gc"] {
+        let out = repo.ok(&["cache", command, "--help"]);
+        assert!(out.contains("Example"), "cache {command} --help:\n{out}");
+    }
     for command in [
         "compose", "build", "graph", "explain", "changed", "deploy", "dev", "add", "move", "start",
         "lint",
