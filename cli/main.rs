@@ -144,10 +144,14 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         cause
             .downcast_ref::<strata_rules::Error>()
             .is_some_and(strata_rules::Error::is_bad_input)
-            || matches!(
-                cause.downcast_ref::<strata_engine::Error>(),
-                Some(strata_engine::Error::Busy { .. })
-            )
+            || cause
+                .downcast_ref::<strata_engine::Error>()
+                .is_some_and(|e| {
+                    matches!(e, strata_engine::Error::Busy { .. }) || e.is_permission_denied()
+                })
+            || cause
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied)
     });
     if bad_input { 2 } else { 1 }
 }

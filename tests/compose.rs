@@ -613,3 +613,68 @@ fn a_name_that_is_not_utf8_reaches_the_image() {
     let unpacked = bundle.path().join("b/rootfs/var/www/public").join(name);
     assert_eq!(std::fs::read_to_string(&unpacked).unwrap(), "menu\n");
 }
+
+/// A file or folder strata may not read is exit code 2, naming it, and
+/// `.out` is left as it was. As root everything is readable, so then the
+/// runs drop to the user nobody (setpriv, from util-linux).
+#[test]
+fn an_unreadable_file_or_folder_is_a_clear_error_that_loses_nothing() {
+    use std::process::Command;
+    let repo = Repo::standard();
+    // SAFETY: geteuid has no preconditions.
+    let root_user = unsafe { libc::geteuid() } == 0;
+    if root_user {
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(repo.path())
+            .status()
+            .expect("chown (Debian package coreutils)");
+        assert!(status.success());
+    }
+    let run = |args: &[&str]| {
+        let mut command = if root_user {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+                .arg(env!("CARGO_BIN_EXE_strata"));
+            c
+        } else {
+            Command::new(env!("CARGO_BIN_EXE_strata"))
+        };
+        command
+            .arg("--root")
+            .arg(repo.path())
+            .args(args)
+            .output()
+            .expect("setpriv (Debian package util-linux)")
+    };
+    let out = run(&["store", "compose"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let before = repo.out_tree();
+
+    let file = repo.path().join("apps/web/src/file1.ts");
+    repo.write("apps/web/src/file1.ts", "changed\n");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = run(&["store", "compose"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("apps/web/src/file1.ts") && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert_eq!(repo.out_tree(), before, ".out changed");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let dir = repo.path().join("apps/web/src/deep");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = run(&["store", "compose"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("apps/web/src/deep"), "{stderr}");
+    assert!(stderr.contains("Permission denied"), "{stderr}");
+    assert_eq!(repo.out_tree(), before, ".out changed");
+}

@@ -89,6 +89,12 @@ pub enum Error {
 }
 
 impl Error {
+    /// Whether a file or folder could not be read or written for lack of
+    /// permission: the user's to fix (exit code 2), not a failure.
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied)
+    }
+
     /// An I/O error with its path.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io {

@@ -69,6 +69,19 @@ pub fn scan(dir: &Path, cache: Option<&StatCache>, key_prefix: &str) -> Result<V
             {
                 continue;
             }
+            // A folder strata may not read: the user's to fix.
+            Err(e)
+                if e.io_error()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied) =>
+            {
+                return Err(Error::Io {
+                    path: dir.to_path_buf(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::PermissionDenied,
+                        e.to_string(),
+                    ),
+                });
+            }
             Err(e) => {
                 return Err(Error::Walk {
                     path: dir.to_path_buf(),

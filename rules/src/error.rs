@@ -211,8 +211,11 @@ impl Error {
     /// rather than a failure while working (exit code 1).
     pub fn is_bad_input(&self) -> bool {
         match self {
-            Error::Engine(e) => matches!(e, strata_engine::Error::Busy { .. }),
-            Error::Io { .. } | Error::Git { .. } | Error::ConsoleRefused { .. } => false,
+            Error::Engine(e) => {
+                matches!(e, strata_engine::Error::Busy { .. }) || e.is_permission_denied()
+            }
+            Error::Io { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
+            Error::Git { .. } | Error::ConsoleRefused { .. } => false,
             _ => true,
         }
     }
