@@ -234,16 +234,17 @@ fn a_next_app_without_standalone_output_names_next_config() {
     );
 }
 
-#[test]
-fn sigint_stops_every_build_process_and_records_nothing() {
+/// A build of `solo` whose middleware script hangs (with a child of its
+/// own), once both processes run: the repo, strata, and their pids.
+fn slow_build() -> (Repo, std::process::Child, Vec<i32>) {
     let repo = Repo::buildable();
     repo.write("apps/stores/solo/storefront-middleware/src/slow", "");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
         .arg("--root")
         .arg(repo.path())
         .args(["store", "build", "-s", "solo"])
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let pids_file = repo.path().join("slow.pids");
@@ -258,6 +259,12 @@ fn sigint_stops_every_build_process_and_records_nothing() {
         .split_whitespace()
         .map(|p| p.parse().unwrap())
         .collect();
+    (repo, child, pids)
+}
+
+#[test]
+fn sigint_stops_every_build_process_and_records_nothing() {
+    let (repo, mut child, pids) = slow_build();
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let exit = child.wait().unwrap();
@@ -317,28 +324,7 @@ fn group_of(pid: i32) -> i32 {
 }
 
 fn sigkilled_run_left_going(kill_leader: bool) {
-    let repo = Repo::buildable();
-    repo.write("apps/stores/solo/storefront-middleware/src/slow", "");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
-        .arg(repo.path())
-        .args(["store", "build", "-s", "solo"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let pids_file = repo.path().join("slow.pids");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !pids_file.exists() {
-        assert!(Instant::now() < deadline, "the slow build never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    std::thread::sleep(Duration::from_millis(200));
-    let pids: Vec<i32> = std::fs::read_to_string(&pids_file)
-        .unwrap()
-        .split_whitespace()
-        .map(|p| p.parse().unwrap())
-        .collect();
+    let (repo, mut child, pids) = slow_build();
     // SIGKILL: no handler runs, and the build goes on without strata.
     child.kill().unwrap();
     child.wait().unwrap();

@@ -54,6 +54,29 @@ pub fn port_key(app: &str) -> &str {
     }
 }
 
+/// The port `localPorts` gives `app` of `store`, claimed in `ports`: two
+/// servers on one port are an error.
+fn claim_port(
+    ws: &Workspace,
+    ports: &mut BTreeMap<u16, String>,
+    settings: &crate::config::StoreSettings,
+    store: &str,
+    app: &str,
+) -> Result<Option<u16>> {
+    let port = settings.local_ports.get(port_key(app)).copied();
+    if let Some(p) = port
+        && let Some(other) = ports.insert(p, format!("{store}/{app}"))
+    {
+        return Err(Error::UnknownStore {
+            message: format!(
+                "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
+                ws.config.path.display()
+            ),
+        });
+    }
+    Ok(port)
+}
+
 /// The servers of `stores` for `apps` (those with a `dev` script). Two
 /// servers on one port are an error, before anything starts.
 pub fn server_specs(ws: &Workspace, stores: &[String], apps: &[String]) -> Result<Vec<ServerSpec>> {
@@ -65,17 +88,7 @@ pub fn server_specs(ws: &Workspace, stores: &[String], apps: &[String]) -> Resul
             if build_script_named(ws.root(), app, "dev")?.is_none() {
                 continue;
             }
-            let port = settings.local_ports.get(port_key(app)).copied();
-            if let Some(p) = port
-                && let Some(other) = ports.insert(p, format!("{store}/{app}"))
-            {
-                return Err(Error::UnknownStore {
-                    message: format!(
-                        "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
-                        ws.config.path.display()
-                    ),
-                });
-            }
+            let port = claim_port(ws, &mut ports, &settings, store, app)?;
             specs.push(ServerSpec {
                 store: store.clone(),
                 app: app.clone(),
@@ -110,17 +123,7 @@ pub fn start_specs(ws: &Workspace, stores: &[String]) -> Result<Vec<ServerSpec>>
                     ),
                 });
             }
-            let port = settings.local_ports.get(port_key(&app)).copied();
-            if let Some(p) = port
-                && let Some(other) = ports.insert(p, format!("{store}/{app}"))
-            {
-                return Err(Error::UnknownStore {
-                    message: format!(
-                        "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
-                        ws.config.path.display()
-                    ),
-                });
-            }
+            let port = claim_port(ws, &mut ports, &settings, store, &app)?;
             specs.push(ServerSpec {
                 store: store.clone(),
                 app,
