@@ -593,24 +593,14 @@ fn a_name_that_is_not_utf8_reaches_the_image() {
         .join(".out/sports/storefront-unified-nextjs/.deploy/public")
         .join(name);
     assert_eq!(std::fs::read_to_string(&deployed).unwrap(), "menu\n");
-    crate::registry::require("umoci", "umoci");
     let sha = crate::util::git(repo.path(), &["rev-parse", "HEAD"]);
-    let bundle = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!(
-            "{}:sports-storefront-unified-nextjs:{sha}",
-            repo.path().join(".strata/oci").display()
-        ))
-        .arg(bundle.path().join("b"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = crate::registry::unpack_layout(
+        &repo.path().join(".strata/oci"),
+        &format!("sports-storefront-unified-nextjs:{sha}"),
+        dir.path(),
     );
-    let unpacked = bundle.path().join("b/rootfs/var/www/public").join(name);
+    let unpacked = bundle.join("rootfs/var/www/public").join(name);
     assert_eq!(std::fs::read_to_string(&unpacked).unwrap(), "menu\n");
 }
 

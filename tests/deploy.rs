@@ -140,19 +140,9 @@ fn the_local_layout_is_read_by_skopeo_and_umoci_and_its_server_runs() {
             assert_eq!(info["Labels"]["dev.strata.store"], store);
             let digest = image_of(&report, store, app)["digest"].as_str().unwrap();
             assert_eq!(info["Digest"], digest);
-            let bundle = tempfile::tempdir().unwrap();
-            let out = Command::new("umoci")
-                .args(["unpack", "--image"])
-                .arg(format!("{}:{reference}", layout.display()))
-                .arg(bundle.path().join("b"))
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let www = bundle.path().join("b/rootfs/var/www");
+            let dir = tempfile::tempdir().unwrap();
+            let www = crate::registry::unpack_layout(&layout, &reference, dir.path())
+                .join("rootfs/var/www");
             let deploy = repo.path().join(format!(".out/{store}/{app}/.deploy"));
             assert_trees_equal(&tree(&www), &tree(&deploy));
             if app == FE {

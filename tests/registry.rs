@@ -216,6 +216,25 @@ pub fn inspect(image: &str) -> serde_json::Value {
 }
 
 /// Unpacks `image` (from a registry) with umoci; returns the bundle folder.
+/// Unpacks `reference` of the OCI layout at `layout` with umoci into
+/// `into`; the bundle's folder (its files are under `rootfs/`).
+pub fn unpack_layout(layout: &Path, reference: &str, into: &Path) -> std::path::PathBuf {
+    require("umoci", "umoci");
+    let bundle = into.join("b");
+    let out = Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:{reference}", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "umoci unpack failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    bundle
+}
+
 pub fn unpack(image: &str, into: &Path) -> std::path::PathBuf {
     unpack_with(image, into, None)
 }
