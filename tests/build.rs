@@ -272,9 +272,7 @@ fn sigint_stops_every_build_process_and_records_nothing() {
     let gone = |pid: i32| {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            // A zombie has no cmdline; a live process does.
-            let alive = std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty());
-            if !alive {
+            if !alive(pid) {
                 return true;
             }
             if Instant::now() > deadline {
@@ -299,7 +297,8 @@ fn sigint_stops_every_build_process_and_records_nothing() {
     assert!(repo.builds().len() > before);
 }
 
-/// Whether `pid` is a live process (a zombie has no cmdline).
+/// Whether `pid` is a live process (a zombie has no cmdline; a live
+/// process does).
 fn alive(pid: i32) -> bool {
     std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| !c.is_empty())
 }

@@ -215,7 +215,6 @@ pub fn inspect(image: &str) -> serde_json::Value {
     .unwrap()
 }
 
-/// Unpacks `image` (from a registry) with umoci; returns the bundle folder.
 /// Unpacks `reference` of the OCI layout at `layout` with umoci into
 /// `into`; the bundle's folder (its files are under `rootfs/`).
 pub fn unpack_layout(layout: &Path, reference: &str, into: &Path) -> std::path::PathBuf {
@@ -235,6 +234,7 @@ pub fn unpack_layout(layout: &Path, reference: &str, into: &Path) -> std::path::
     bundle
 }
 
+/// Unpacks `image` (from a registry) with umoci; returns the bundle folder.
 pub fn unpack(image: &str, into: &Path) -> std::path::PathBuf {
     unpack_with(image, into, None)
 }
@@ -252,17 +252,5 @@ pub fn unpack_with(image: &str, into: &Path, creds: Option<&str>) -> std::path::
     );
     args.extend([from.as_str(), to.as_str()]);
     skopeo(&args);
-    let bundle = into.join("bundle");
-    let out = Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(format!("{}:img", layout.display()))
-        .arg(&bundle)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "umoci unpack failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    bundle
+    unpack_layout(&layout, "img", into)
 }

@@ -24,16 +24,9 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 /// Where the running groups are listed, once [`track`] was called.
 static LEDGER: OnceLock<PathBuf> = OnceLock::new();
 
-/// A group leader: its pid and its start time (in clock ticks after boot,
-/// from `/proc`), which tells it from a later process given the same pid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Leader {
-    pid: i32,
-    start: u64,
-}
-
 /// What `/proc/<pid>/stat` says of a process: whether it still runs (is
-/// not a zombie), its process group, and its start time.
+/// not a zombie), its process group, and its start time (in clock ticks
+/// after boot), which tells it from a later process given the same pid.
 struct Stat {
     running: bool,
     group: i32,
@@ -51,17 +44,6 @@ fn stat(pid: &str) -> Option<Stat> {
         // Field 22 of stat; `fields` starts at field 3.
         start: fields.get(19)?.parse().ok()?,
     })
-}
-
-impl Leader {
-    /// The process `pid` as `/proc` shows it, if it runs.
-    fn of(pid: i32) -> Option<Leader> {
-        let s = stat(&pid.to_string()).filter(|s| s.running)?;
-        Some(Leader {
-            pid,
-            start: s.start,
-        })
-    }
 }
 
 /// Whether a process of group `pgid` still runs (zombies do not count: a
@@ -124,8 +106,8 @@ fn write_ledger(groups: &Option<HashSet<i32>>) -> io::Result<()> {
     };
     let mut text = String::new();
     for &pid in groups.iter().flatten() {
-        if let Some(leader) = Leader::of(pid) {
-            text.push_str(&format!("{} {}\n", leader.pid, leader.start));
+        if let Some(leader) = stat(&pid.to_string()).filter(|s| s.running) {
+            text.push_str(&format!("{pid} {}\n", leader.start));
         }
     }
     crate::atomic::write_atomic(path, text.as_bytes(), false)

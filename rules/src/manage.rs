@@ -403,9 +403,9 @@ fn plural(n: usize, noun: &str) -> String {
 /// The compositions of the deployable stores below `ids`, by (store, app).
 type Snapshot = BTreeMap<(String, String), BTreeMap<String, Winner>>;
 
-/// Layer folders read once: a move changes which layers a store has, not
-/// what a layer holds, so a folder is read once before and after (a moved
-/// folder under its old name).
+/// Layer folders read once (a missing one is empty). A move changes which
+/// layers a store has, not what a layer holds, so `store move` reads a
+/// folder once before and after (a moved folder under its old name).
 #[derive(Default)]
 struct Listings {
     read: BTreeMap<String, std::rc::Rc<Listing>>,
@@ -427,7 +427,11 @@ impl Listings {
         if let Some(l) = self.read.get(&key) {
             return Ok(l.clone());
         }
-        let listing = std::rc::Rc::new(Listing::scan(root, dir, None)?);
+        let listing = std::rc::Rc::new(if root.join(dir).is_dir() {
+            Listing::scan(root, dir, None)?
+        } else {
+            Listing::default()
+        });
         self.read.insert(key, listing.clone());
         Ok(listing)
     }
@@ -652,7 +656,7 @@ struct History {
     /// descends from every one after it.
     linear: bool,
     /// Answers of `graph_descendant_of` already asked.
-    asked: std::sync::Mutex<std::collections::HashMap<(git2::Oid, git2::Oid), bool>>,
+    asked: std::cell::RefCell<std::collections::HashMap<(git2::Oid, git2::Oid), bool>>,
 }
 
 impl History {
@@ -792,8 +796,7 @@ impl History {
         }
         *self
             .asked
-            .lock()
-            .unwrap()
+            .borrow_mut()
             .entry((earlier, later))
             .or_insert_with(|| {
                 self.repo
@@ -817,30 +820,18 @@ pub fn lint(ws: &Workspace) -> Result<LintReport> {
         ),
         Some(_) => {}
     }
-    let mut listings: BTreeMap<String, Listing> = BTreeMap::new();
-    let mut listing = |dir: &str| -> Result<Listing> {
-        if let Some(l) = listings.get(dir) {
-            return Ok(l.clone());
-        }
-        let l = if root.join(dir).is_dir() {
-            Listing::scan(root, dir, None)?
-        } else {
-            Listing::default()
-        };
-        listings.insert(dir.to_string(), l.clone());
-        Ok(l)
-    };
+    let mut listings = Listings::default();
     for store in ws.stores() {
         for app in &ws.base_apps {
             let layers = ws.layers(&store.id, app);
             let (own, above) = layers.split_last().expect("a base layer at least");
-            let own_listing = listing(&own.dir)?;
+            let own_listing = listings.get(root, &own.dir)?;
             if own_listing.entries.is_empty() {
                 continue;
             }
-            let above_listings: Vec<Listing> = above
+            let above_listings: Vec<std::rc::Rc<Listing>> = above
                 .iter()
-                .map(|l| listing(&l.dir))
+                .map(|l| listings.get(root, &l.dir))
                 .collect::<Result<_>>()?;
             for entry in &own_listing.entries {
                 let path = format!("{}/{}", own.dir, entry.path);
