@@ -20,7 +20,11 @@ pub fn run(state_dir: &Path, command: &CacheCommand) -> anyhow::Result<ExitCode>
     let used = engine.db().tree(cache::BUILD_USED)?;
     match command {
         CacheCommand::Verify { json } => {
-            let report = cache::verify(state_dir, &builds, &used)?;
+            let legacy = cache::LEGACY_BUILDS
+                .iter()
+                .map(|name| engine.db().tree(name))
+                .collect::<Result<Vec<_>, _>>()?;
+            let report = cache::verify(state_dir, &builds, &used, &legacy)?;
             engine.db().flush()?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&report)?);

@@ -51,16 +51,24 @@ mkdirSync(".next/standalone/.next/server", { recursive: true });
 mkdirSync(".next/static", { recursive: true });
 writeFileSync(".next/standalone/.next/server/page.html", readFileSync("components/banner.html"));
 writeFileSync(".next/static/app.css", "body {}\n");
-writeFileSync(".next/standalone/server.js", `
+// The runtime server.js loads, traced into the standalone output as
+// Next.js does: an image without it does not start.
+for (const name of ["next", "react"]) {
+  mkdirSync(`.next/standalone/node_modules/${name}`, { recursive: true });
+  writeFileSync(`.next/standalone/node_modules/${name}/package.json`, JSON.stringify({ name, main: "index.js" }));
+}
+writeFileSync(".next/standalone/node_modules/react/index.js", "module.exports = {};\n");
+writeFileSync(".next/standalone/node_modules/next/index.js", `
 const http = require("node:http");
 const fs = require("node:fs");
 const path = require("node:path");
-http.createServer((req, res) => {
-  if (req.url === "/") return res.end(fs.readFileSync(path.join(__dirname, ".next/server/page.html")));
-  const file = path.join(__dirname, "public", path.normalize(req.url));
+exports.serve = (dir) => http.createServer((req, res) => {
+  if (req.url === "/") return res.end(fs.readFileSync(path.join(dir, ".next/server/page.html")));
+  const file = path.join(dir, "public", path.normalize(req.url));
   res.end(fs.existsSync(file) ? fs.readFileSync(file) : "missing");
 }).listen(Number(process.env.PORT));
 `);
+writeFileSync(".next/standalone/server.js", `require("next").serve(__dirname);\n`);
 "#;
 
 impl Repo {

@@ -16,6 +16,7 @@ mod large;
 mod lock;
 mod manage;
 mod nextjs;
+mod outputs;
 mod proxy;
 mod registry;
 mod remote;

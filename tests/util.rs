@@ -159,11 +159,19 @@ pub fn recomputed(report: &serde_json::Value) -> Vec<String> {
 /// app's top parsed as JSON), skipping build outputs the tests make.
 pub fn tree(dir: &Path) -> BTreeMap<String, FileState> {
     let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
+    walk(dir, dir, &mut out, true);
     out
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, FileState>) {
+/// Every file and symlink under `dir` (bytes, execute bit, link target),
+/// nothing skipped: how a restored `.deploy` is compared with a fresh one.
+pub fn full_tree(dir: &Path) -> BTreeMap<String, FileState> {
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out, false);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, FileState>, skip_outputs: bool) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -185,10 +193,10 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, FileState>) {
             continue;
         };
         if meta.is_dir() {
-            if matches!(name.as_str(), ".next" | "lib" | "node_modules") {
+            if skip_outputs && matches!(name.as_str(), ".next" | "lib" | "node_modules") {
                 continue;
             }
-            walk(root, &path, out);
+            walk(root, &path, out, skip_outputs);
         } else if meta.file_type().is_symlink() {
             if let Ok(target) = std::fs::read_link(&path) {
                 out.insert(rel, FileState::Link(target));
@@ -364,25 +372,56 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A `node server.js` started in `dir` on a free port, stopped on drop.
+/// A `node server.js` started as production runs it, on a free port,
+/// stopped on drop.
 pub struct Server {
     child: std::process::Child,
     /// Its port.
     pub port: u16,
+    /// The copy it runs in.
+    _copy: tempfile::TempDir,
 }
 
 impl Server {
-    /// Starts `node server.js` in `dir` with `PORT` set.
+    /// Starts `node server.js` with `PORT` set in a copy of `dir` (a
+    /// `.deploy` folder, or an image's unpacked `/var/www`) placed where no
+    /// folder above it has a `node_modules/` and with no `NODE_PATH`, as in
+    /// the image, where nothing is above `/var/www`. Never in place: inside
+    /// `.out`, Node would find the monorepo's own `node_modules/` and hide
+    /// what the image lacks.
     pub fn start(dir: &Path) -> Server {
+        let copy = tempfile::tempdir().unwrap();
+        let www = copy.path().join("www");
+        copy_tree(dir, &www);
+        for above in www.ancestors().skip(1) {
+            assert!(
+                !above.join("node_modules").exists(),
+                "{} has a node_modules/ above it: the server would not run as in production",
+                www.display()
+            );
+        }
         let port = free_port();
         let child = Command::new("node")
             .arg("server.js")
-            .current_dir(dir)
+            .current_dir(&www)
             .env("PORT", port.to_string())
+            .env_remove("NODE_PATH")
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("node is installed (Debian package: nodejs)");
-        Server { child, port }
+        Server {
+            child,
+            port,
+            _copy: copy,
+        }
+    }
+
+    /// Unpacks `reference` of the OCI layout at `layout` (umoci) and starts
+    /// its `/var/www` as [`Server::start`] does.
+    pub fn from_image(layout: &Path, reference: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = crate::registry::unpack_layout(layout, reference, dir.path());
+        Server::start(&bundle.join("rootfs/var/www"))
     }
 
     /// GET `path`; the body, once the server answers (waits up to 10 s).

@@ -22,16 +22,21 @@ use crate::config::StrataSettings;
 use crate::error::{Error, Result};
 use crate::toolchain::{PackageManager, dotenv_digests, which};
 
-/// Files and folders a build's outputs never include: installed
-/// dependencies, tool files, the Next.js build cache (a cache, not an
-/// output), and `.env*` files (inputs that may hold secrets).
+/// Files and folders a build's outputs never include: the app's installed
+/// dependencies (its top-level `node_modules/`, as an install left it), tool
+/// files, the Next.js build cache (a cache, not an output), and `.env*`
+/// files (inputs that may hold secrets). A `node_modules/` *inside* an
+/// output folder is an output: Next.js writes the traced production
+/// dependencies of a standalone build to `.next/standalone/node_modules/`,
+/// Nuxt to `.output/server/node_modules/`, and an image without them does
+/// not start.
 pub(crate) fn never_output(rel: &str) -> bool {
     let first = rel.split('/').next().unwrap_or(rel);
     matches!(first, "node_modules" | ".deploy" | ".git" | ".strata-build.log")
         || rel == ".next/cache"
         || rel.starts_with(".next/cache/")
         // Anywhere: Next.js copies `.env*` files into its standalone output.
-        || rel.split('/').any(|part| part == "node_modules" || part.starts_with(".env"))
+        || rel.split('/').any(|part| part.starts_with(".env"))
 }
 
 /// Whether a path from a remote cache entry is safe to write under an app
@@ -175,7 +180,9 @@ impl BuildContext {
     /// The part of every build key that the run shares: tools and
     /// environment. Environment values are hashed, never stored.
     pub fn salt(&self) -> ContentHash {
-        let mut h = KeyHasher::new("build-env/v1");
+        // v2: outputs keep the `node_modules/` folders inside output folders;
+        // entries of v1 lack them and must never be restored.
+        let mut h = KeyHasher::new("build-env/v2");
         h.str(self.pm.program())
             .str(&self.node_version)
             .hash(&self.lock)
@@ -272,7 +279,7 @@ pub fn build_key(
     shared: ContentHash,
     upstream: Option<ContentHash>,
 ) -> Result<ContentHash> {
-    let mut h = KeyHasher::new("build/v1");
+    let mut h = KeyHasher::new("build/v2");
     h.str(&spec.app)
         .str(&spec.script)
         .hash(&shared)
@@ -394,6 +401,9 @@ struct RemoteOutput {
     link_target: Option<PathBuf>,
 }
 
+/// The version of [`RemoteResult`]: entries of another version are misses.
+const REMOTE_RESULT_VERSION: u32 = 2;
+
 #[derive(Serialize, Deserialize)]
 struct RemoteResult {
     strata: u32,
@@ -412,6 +422,9 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
     let Ok(result) = serde_json::from_slice::<RemoteResult>(&bytes) else {
         return Ok(None);
     };
+    if result.strata != REMOTE_RESULT_VERSION {
+        return Ok(None);
+    }
     // An entry names paths to write: only plain relative paths inside the
     // app, never under a symlink it also makes, and links that stay inside.
     let links: Vec<&str> = result
@@ -509,7 +522,7 @@ fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) 
         }
     }
     let result = RemoteResult {
-        strata: 1,
+        strata: REMOTE_RESULT_VERSION,
         outputs: listed,
     };
     remote.put_ac(
@@ -769,7 +782,12 @@ mod tests {
             ("lib/index.js", false),
             (".next/cache/webpack/x", true),
             ("node_modules/x/index.js", true),
-            ("lib/node_modules/y.js", true),
+            ("node_modules/.cache/x", true),
+            // Inside output folders, node_modules are what the build made.
+            ("lib/node_modules/y.js", false),
+            (".next/standalone/node_modules/next/package.json", false),
+            (".output/server/node_modules/h3/index.mjs", false),
+            (".next/standalone/.env", true),
             (".env.local", true),
             (".env", true),
             (".strata-build.log", true),

@@ -20,8 +20,13 @@ use strata_engine::{Cas, ContentHash, EntryKind, TempName, Tree};
 use crate::build::OutputFile;
 use crate::error::{Error, Result};
 
-/// The `builds` tree: build key → manifest of outputs.
-pub const BUILDS: &str = "builds";
+/// The `builds-v2` tree: build key → manifest of outputs.
+pub const BUILDS: &str = "builds-v2";
+/// Trees of build entries made by earlier versions of strata, whose outputs
+/// lack the `node_modules/` folders builds write inside output folders
+/// (`builds`, before v2). They are never restored; `cache verify` reports
+/// and removes them.
+pub const LEGACY_BUILDS: &[&str] = &["builds"];
 /// The `build-used` tree: build key → when it was last restored or made
 /// (milliseconds since the epoch, big-endian).
 pub const BUILD_USED: &str = "build-used";
@@ -52,6 +57,10 @@ pub struct VerifyReport {
     /// Entries that named a missing blob or could not be read (removed: the
     /// next build runs again).
     pub incomplete: Vec<String>,
+    /// Build entries made by an earlier strata, whose outputs lack the
+    /// `node_modules/` folders builds write inside output folders (removed:
+    /// they were never restored, and those builds run again).
+    pub outdated: usize,
     /// OCI layout blobs read and checked.
     pub layout_blobs: usize,
     /// Their bytes.
@@ -64,7 +73,10 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Whether anything was wrong.
     pub fn found_problems(&self) -> bool {
-        !self.corrupt.is_empty() || !self.incomplete.is_empty() || !self.broken_images.is_empty()
+        !self.corrupt.is_empty()
+            || !self.incomplete.is_empty()
+            || !self.broken_images.is_empty()
+            || self.outdated > 0
     }
 }
 
@@ -90,6 +102,18 @@ impl std::fmt::Display for VerifyReport {
             writeln!(
                 f,
                 "incomplete build entry, dropped (it will build again): {i}"
+            )?;
+        }
+        if self.outdated > 0 {
+            writeln!(
+                f,
+                "{} build {} made by an earlier strata, without the node_modules/ folders builds write inside their outputs (an image from them would not start): removed; rebuild those stores (the next build or deploy runs them again)",
+                self.outdated,
+                if self.outdated == 1 {
+                    "entry"
+                } else {
+                    "entries"
+                }
             )?;
         }
         for b in &self.broken_images {
@@ -151,9 +175,22 @@ fn blob_files(dir: &Path, nested: bool, temp_files: &mut usize) -> Result<Vec<(P
 }
 
 /// Checks every blob and entry of the state folder `state_dir` whose build
-/// entries are in `builds`; removes what is corrupt or incomplete.
-pub fn verify(state_dir: &Path, builds: &Tree, used: &Tree) -> Result<VerifyReport> {
+/// entries are in `builds`; removes what is corrupt or incomplete, and the
+/// entries of earlier versions in `legacy` (the trees of [`LEGACY_BUILDS`]).
+pub fn verify(
+    state_dir: &Path,
+    builds: &Tree,
+    used: &Tree,
+    legacy: &[Tree],
+) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
+    for tree in legacy {
+        for (key, _) in tree.entries()? {
+            tree.remove(&key)?;
+            used.remove(&key)?;
+            report.outdated += 1;
+        }
+    }
     let cas = Cas::new(state_dir.join("cas"));
     let files = blob_files(cas.dir(), true, &mut report.temp_files)?;
     let checked: Vec<(String, u64, bool)> = files

@@ -1,7 +1,10 @@
 //! `.deploy` preparation: the minimal folder an app's image is made from,
 //! selected by the rule of its framework.
 
-use std::collections::{HashMap, VecDeque};
+mod imports;
+mod links;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -127,7 +130,98 @@ impl DeployPlan<'_> {
             }
             AppKind::Node => self.node(&mut entries)?,
         }
+        let entries = self.settle_links(entries)?;
+        self.check_imports(&entries)?;
         Ok(Composition::assembled(entries))
+    }
+
+    /// Fails unless every package `server.js` loads statically (and, for a
+    /// `server.js` strata generated, the file it starts) resolves inside
+    /// `.deploy`, as it must from `/var/www` in the image; for Next.js,
+    /// `next` and `react` must resolve from its root too.
+    fn check_imports(&self, entries: &[Composed]) -> Result<()> {
+        let by_path: HashMap<&str, &Composed> =
+            entries.iter().map(|e| (e.path.as_str(), e)).collect();
+        let mut dirs = links::folders(entries);
+        // Links that settled land inside: a package may be one.
+        dirs.extend(
+            entries
+                .iter()
+                .filter(|e| e.kind == EntryKind::Symlink)
+                .map(|e| e.path.clone()),
+        );
+        let mut missing: Vec<(String, String)> = Vec::new();
+        if self.kind == AppKind::Next {
+            for package in ["next", "react"] {
+                if !imports::resolves(&dirs, "", package) {
+                    missing.push((package.to_string(), "server.js".to_string()));
+                }
+            }
+        }
+        let mut pending = vec!["server.js".to_string()];
+        let mut seen = HashSet::new();
+        while let Some(file) = pending.pop() {
+            if !seen.insert(file.clone()) {
+                continue;
+            }
+            let Some(entry) = by_path.get(file.as_str()) else {
+                if file == "server.js" {
+                    return Err(self.error(
+                        ".deploy has no server.js, which the image starts (ENTRYPOINT node server.js)",
+                    ));
+                }
+                continue;
+            };
+            let text = match &entry.source {
+                Source::Generated(bytes) => bytes.clone(),
+                Source::Path(src) if entry.kind != EntryKind::Symlink => {
+                    let full = self.root.join(strata_engine::fs_path(src));
+                    std::fs::read(&full).map_err(|e| Error::io(&full, e))?
+                }
+                _ => continue,
+            };
+            let from = file.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            for spec in imports::specifiers(&String::from_utf8_lossy(&text)) {
+                match imports::package_of(&spec) {
+                    Some(package) => {
+                        if !imports::resolves(&dirs, from, package)
+                            && !missing.iter().any(|(p, _)| p == package)
+                        {
+                            missing.push((package.to_string(), file.clone()));
+                        }
+                    }
+                    // The file a generated server.js starts is the entry.
+                    None if matches!(entry.source, Source::Generated(_)) => {
+                        if let Some(rel) = spec.strip_prefix("./") {
+                            pending.push(rel.to_string());
+                        }
+                    }
+                    None => {}
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<String> = missing
+            .iter()
+            .map(|(p, file)| format!("{p} (loaded by {file})"))
+            .collect();
+        let hint = match self.kind {
+            AppKind::Next => {
+                "Next.js writes them to .next/standalone/node_modules: is `output: 'standalone'` set, and did the build run in full?"
+            }
+            AppKind::Nuxt => "Nuxt writes them to .output/server/node_modules",
+            AppKind::Node => {
+                "list them under `dependencies` in the app's package.json, and install them"
+            }
+        };
+        Err(self.error(format!(
+            "{} cannot be found from {}/{DEPLOY}: no node_modules/ inside it holds {}. In the image nothing is above /var/www, so the app would not start; {hint}",
+            names.join(", "),
+            self.out,
+            if missing.len() == 1 { "it" } else { "them" },
+        )))
     }
 
     fn next(&self, entries: &mut Vec<Composed>) -> Result<()> {
