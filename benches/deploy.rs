@@ -171,7 +171,6 @@ fn main() {
         store: "bench".into(),
         app: "app".into(),
         composition: ContentHash::of(b"bench").to_hex(),
-        revision: "0".repeat(40),
         source: None,
         epoch: 1_700_000_000,
     };

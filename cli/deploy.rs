@@ -22,7 +22,7 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             password: p.clone(),
         }),
         (Some(_), None) | (None, Some(_)) => {
-            anyhow::bail!(strata_rules::Error::UnknownStore {
+            anyhow::bail!(strata_rules::Error::Usage {
                 message: "give both a user name and a password (--username/--password or CLI_CLOUD_USERNAME/CLI_CLOUD_PASSWORD)".into()
             })
         }

@@ -133,9 +133,11 @@ fn the_local_layout_is_read_by_skopeo_and_umoci_and_its_server_runs() {
                 &format!("oci:{}:{reference}", layout.display()),
             ]))
             .unwrap();
-            assert_eq!(
-                info["Labels"]["org.opencontainers.image.revision"],
-                sha.as_str()
+            assert!(
+                info["Labels"]
+                    .get("org.opencontainers.image.revision")
+                    .is_none(),
+                "the commit is in the tag, never in the image: {info}"
             );
             assert_eq!(info["Labels"]["dev.strata.store"], store);
             let digest = image_of(&report, store, app)["digest"].as_str().unwrap();
@@ -742,4 +744,89 @@ fn a_base_in_the_target_registry_is_mounted_not_uploaded() {
             && (s.path.contains(&base_layer) || s.path.contains(&digest))),
         "the base layer was never uploaded"
     );
+}
+
+/// Regression (issue 13): the image carried the commit (a label, and its
+/// time on every file), so every commit gave every store new digests,
+/// re-uploaded every layer and re-triggered every store. Now a commit that
+/// changes one store re-tags the others (no blob sent) and triggers that
+/// store alone.
+#[test]
+fn a_new_commit_retags_every_store_and_triggers_only_the_changed_one() {
+    let registry = RegistryServer::start();
+    let repo = committed_example();
+    let url = format!("http://{}", registry.host());
+    let console = Console::start(Vec::new());
+    let args = [
+        "--registry",
+        url.as_str(),
+        "--base-image",
+        "scratch",
+        "--console-url",
+        &console.url(),
+    ];
+    let (code, first, stderr) = deploy_json(&repo, &args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(console.seen.lock().unwrap().len(), 3);
+    let old_sha = head(&repo);
+
+    repo.write(
+        "apps/stores/fashion/stores/fashion-us/storefront-unified-nextjs/components/footer.html",
+        "Fashion US footer, new season\n",
+    );
+    let new_sha = repo.commit("a new footer for fashion-us");
+    let (code, second, stderr) = deploy_json(&repo, &args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let seen = console.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 4, "one store changed: one trigger");
+    let body: serde_json::Value = serde_json::from_slice(&seen[3].body).unwrap();
+    assert_eq!(body["store"], "fashion-us");
+    assert_eq!(body["commit"], new_sha.as_str());
+
+    for store in ["fashion-eu", "sports"] {
+        for app in [FE, MW] {
+            let digest = &image_of(&second, store, app)["digest"];
+            assert_eq!(
+                digest,
+                &image_of(&first, store, app)["digest"],
+                "{store}/{app}"
+            );
+            // Tagged with the new commit, pointing at the same image.
+            let info = inspect(&format!("{}/demo-{store}/{app}:{new_sha}", registry.host()));
+            assert_eq!(&info["Digest"], digest);
+        }
+        assert_eq!(stage(&second, store, "trigger"), "unchanged");
+        let entry = second["stores"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == store)
+            .unwrap();
+        assert_eq!(entry["bytes_uploaded"], 0, "{store}: no blob is sent again");
+        let message = entry["message"].as_str().unwrap();
+        assert!(message.contains(&old_sha[..12]), "{message}");
+    }
+    assert_eq!(stage(&second, "fashion-us", "trigger"), "run");
+    assert_ne!(
+        image_of(&second, "fashion-us", FE)["digest"],
+        image_of(&first, "fashion-us", FE)["digest"]
+    );
+    assert_eq!(
+        image_of(&second, "fashion-us", MW)["digest"],
+        image_of(&first, "fashion-us", MW)["digest"],
+        "the middleware did not change"
+    );
+
+    // Run again at the same commit: nothing is sent at all; --force
+    // triggers every store.
+    let (_, third, _) = deploy_json(&repo, &args, &[]);
+    assert_eq!(console.seen.lock().unwrap().len(), 4);
+    for store in third["stores"].as_array().unwrap() {
+        assert_eq!(store["stages"]["push"], "unchanged", "{store}");
+    }
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let (code, _, _) = deploy_json(&repo, &forced, &[]);
+    assert_eq!(code, 0);
+    assert_eq!(console.seen.lock().unwrap().len(), 7);
 }

@@ -25,9 +25,12 @@ writeFileSync(
 );
 writeFileSync(".output/server/node_modules/greeter/index.js", "export const greet = (s) => `hello from ${s}`;\n");
 // A link inside the output (as pnpm and npm workspaces make), a link out
-// of the app into the monorepo, and a link to nothing.
+// of the output to another thing the build made, and a link to nothing.
 symlinkSync("greeter", ".output/server/node_modules/greeter-alias");
-symlinkSync("../../../../../shared/theme", ".output/server/theme");
+rmSync("assets", { recursive: true, force: true });
+mkdirSync("assets/theme", { recursive: true });
+writeFileSync("assets/theme/colors.css", readFileSync("theme.css"));
+symlinkSync("../../assets/theme", ".output/server/theme");
 symlinkSync("nowhere", ".output/server/dangling");
 writeFileSync(".output/public/banner.txt", readFileSync("banner.txt"));
 writeFileSync(".output/server/index.mjs", `
@@ -50,19 +53,21 @@ fn nuxt_monorepo() -> Repo {
         "package-lock.json",
         "{\"name\": \"demo\", \"lockfileVersion\": 3, \"packages\": {}}\n",
     );
-    repo.write("shared/theme/colors.css", "body { color: teal; }\n");
     let app = format!("apps/{NUXT}");
     repo.write(
         &format!("{app}/package.json"),
         "{\n  \"name\": \"storefront-unified-nuxt\",\n  \"type\": \"module\",\n  \"scripts\": { \"build\": \"node build.mjs\" }\n}\n",
     );
-    repo.write(&format!("{app}/.gitignore"), ".output/\n");
+    repo.write(&format!("{app}/.gitignore"), ".output/\nassets/\n");
+    repo.write(&format!("{app}/theme.css"), "body { color: teal; }\n");
     repo.write(&format!("{app}/build.mjs"), NUXT_BUILD);
     repo.write(&format!("{app}/banner.txt"), "the base\n");
-    repo.write(
-        &format!("apps/stores/eu/{NUXT}/banner.txt"),
-        "the eu store\n",
-    );
+    for store in ["eu", "us"] {
+        repo.write(
+            &format!("apps/stores/{store}/{NUXT}/banner.txt"),
+            &format!("the {store} store\n"),
+        );
+    }
     repo.write(
         "alokai.config.json",
         "{\"stores\": {\"eu\": {\"deployment\": {\"framework\": \"nuxt\"}}, \"us\": {\"deployment\": {\"framework\": \"nuxt\"}}}}\n",
@@ -114,7 +119,7 @@ fn trees(repo: &Repo, under: &str) -> BTreeMap<String, BTreeMap<String, FileStat
 
 fn each_image_runs(repo: &Repo, tag: &str) {
     let layout = repo.path().join(".strata/oci");
-    for (store, banner) in [("eu", "the eu store"), ("us", "the base")] {
+    for (store, banner) in [("eu", "the eu store"), ("us", "the us store")] {
         let reference = format!("{store}-{NUXT}:{tag}");
         let server = Server::from_image(&layout, &reference);
         assert_eq!(
@@ -132,7 +137,7 @@ fn each_image_runs(repo: &Repo, tag: &str) {
         let theme = std::fs::symlink_metadata(server_dir.join("theme")).unwrap();
         assert!(
             theme.is_dir(),
-            "a link out of the app is replaced by what it points to"
+            "a link out of .deploy is replaced by what it points to"
         );
         assert!(
             std::fs::symlink_metadata(server_dir.join("dangling")).is_err(),

@@ -426,21 +426,35 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
         return Ok(None);
     }
     // An entry names paths to write: only plain relative paths inside the
-    // app, never under a symlink it also makes, and links that stay inside.
-    let links: Vec<&str> = result
+    // app, never under a symlink it also makes, and links that stay inside
+    // at every step (followed through the entry's other links, which a
+    // check of each target's text alone would miss) and land on no path
+    // outputs never have (`.env*`, the installed `node_modules/`, `.git`).
+    let links: HashMap<&str, &Path> = result
         .outputs
         .iter()
         .filter(|o| o.kind == EntryKind::Symlink)
-        .map(|o| o.path.as_str())
+        .filter_map(|o| Some((o.path.as_str(), o.link_target.as_deref()?)))
         .collect();
+    let under_link = |path: &str| {
+        let mut p = path;
+        while let Some((parent, _)) = p.rsplit_once('/') {
+            if links.contains_key(parent) {
+                return true;
+            }
+            p = parent;
+        }
+        false
+    };
     let unsafe_entry = result.outputs.iter().any(|o| {
         !safe_output_path(&o.path)
-            || links.iter().any(|l| o.path.starts_with(&format!("{l}/")))
+            || under_link(&o.path)
             || (o.kind == EntryKind::Symlink
-                && !o
-                    .link_target
-                    .as_deref()
-                    .is_some_and(|t| safe_link(&o.path, t)))
+                && !o.link_target.as_deref().is_some_and(|t| {
+                    safe_link(&o.path, t)
+                        && crate::prepare::links::landing(&links, &o.path, t)
+                            .is_some_and(|l| !l.is_empty() && !never_output(&l))
+                }))
             || (o.kind != EntryKind::Symlink && o.sha256.is_none())
     });
     if unsafe_entry {

@@ -110,8 +110,8 @@ pub struct RemoteUse {
 /// robin, so that every id is in exactly one part and parts differ in size
 /// by one at most.
 pub fn shard(ids: &[String], spec: &str) -> Result<Vec<String>> {
-    let bad = || Error::UnknownStore {
-        message: format!("--shard {spec}: expected I/N with 1 <= I <= N, such as 2/4"),
+    let bad = || Error::BadShard {
+        spec: spec.to_string(),
     };
     let (i, n) = spec.split_once('/').ok_or_else(bad)?;
     let (i, n): (usize, usize) = (
@@ -137,11 +137,10 @@ pub fn filter_apps(apps: &[String], filter: &[String]) -> Result<Vec<String>> {
     for f in filter {
         let name = f.trim_start_matches('!');
         if !apps.iter().any(|a| a == name) {
-            return Err(Error::UnknownStore {
-                message: format!(
-                    "--filter {f}: no base app {name:?}; base apps: {}",
-                    apps.join(", ")
-                ),
+            return Err(Error::UnknownApp {
+                filter: f.clone(),
+                name: name.to_string(),
+                apps: apps.to_vec(),
             });
         }
     }
@@ -195,8 +194,9 @@ pub fn build_context(
     let remote = match &options.remote {
         Some((url, read_only)) => Some(Arc::new(
             RemoteCache::new(url, *read_only, std::time::Duration::from_secs(20)).map_err(|e| {
-                Error::UnknownStore {
-                    message: format!("--remote-cache: {e}"),
+                Error::BadUrl {
+                    option: "--remote-cache",
+                    message: e.to_string(),
                 }
             })?,
         )),

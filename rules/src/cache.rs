@@ -73,10 +73,7 @@ pub struct VerifyReport {
 impl VerifyReport {
     /// Whether anything was wrong.
     pub fn found_problems(&self) -> bool {
-        !self.corrupt.is_empty()
-            || !self.incomplete.is_empty()
-            || !self.broken_images.is_empty()
-            || self.outdated > 0
+        !self.corrupt.is_empty() || !self.incomplete.is_empty() || !self.broken_images.is_empty()
     }
 }
 
@@ -470,4 +467,42 @@ pub fn parse_size(text: &str) -> Result<u64> {
         .map_err(|e| Error::Usage {
             message: format!("--max-size {text:?}: {e} (say e.g. 500M, 10G or 2GiB)"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use strata_engine::Db;
+
+    /// Regression (issue 12): entries of the first key scheme lack the
+    /// `node_modules/` inside build outputs; verify reports and removes
+    /// them, and keeps the current ones.
+    #[test]
+    fn verify_reports_and_removes_entries_of_earlier_versions() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = Db::open(&tmp.path().join("db")).unwrap();
+        let builds = db.tree(BUILDS).unwrap();
+        let used = db.tree(BUILD_USED).unwrap();
+        let legacy = db.tree(LEGACY_BUILDS[0]).unwrap();
+        let empty = postcard::to_stdvec(&Vec::<OutputFile>::new()).unwrap();
+        legacy.insert(b"old-key-1", &empty).unwrap();
+        legacy.insert(b"old-key-2", &empty).unwrap();
+        used.insert(b"old-key-1", &1u64.to_be_bytes()).unwrap();
+        builds.insert(b"new-key", &empty).unwrap();
+        let report = verify(tmp.path(), &builds, &used, std::slice::from_ref(&legacy)).unwrap();
+        assert_eq!(report.outdated, 2);
+        assert_eq!(report.entries, 1);
+        // Entries of an earlier version are not damage: no failure.
+        assert!(!report.found_problems());
+        let text = report.to_string();
+        assert!(
+            text.contains("2 build entries made by an earlier strata") && text.contains("rebuild"),
+            "{text}"
+        );
+        assert!(legacy.entries().unwrap().is_empty());
+        assert!(used.get(b"old-key-1").unwrap().is_none());
+        assert!(builds.get(b"new-key").unwrap().is_some());
+        let again = verify(tmp.path(), &builds, &used, &[legacy]).unwrap();
+        assert_eq!(again.outdated, 0);
+    }
 }

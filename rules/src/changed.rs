@@ -246,13 +246,17 @@ pub(crate) fn prefix(workdir: &Path, root: &Path) -> Result<String> {
 fn globset(patterns: &[String]) -> Result<GlobSet> {
     let mut builder = GlobSetBuilder::new();
     for p in patterns {
-        let glob = Glob::new(p).map_err(|e| Error::UnknownStore {
-            message: format!("--global-dependencies {p:?}: {e}"),
+        let glob = Glob::new(p).map_err(|e| Error::BadPattern {
+            option: "--global-dependencies",
+            pattern: p.clone(),
+            message: e.kind().to_string(),
         })?;
         builder.add(glob);
     }
-    builder.build().map_err(|e| Error::UnknownStore {
-        message: format!("--global-dependencies: {e}"),
+    builder.build().map_err(|e| Error::BadPattern {
+        option: "--global-dependencies",
+        pattern: e.glob().unwrap_or_default().to_string(),
+        message: e.kind().to_string(),
     })
 }
 

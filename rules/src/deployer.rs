@@ -140,7 +140,8 @@ fn parse_registry(url: &str) -> Result<(String, String, bool)> {
         None => (rest.to_string(), String::new()),
     };
     if host.contains('@') {
-        return Err(Error::UnknownStore {
+        return Err(Error::BadUrl {
+            option: "--registry",
             message: "the registry URL holds credentials: give them with --username/--password or CLI_CLOUD_USERNAME/CLI_CLOUD_PASSWORD instead".into(),
         });
     }
@@ -277,7 +278,6 @@ impl Context<'_> {
                 store: store.to_string(),
                 app: app.clone(),
                 composition: files.composition.to_hex(),
-                revision: self.sha.clone(),
                 source: self.source.clone(),
                 epoch: self.epoch,
             };
@@ -349,8 +349,18 @@ impl Context<'_> {
             .deployments
             .get(store.as_bytes())?
             .and_then(|b| serde_json::from_slice(&b).ok());
-        // The same images, tag, place and console as the last successful
-        // deployment, and the registry still has them: nothing to do.
+        // The same images (by digest), settings, place and console as the
+        // last successful deployment: what runs there is what would be
+        // rolled out, so it is not triggered again (unless --force), even
+        // under a new commit. The commit only moves the tag.
+        let same_rollout = last.as_ref().filter(|l| {
+            l.request.images == request.images
+                && l.request.project_name == request.project_name
+                && l.request.cloud_region == request.cloud_region
+                && l.request.framework == request.framework
+                && l.target == done.target
+                && l.console == done.console
+        });
         let still_there = match &self.target {
             Some((host, prefix)) => {
                 let registry = self.registries.get(host)?;
@@ -362,7 +372,17 @@ impl Context<'_> {
             }
             None => true,
         };
-        if last.as_ref() == Some(&done) && still_there && !self.options.force {
+        let unchanged_since = |last: &Deployed| {
+            format!(
+                "unchanged since commit {} (the images deployed then): not triggered again",
+                short(&last.request.commit)
+            )
+        };
+        if let Some(last) = same_rollout
+            && last.tag == self.tag
+            && still_there
+            && !self.options.force
+        {
             // Nothing new: keep the local layout's names right (cheap), and
             // neither push nor trigger again.
             if self.target.is_none() {
@@ -371,11 +391,7 @@ impl Context<'_> {
             stages.insert("image", "cached".into());
             stages.insert("push", "unchanged".into());
             stages.insert("trigger", "unchanged".into());
-            return Ok((
-                images,
-                0,
-                Some("unchanged since the last deployment: not pushed or triggered again".into()),
-            ));
+            return Ok((images, 0, Some(unchanged_since(last))));
         }
 
         let mut bytes = 0;
@@ -399,6 +415,23 @@ impl Context<'_> {
             None => self.tag_locally(store, &built)?,
         }
         stages.insert("push", "run".into());
+        if let Some(last) = same_rollout
+            && !self.options.force
+        {
+            // Tagged with the new commit; the deployment stays the one made
+            // at the commit that changed its images.
+            let tagged = Deployed {
+                tag: self.tag.clone(),
+                ..last.clone()
+            };
+            self.deployments.insert(
+                store.as_bytes(),
+                &serde_json::to_vec(&tagged).expect("a record serializes"),
+            )?;
+            self.engine.db().flush()?;
+            stages.insert("trigger", "unchanged".into());
+            return Ok((images, bytes, Some(unchanged_since(last))));
+        }
         let message = match &self.options.console_url {
             Some(url) => {
                 let pending: Option<Pending> = self
@@ -465,6 +498,11 @@ impl Context<'_> {
         }
         Ok(())
     }
+}
+
+/// The first 12 hex digits of a commit id.
+fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }
 
 fn stage_of(statuses: &[&str]) -> String {
@@ -557,11 +595,11 @@ pub fn deploy(
             for app in deployed_apps(ws, &store.id) {
                 let repo = repository(ws, &store.id, &app, prefix);
                 if let Some(other) = owners.insert(repo.clone(), store.id.clone()) {
-                    return Err(Error::UnknownStore {
-                        message: format!(
-                            "stores {other} and {} would both push {repo}:{tag}; give them different deployment.projectName values, or set \"strata\": {{\"repository\": \"{{projectName}}/{{store}}-{{app}}\"}}",
-                            store.id
-                        ),
+                    return Err(Error::RepositoryClash {
+                        first: other,
+                        second: store.id.clone(),
+                        repository: repo,
+                        tag: tag.clone(),
                     });
                 }
             }

@@ -129,6 +129,76 @@ pub enum Error {
         /// What to tell the user.
         message: String,
     },
+    /// A glob pattern given to an option does not parse.
+    #[error("{option} {pattern:?}: {message}")]
+    BadPattern {
+        /// The option (`--global-dependencies`).
+        option: &'static str,
+        /// The pattern as given.
+        pattern: String,
+        /// What the glob parser said.
+        message: String,
+    },
+    /// `--shard` is not `I/N` with `1 <= I <= N`.
+    #[error("--shard {spec}: expected I/N with 1 <= I <= N, such as 2/4")]
+    BadShard {
+        /// The value as given.
+        spec: String,
+    },
+    /// `--filter` names an app that is not a base app.
+    #[error("--filter {filter}: no base app {name:?}; base apps: {}", apps.join(", "))]
+    UnknownApp {
+        /// The filter as given (`!name` for an exclusion).
+        filter: String,
+        /// The app it names.
+        name: String,
+        /// The base apps there are.
+        apps: Vec<String>,
+    },
+    /// A URL given to an option cannot be used.
+    #[error("{option}: {message}")]
+    BadUrl {
+        /// The option (`--remote-cache`, `--registry`).
+        option: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Two servers of `store dev`/`store start` would listen on one port.
+    #[error("{first} and {second} both use port {port} (localPorts in {}): give each store its own ports", config.display())]
+    PortClash {
+        /// The port.
+        port: u16,
+        /// `store/app` that has it first.
+        first: String,
+        /// `store/app` that wants it too.
+        second: String,
+        /// The config file.
+        config: PathBuf,
+    },
+    /// `store start` was asked to run an app that has no `.deploy` yet.
+    #[error("{store}/{app} is not built ({} has no server.js): run strata store build -s {store}", dir.display())]
+    NotBuilt {
+        /// The store.
+        store: String,
+        /// The app.
+        app: String,
+        /// Its `.deploy` folder.
+        dir: PathBuf,
+    },
+    /// Two stores would push to the same repository and tag.
+    #[error(
+        "stores {first} and {second} would both push {repository}:{tag}; give them different deployment.projectName values, or set \"strata\": {{\"repository\": \"{{projectName}}/{{store}}-{{app}}\"}}"
+    )]
+    RepositoryClash {
+        /// The store that claimed it first.
+        first: String,
+        /// The other store.
+        second: String,
+        /// The repository.
+        repository: String,
+        /// The tag.
+        tag: String,
+    },
     /// The monorepo has no `apps/` folder.
     #[error("{}: no apps/ folder; is this an Alokai multistore monorepo?", root.display())]
     NoApps {

@@ -197,7 +197,8 @@ impl Node for StoreNode {
                 ..
             } => {
                 let entry = ctx.settings.apps.get(app).and_then(|a| a.entry.clone());
-                h.str("prepare/v1")
+                // v2: links settled and imports checked (issue 12).
+                h.str("prepare/v2")
                     .str(store)
                     .str(app)
                     .str(&format!("{kind:?}"))

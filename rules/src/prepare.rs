@@ -2,7 +2,7 @@
 //! selected by the rule of its framework.
 
 mod imports;
-mod links;
+pub(crate) mod links;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
@@ -165,12 +165,15 @@ impl DeployPlan<'_> {
                 continue;
             }
             let Some(entry) = by_path.get(file.as_str()) else {
-                if file == "server.js" {
-                    return Err(self.error(
-                        ".deploy has no server.js, which the image starts (ENTRYPOINT node server.js)",
-                    ));
-                }
-                continue;
+                return Err(self.error(if file == "server.js" {
+                    ".deploy has no server.js, which the image starts (ENTRYPOINT node server.js)"
+                        .to_string()
+                } else {
+                    format!(
+                        "the server.js strata generates starts {file}, which is not in {}/{DEPLOY}",
+                        self.out
+                    )
+                }));
             };
             let text = match &entry.source {
                 Source::Generated(bytes) => bytes.clone(),
@@ -183,20 +186,19 @@ impl DeployPlan<'_> {
             let from = file.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
             for spec in imports::specifiers(&String::from_utf8_lossy(&text)) {
                 match imports::package_of(&spec) {
-                    Some(package) => {
+                    Some(package)
                         if !imports::resolves(&dirs, from, package)
-                            && !missing.iter().any(|(p, _)| p == package)
-                        {
-                            missing.push((package.to_string(), file.clone()));
-                        }
+                            && !missing.iter().any(|(p, _)| p == package) =>
+                    {
+                        missing.push((package.to_string(), file.clone()));
                     }
                     // The file a generated server.js starts is the entry.
-                    None if matches!(entry.source, Source::Generated(_)) => {
-                        if let Some(rel) = spec.strip_prefix("./") {
-                            pending.push(rel.to_string());
-                        }
+                    None if matches!(entry.source, Source::Generated(_))
+                        && spec.starts_with("./") =>
+                    {
+                        pending.push(spec.trim_start_matches("./").to_string());
                     }
-                    None => {}
+                    _ => {}
                 }
             }
         }
@@ -330,7 +332,7 @@ impl DeployPlan<'_> {
             .get(self.app)
             .and_then(|a| a.entry.clone())
         {
-            return Ok(entry);
+            return Ok(entry.trim_start_matches("./").to_string());
         }
         let package = self.root.join(self.out).join(PACKAGE_JSON);
         let main = std::fs::read(&package)

@@ -15,7 +15,9 @@ use crate::workspace::APPS;
 pub struct Revision {
     /// The full SHA.
     pub sha: String,
-    /// Seconds since the epoch: the commit time, or `SOURCE_DATE_EPOCH`.
+    /// The time every image and layer carries: `SOURCE_DATE_EPOCH`, else the
+    /// Unix epoch. Never the commit's time: an image depends on its content
+    /// only, so an unchanged app keeps its digest across commits.
     pub epoch: u64,
     /// Uncommitted changes under `apps/` or to the config (at most a few).
     pub dirty: Vec<String>,
@@ -39,12 +41,7 @@ pub fn revision(root: &Path) -> Result<Revision> {
         .head()
         .and_then(|h| h.peel_to_commit())
         .map_err(|e| git("the repository has no commit to tag images with", e))?;
-    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(v) => v.trim().parse::<u64>().map_err(|_| Error::GitRef {
-            message: format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"),
-        })?,
-        Err(_) => head.time().seconds().max(0) as u64,
-    };
+    let epoch = image_epoch()?;
     let workdir = repo.workdir().unwrap_or(root);
     let prefix = root
         .canonicalize()
@@ -133,6 +130,16 @@ pub fn public_url(url: &str) -> Option<String> {
         .trim_end_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     Some(format!("https://{host}/{}", path.trim_start_matches('/')))
+}
+
+/// `SOURCE_DATE_EPOCH` when set (reproducible-builds.org), else 0.
+pub fn image_epoch() -> Result<u64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => v.trim().parse::<u64>().map_err(|_| Error::GitRef {
+            message: format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds"),
+        }),
+        Err(_) => Ok(0),
+    }
 }
 
 #[cfg(test)]

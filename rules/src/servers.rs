@@ -67,11 +67,11 @@ fn claim_port(
     if let Some(p) = port
         && let Some(other) = ports.insert(p, format!("{store}/{app}"))
     {
-        return Err(Error::UnknownStore {
-            message: format!(
-                "{other} and {store}/{app} both use port {p} (localPorts in {}): give each store its own ports",
-                ws.config.path.display()
-            ),
+        return Err(Error::PortClash {
+            port: p,
+            first: other,
+            second: format!("{store}/{app}"),
+            config: ws.config.path.clone(),
         });
     }
     Ok(port)
@@ -116,11 +116,10 @@ pub fn start_specs(ws: &Workspace, stores: &[String]) -> Result<Vec<ServerSpec>>
                 .join(out_dir(store, &app))
                 .join(crate::prepare::DEPLOY);
             if !dir.join("server.js").is_file() {
-                return Err(Error::UnknownStore {
-                    message: format!(
-                        "{store}/{app} is not built ({} has no server.js): run strata store build -s {store}",
-                        dir.display()
-                    ),
+                return Err(Error::NotBuilt {
+                    store: store.to_string(),
+                    app: app.to_string(),
+                    dir,
                 });
             }
             let port = claim_port(ws, &mut ports, &settings, store, &app)?;

@@ -73,11 +73,10 @@ pub struct ImageMeta {
     pub app: String,
     /// The composition digest of the app.
     pub composition: String,
-    /// The commit SHA.
-    pub revision: String,
     /// The repository's URL, when it has a remote.
     pub source: Option<String>,
-    /// Every timestamp: the commit time or `SOURCE_DATE_EPOCH`.
+    /// Every timestamp: `SOURCE_DATE_EPOCH`, else 0. The commit is in the
+    /// tag and the deployment request, never in the image.
     pub epoch: u64,
 }
 
@@ -205,10 +204,6 @@ pub fn build_image(
 
     let created = rfc3339(meta.epoch);
     let mut labels: HashMap<String, String> = HashMap::new();
-    labels.insert(
-        "org.opencontainers.image.revision".into(),
-        meta.revision.clone(),
-    );
     labels.insert("org.opencontainers.image.created".into(), created.clone());
     if let Some(source) = &meta.source {
         labels.insert("org.opencontainers.image.source".into(), source.clone());
@@ -346,7 +341,6 @@ mod tests {
             store: "us".into(),
             app: "api".into(),
             composition: "abc".into(),
-            revision: "0123".into(),
             source: None,
             epoch: 1_700_000_000,
         };
@@ -400,9 +394,11 @@ mod tests {
                     .unwrap()
                     .contains(&"NODE_ENV=production".into())
             );
-            assert_eq!(
-                config["config"]["Labels"]["org.opencontainers.image.revision"],
-                "0123"
+            assert!(
+                config["config"]["Labels"]
+                    .get("org.opencontainers.image.revision")
+                    .is_none(),
+                "the commit is in the tag, never in the image"
             );
         }
         // The dependencies layer is shared; the app layers differ.

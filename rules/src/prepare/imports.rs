@@ -62,13 +62,69 @@ enum Token {
     Punct(char),
 }
 
-/// The tokens of `src`, skipping comments. Regular expression literals are
-/// not recognized: an entry file that needs them is rare, and a quote in
-/// one can at worst hide a specifier, never invent one that fails a deploy
-/// without a string literal that says so.
-fn tokens(src: &str) -> Vec<Token> {
+/// Words after which a `/` starts a regular expression, not a division.
+const BEFORE_REGEX: &[&str] = &[
+    "return",
+    "typeof",
+    "case",
+    "do",
+    "else",
+    "in",
+    "of",
+    "new",
+    "delete",
+    "void",
+    "throw",
+    "instanceof",
+    "yield",
+    "await",
+];
+
+/// The index after the template literal whose opening backtick is just
+/// before `i`, nested templates and strings in `${…}` included; and whether
+/// it had a `${…}`.
+fn skip_template(chars: &[char], mut i: usize) -> (usize, bool) {
+    let mut expr = false;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => i += 2,
+            '`' => return (i + 1, expr),
+            '$' if chars.get(i + 1) == Some(&'{') => {
+                expr = true;
+                i += 2;
+                let mut depth = 1;
+                while i < chars.len() && depth > 0 {
+                    match chars[i] {
+                        '{' => depth += 1,
+                        '}' => depth -= 1,
+                        '`' => {
+                            i = skip_template(chars, i + 1).0;
+                            continue;
+                        }
+                        q @ ('\'' | '"') => {
+                            i += 1;
+                            while i < chars.len() && chars[i] != q {
+                                i += if chars[i] == '\\' { 2 } else { 1 };
+                            }
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    (i, expr)
+}
+
+/// The tokens of `src`, skipping comments and regular expression literals
+/// (a `/` after an operator, an opening bracket or a keyword), with the
+/// brace depth each token is at.
+fn tokens(src: &str) -> Vec<(Token, usize)> {
     let chars: Vec<char> = src.chars().collect();
-    let mut out = Vec::new();
+    let mut out: Vec<(Token, usize)> = Vec::new();
+    let mut depth = 0usize;
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
@@ -84,30 +140,56 @@ fn tokens(src: &str) -> Vec<Token> {
                 i += 1;
             }
             i += 2;
-        } else if c == '\'' || c == '"' || c == '`' {
-            let mut text = String::new();
-            let mut template_expr = false;
+        } else if c == '/'
+            && match out.last() {
+                None => true,
+                Some((Token::Punct(p), _)) => !matches!(p, ')' | ']' | '}'),
+                Some((Token::Name(n), _)) => BEFORE_REGEX.contains(&n.as_str()),
+                Some((Token::Str(_), _)) => false,
+            }
+        {
+            // A regular expression: to its closing `/`, outside a class.
             i += 1;
-            while i < chars.len() && chars[i] != c {
-                if chars[i] == '\\' {
-                    i += 1;
-                    if let Some(&e) = chars.get(i) {
-                        text.push(e);
-                    }
-                } else {
-                    if c == '`' && chars[i] == '$' && chars.get(i + 1) == Some(&'{') {
-                        template_expr = true;
-                    }
-                    text.push(chars[i]);
+            let mut class = false;
+            while i < chars.len() && chars[i] != '\n' {
+                match chars[i] {
+                    '\\' => i += 1,
+                    '[' => class = true,
+                    ']' => class = false,
+                    '/' if !class => break,
+                    _ => {}
                 }
                 i += 1;
             }
             i += 1;
-            if !template_expr {
-                out.push(Token::Str(text));
+            out.push((Token::Punct('/'), depth));
+        } else if c == '`' {
+            let (end, expr) = skip_template(&chars, i + 1);
+            let token = if expr {
+                Token::Punct('`')
             } else {
-                out.push(Token::Punct('`'));
+                Token::Str(
+                    chars[i + 1..end.saturating_sub(1).max(i + 1)]
+                        .iter()
+                        .collect(),
+                )
+            };
+            out.push((token, depth));
+            i = end;
+        } else if c == '\'' || c == '"' {
+            let mut text = String::new();
+            i += 1;
+            while i < chars.len() && chars[i] != c && chars[i] != '\n' {
+                if chars[i] == '\\' {
+                    i += 1;
+                }
+                if let Some(&e) = chars.get(i) {
+                    text.push(e);
+                }
+                i += 1;
             }
+            i += 1;
+            out.push((Token::Str(text), depth));
         } else if c.is_alphanumeric() || c == '_' || c == '$' {
             let start = i;
             while i < chars.len()
@@ -115,33 +197,45 @@ fn tokens(src: &str) -> Vec<Token> {
             {
                 i += 1;
             }
-            out.push(Token::Name(chars[start..i].iter().collect()));
+            out.push((Token::Name(chars[start..i].iter().collect()), depth));
         } else {
-            out.push(Token::Punct(c));
+            if c == '}' {
+                depth = depth.saturating_sub(1);
+            }
+            out.push((Token::Punct(c), depth));
+            if c == '{' {
+                depth += 1;
+            }
             i += 1;
         }
     }
     out
 }
 
-/// The module specifiers `src` loads with a literal: `require("x")`,
-/// `import("x")`, `import … from "x"`, `export … from "x"`, `import "x"`.
+/// The module specifiers `src` surely loads when it starts: `import … from
+/// "x"`, `export … from "x"`, `import "x"`, and `require("x")` or
+/// `import("x")` at the top level (outside any block: a load in a function
+/// or a `try` may be optional, as bundlers leave `require("bufferutil")`).
 /// A name used as a property (`a.require("x")`) is not a load.
 pub fn specifiers(src: &str) -> Vec<String> {
     let t = tokens(src);
     let mut out = Vec::new();
-    for (i, token) in t.iter().enumerate() {
+    for (i, (token, depth)) in t.iter().enumerate() {
         let Token::Name(name) = token else { continue };
-        let after_dot = i > 0 && t[i - 1] == Token::Punct('.');
-        match (name.as_str(), t.get(i + 1), t.get(i + 2), t.get(i + 3)) {
+        let after_dot = i > 0 && t[i - 1].0 == Token::Punct('.');
+        if after_dot {
+            continue;
+        }
+        let next = |k: usize| t.get(i + k).map(|(tok, _)| tok);
+        match (name.as_str(), next(1), next(2), next(3)) {
             (
                 "require" | "import",
                 Some(Token::Punct('(')),
                 Some(Token::Str(s)),
                 Some(Token::Punct(')')),
-            ) if !after_dot => out.push(s.clone()),
-            ("from", Some(Token::Str(s)), _, _) if !after_dot => out.push(s.clone()),
-            ("import", Some(Token::Str(s)), _, _) if !after_dot => out.push(s.clone()),
+            ) if *depth == 0 => out.push(s.clone()),
+            ("from", Some(Token::Str(s)), _, _) => out.push(s.clone()),
+            ("import", Some(Token::Str(s)), _, _) => out.push(s.clone()),
             _ => {}
         }
     }
@@ -207,6 +301,7 @@ const next = require("next")
 import React from "react";
 import "./side-effect.js";
 export { a } from '@scope/pkg/sub';
+export * from "star";
 const later = await import(`h3`);
 const dynamic = require(name);
 const templated = import(`./${x}`);
@@ -216,6 +311,11 @@ obj.require("not-a-load");
 const text = "require('inside-a-string')";
 const config = {"csp":"script-src 'none'; frame-src 'none';"};
 require.resolve("resolved-only");
+const escaped = s.replace(/'/g, "&#39;"); const hint = 'Did you mean require("lodash")?';
+const nested = `${a ? `b` : "c"} require("in-a-template")`;
+try { require("bufferutil"); } catch {}
+function lazy() { return require("optional-dep"); }
+const ratio = a / b; const again = c / d; require("after-division");
 "#;
         assert_eq!(
             specifiers(src),
@@ -225,7 +325,9 @@ require.resolve("resolved-only");
                 "react",
                 "./side-effect.js",
                 "@scope/pkg/sub",
-                "h3"
+                "star",
+                "h3",
+                "after-division"
             ]
         );
     }

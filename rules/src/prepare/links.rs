@@ -38,19 +38,26 @@ pub fn lands_inside(
     path: &str,
     target: &Path,
 ) -> bool {
+    landing(links, path, target).is_some_and(|here| {
+        here.is_empty() || files.contains(here.as_str()) || dirs.contains(&here)
+    })
+}
+
+/// Where the link at `path` with `target` lands, relative to the tree's
+/// root, following the tree's own `links` on the way; `None` when it goes
+/// above the root at any step, is absolute, or loops.
+pub fn landing(links: &HashMap<&str, &Path>, path: &str, target: &Path) -> Option<String> {
     let mut at: Vec<String> = path.split('/').map(str::to_string).collect();
     at.pop();
     let mut pending: VecDeque<String> = VecDeque::new();
     if !push_components(&mut pending, target, false) {
-        return false;
+        return None;
     }
     let mut hops = 0;
     while let Some(part) = pending.pop_front() {
         match part.as_str() {
             ".." => {
-                if at.pop().is_none() {
-                    return false;
-                }
+                at.pop()?;
             }
             name => {
                 at.push(name.to_string());
@@ -59,18 +66,17 @@ pub fn lands_inside(
                     hops += 1;
                     // A loop, or a chain longer than Linux follows.
                     if hops > 40 {
-                        return false;
+                        return None;
                     }
                     at.pop();
                     if !push_components(&mut pending, next, true) {
-                        return false;
+                        return None;
                     }
                 }
             }
         }
     }
-    let here = at.join("/");
-    here.is_empty() || files.contains(here.as_str()) || dirs.contains(&here)
+    Some(at.join("/"))
 }
 
 /// Puts the parts of a relative `target` before (`front`) or after what is
@@ -98,10 +104,14 @@ fn push_components(pending: &mut VecDeque<String>, target: &Path, front: bool) -
 impl DeployPlan<'_> {
     /// `entries` with every symlink landing inside the tree: kept when it
     /// does, replaced by what it points to on disk when that is inside the
-    /// monorepo, dropped when it points at nothing. A link out of the
-    /// monorepo is an error: its target would not be in the image.
+    /// app's folder (outputs the build made, such as the workspace packages
+    /// Next.js copies beside its standalone `node_modules`), dropped when it
+    /// points at nothing. A link out of the app's folder, or to `.env*`
+    /// files, `.deploy` or the app folder itself, is an error: what it
+    /// points to is no input of the image, or must never be in one.
     pub(super) fn settle_links(&self, mut entries: Vec<Composed>) -> Result<Vec<Composed>> {
         let root = self.root.canonicalize().unwrap_or(self.root.to_path_buf());
+        let app = root.join(strata_engine::fs_path(self.out));
         // Replacing a folder link brings its files, which may hold links of
         // their own: settle until nothing changes.
         for _ in 0..16 {
@@ -117,7 +127,7 @@ impl DeployPlan<'_> {
                 .filter_map(|e| Some((e.path.as_str(), e.link_target.as_deref()?)))
                 .collect();
             let dirs = folders(&entries);
-            let outside: Vec<usize> = entries
+            let outside: HashSet<usize> = entries
                 .iter()
                 .enumerate()
                 .filter(|(_, e)| {
@@ -146,17 +156,29 @@ impl DeployPlan<'_> {
                 let Ok(real) = on_disk.canonicalize() else {
                     continue;
                 };
-                let Ok(inside) = real.strip_prefix(&root) else {
-                    return Err(self.error(format!(
-                        "{} is a symlink to {}, outside the monorepo; the image would hold a link to nothing (make the build copy it instead)",
-                        src,
+                let refuse = |why: &str| {
+                    self.error(format!(
+                        "{src} is a symlink to {}, {why}; the image cannot hold it (make the build copy what it needs into its output)",
                         real.display()
-                    )));
+                    ))
+                };
+                let Ok(inside) = real.strip_prefix(&app) else {
+                    return Err(refuse("outside the app's folder"));
                 };
                 let rel = strata_engine::name_str(inside.as_os_str()).into_owned();
+                if rel.is_empty()
+                    || rel == super::DEPLOY
+                    || rel.starts_with(&format!("{}/", super::DEPLOY))
+                    || rel.split('/').any(|p| p.starts_with(".env"))
+                {
+                    return Err(refuse(
+                        "which is the app folder, its .deploy, or a .env file",
+                    ));
+                }
+                let from = format!("{}/{rel}", self.out);
                 if real.is_dir() {
-                    replaced.extend(self.files(&rel, &link.path, &|_| true)?);
-                } else if let Some(e) = self.entry(&rel, &link.path)? {
+                    replaced.extend(self.files(&from, &link.path, &|_| true)?);
+                } else if let Some(e) = self.entry(&from, &link.path)? {
                     replaced.push(e);
                 }
             }
@@ -197,6 +219,7 @@ mod tests {
             ("node_modules/c", "missing", false),
             ("loop1", "loop2", false),
             ("top", ".", true),
+            ("node_modules/c", "b/../../server.js", true),
         ] {
             assert_eq!(
                 lands_inside(&links, &files, &dirs, path, Path::new(target)),
@@ -204,5 +227,25 @@ mod tests {
                 "{path} -> {target}"
             );
         }
+    }
+
+    /// Each link's text stays inside, but followed through the others the
+    /// last one reaches above the root: `landing` sees it.
+    #[test]
+    fn a_chain_of_links_that_climbs_out_is_seen() {
+        let mut links: HashMap<&str, &Path> = HashMap::new();
+        links.insert("lib/a", Path::new(".."));
+        links.insert("lib/b", Path::new("a/.."));
+        links.insert("lib/c", Path::new("b/.."));
+        assert_eq!(
+            landing(&links, "lib/a", Path::new("..")).as_deref(),
+            Some("")
+        );
+        assert_eq!(landing(&links, "lib/b", Path::new("a/..")), None);
+        assert_eq!(landing(&links, "lib/c", Path::new("b/..")), None);
+        assert_eq!(
+            landing(&links, "lib/x", Path::new("a/lib/y")).as_deref(),
+            Some("lib/y")
+        );
     }
 }
