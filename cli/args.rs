@@ -468,6 +468,22 @@ pub struct GraphArgs {
     /// The output format.
     #[arg(long, value_enum, default_value = "dot")]
     pub format: GraphFormat,
+
+    /// The engine's node graph of a deploy (scan, compose, materialize,
+    /// build, prepare, base, image, push, trigger), not the store tree.
+    #[arg(long)]
+    pub nodes: bool,
+
+    /// With --nodes: the stores whose nodes to show (repeat, or a
+    /// comma-separated list). Default: every deployable store.
+    #[arg(
+        short = 's',
+        long = "store-id",
+        value_delimiter = ',',
+        value_name = "ID",
+        requires = "nodes"
+    )]
+    pub stores: Vec<String>,
 }
 
 /// `strata store explain`

@@ -11,6 +11,34 @@ use strata_rules::{BuildOptions, DeployOptions, DeployReport};
 use crate::Setup;
 use crate::args::{CompressionArg, DeployArgs};
 
+/// The options of a plain deploy of `stores` (all when empty), for the
+/// picture of its graph.
+pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
+    DeployOptions {
+        build: BuildOptions {
+            stores,
+            filter: Vec::new(),
+            jobs: 1,
+            fail_fast: false,
+            cas_dir: cx.state_dir.join("cas"),
+            dry_run: true,
+            remote: None,
+        },
+        registry: cx.workspace.config.strata.registry.clone(),
+        credentials: None,
+        insecure: false,
+        ca_file: None,
+        base_image: None,
+        platform: "linux/amd64".into(),
+        compression: Compression::Gzip,
+        allow_dirty: false,
+        console_url: None,
+        force: false,
+        pull: false,
+        state_dir: cx.state_dir.clone(),
+    }
+}
+
 pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let engine = cx.engine()?;
     let cores = std::thread::available_parallelism()

@@ -341,6 +341,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 build::run(&cx, args)
             }
         }
+        Command::Store(StoreCommand::Graph(args)) if args.nodes => {
+            let engine = cx.engine()?;
+            let options = deploy::graph_options(&cx, args.stores.clone());
+            let picture = strata_rules::node_picture(&cx.workspace, &engine, &options)?;
+            match args.format {
+                GraphFormat::Dot => print!("{}", picture.dot()),
+                GraphFormat::Mermaid => print!("{}", picture.mermaid()),
+                GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&picture)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Store(StoreCommand::Graph(args)) => {
             let tree = strata_rules::tree(&cx.workspace);
             match args.format {

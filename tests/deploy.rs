@@ -648,7 +648,8 @@ fn dry_run_plans_and_changes_nothing() {
     repo.ok(&["store", "deploy"]);
     let (code, report, _) = deploy_json(&repo, &["--dry-run"], &[]);
     assert_eq!(code, 0);
-    assert_eq!(stage(&report, "sports", "push"), "cached");
+    assert_eq!(stage(&report, "sports", "push"), "unchanged");
+    assert_eq!(stage(&report, "sports", "trigger"), "unchanged");
     repo.write(
         "apps/stores/sports/storefront-unified-nextjs/components/header.html",
         "<header>New</header>\n",
@@ -658,6 +659,23 @@ fn dry_run_plans_and_changes_nothing() {
     assert_eq!(stage(&report, "sports", "build"), "planned");
     assert_eq!(stage(&report, "fashion-us", "build"), "cached");
     assert_eq!(stage(&report, "sports", "push"), "planned");
+    assert_eq!(stage(&report, "sports", "trigger"), "planned");
+    let sports = report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "sports")
+        .unwrap();
+    let why = sports["message"].as_str().unwrap();
+    assert!(
+        why.contains("image/sports/storefront-unified-nextjs")
+            && why.contains("apps/stores/sports/storefront-unified-nextjs"),
+        "{why}"
+    );
+    // Another store's images do not change: under the new commit it is
+    // only re-tagged, never triggered.
+    assert_eq!(stage(&report, "fashion-us", "push"), "planned");
+    assert_eq!(stage(&report, "fashion-us", "trigger"), "unchanged");
 }
 
 #[test]
@@ -829,4 +847,86 @@ fn a_new_commit_retags_every_store_and_triggers_only_the_changed_one() {
     let (code, _, _) = deploy_json(&repo, &forced, &[]);
     assert_eq!(code, 0);
     assert_eq!(console.seen.lock().unwrap().len(), 7);
+}
+
+/// `store graph --nodes`: the deploy's node graph, with image, push and
+/// trigger nodes above each store's builds, each naming its inputs.
+#[test]
+fn the_node_graph_shows_the_rollout_above_the_builds() {
+    let repo = committed_example();
+    let out = repo.ok(&[
+        "store", "graph", "--nodes", "--format", "json", "-s", "sports",
+    ]);
+    let graph: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let nodes = graph["nodes"].as_array().unwrap();
+    let node = |id: &str| {
+        nodes
+            .iter()
+            .find(|n| n["id"] == id)
+            .unwrap_or_else(|| panic!("no node {id} in {graph}"))
+    };
+    let inputs = |id: &str| -> Vec<String> {
+        node(id)["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert!(
+        nodes
+            .iter()
+            .all(|n| !n["id"].as_str().unwrap().contains("fashion")),
+        "only the selected store"
+    );
+    assert_eq!(
+        node("build/sports/storefront-unified-nextjs")["kind"],
+        "build"
+    );
+    assert_eq!(node(&format!("image/sports/{FE}"))["kind"], "image");
+    assert!(inputs(&format!("image/sports/{FE}")).contains(&format!("deploy/sports/{FE}")));
+    assert!(inputs(&format!("deploy/sports/{FE}")).contains(&format!("build/sports/{FE}")));
+    assert_eq!(
+        inputs(&format!("push/sports/{MW}"))[1],
+        format!("image/sports/{MW}")
+    );
+    let trigger = node("trigger/sports");
+    assert_eq!(trigger["kind"], "trigger");
+    // The trigger reads the images (its key), and only runs after the
+    // pushes: a new tag is no new deployment.
+    assert_eq!(
+        inputs("trigger/sports"),
+        [format!("image/sports/{MW}"), format!("image/sports/{FE}")]
+    );
+    assert_eq!(
+        trigger["after"],
+        serde_json::json!([format!("push/sports/{MW}"), format!("push/sports/{FE}")])
+    );
+    let kinds: std::collections::BTreeSet<&str> =
+        nodes.iter().map(|n| n["kind"].as_str().unwrap()).collect();
+    for kind in [
+        "scan",
+        "compose",
+        "materialize",
+        "build",
+        "prepare",
+        "base",
+        "image",
+        "push",
+        "trigger",
+    ] {
+        assert!(kinds.contains(kind), "{kind} in {kinds:?}");
+    }
+    let dot = repo.ok(&["store", "graph", "--nodes", "-s", "sports"]);
+    assert!(
+        dot.contains("\"push/sports/storefront-middleware\" -> \"trigger/sports\" [style=dashed]"),
+        "{dot}"
+    );
+    let mermaid = repo.ok(&["store", "graph", "--nodes", "--format", "mermaid"]);
+    assert!(
+        mermaid.starts_with("flowchart LR") && mermaid.contains("trigger: trigger/fashion-us"),
+        "{mermaid}"
+    );
+    let out = repo.strata(&["store", "graph", "-s", "sports"]);
+    assert_eq!(out.status.code(), Some(2), "-s without --nodes is refused");
 }

@@ -100,6 +100,29 @@ impl<N: Node> Graph<N> {
         self.dag.node_count() == 0
     }
 
+    /// Every node, each with the ids of its inputs (sorted) and of the
+    /// nodes it only runs after: the picture of the graph.
+    pub fn edges(&self) -> Vec<(&N, Vec<&str>, Vec<&str>)> {
+        self.dag
+            .node_indices()
+            .map(|index| {
+                let inputs: Vec<&str> = self
+                    .inputs(index)
+                    .into_iter()
+                    .map(|i| self.dag[i].id())
+                    .collect();
+                let mut after: Vec<&str> = self
+                    .dag
+                    .edges_directed(index, Direction::Incoming)
+                    .filter(|e| *e.weight() == Edge::Order)
+                    .map(|e| self.dag[e.source()].id())
+                    .collect();
+                after.sort();
+                (&self.dag[index], inputs, after)
+            })
+            .collect()
+    }
+
     pub(crate) fn index(&self, id: &str) -> Option<NodeIndex> {
         self.ids.get(id).copied()
     }

@@ -93,6 +93,9 @@ pub struct BuildReport {
     pub warnings: Vec<String>,
     /// The remote cache used, with bytes fetched and sent.
     pub remote: Option<RemoteUse>,
+    /// Failed nodes of the rollout (base, image, push, trigger), by id.
+    #[serde(skip)]
+    pub rollout_errors: Vec<(String, Error)>,
 }
 
 /// What the remote cache did in a run.
@@ -311,8 +314,22 @@ pub fn build_stores(
     options: &BuildOptions,
     observe: &(dyn Fn(&Event) + Sync),
 ) -> Result<BuildReport> {
+    build_stores_with(ws, engine, options, observe, &|_| Ok(()))
+}
+
+/// [`build_stores`] on the build graph with nodes `extend` adds above it
+/// (the rollout's images, pushes and triggers), run as one graph. Their
+/// failures are in [`BuildReport::rollout_errors`].
+pub fn build_stores_with(
+    ws: &Workspace,
+    engine: &Engine,
+    options: &BuildOptions,
+    observe: &(dyn Fn(&Event) + Sync),
+    extend: &dyn Fn(&mut strata_engine::Graph<StoreNode>) -> Result<()>,
+) -> Result<BuildReport> {
     let ctx = Arc::new(build_context(ws, engine, options)?);
-    let graph = build_graph(ws, engine, options, &ctx)?;
+    let mut graph = build_graph(ws, engine, options, &ctx)?;
+    extend(&mut graph)?;
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
@@ -330,9 +347,17 @@ pub fn build_stores(
     let mut outcome = engine.run_with(&graph, run, observe)?;
     let mut failures = Vec::new();
     let mut cancelled = Vec::new();
+    let mut rollout_errors = Vec::new();
     for (id, error) in std::mem::take(&mut outcome.errors) {
         if matches!(error, Error::Cancelled) {
             cancelled.push(id);
+            continue;
+        }
+        if ["base/", "image/", "push/", "trigger/"]
+            .iter()
+            .any(|p| id.starts_with(p))
+        {
+            rollout_errors.push((id, error));
             continue;
         }
         let is_build = id.starts_with("build/") || id.starts_with("deploy/");
@@ -431,6 +456,7 @@ pub fn build_stores(
         log: outcome.log,
         warnings,
         remote,
+        rollout_errors,
     })
 }
 

@@ -5,25 +5,24 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use rayon::prelude::*;
 use serde::Serialize;
-use strata_engine::{Engine, Event, Tree};
+use strata_engine::{ContentHash, Engine, Event, Graph, Status};
 
-use crate::builder::{BuildOptions, BuildReport, build_stores};
-use crate::deployment::{DeploymentRequest, record, trigger};
+use crate::builder::{BuildOptions, BuildReport, build_stores_with};
 use crate::error::{Error, Result};
-use crate::nodes::{OUT, StoreNode, StoreValue, deploy_dir, deploy_id};
+use crate::nodes::{
+    StoreNode, StoreValue, base_id, deploy_id, image_id, push_id, scan_id, trigger_id,
+};
 use crate::oci::auth::Credentials;
-use crate::oci::base::{DEFAULT_BASE, Registries, resolve_base};
-use crate::oci::image::{BaseImage, BuiltImage, ImageMeta, build_image};
+use crate::oci::base::{DEFAULT_BASE, Registries};
 use crate::oci::layer::Compression;
 use crate::oci::layout::Layout;
-use crate::oci::push::{BlobHomes, push_image};
+use crate::oci::push::BlobHomes;
 use crate::prepare::deployed_apps;
 use crate::revision::revision;
+use crate::rollout::{RequestSettings, Rollout, forget_pending};
 use crate::workspace::Workspace;
 
 /// What `store deploy` was asked to do.
@@ -107,25 +106,6 @@ pub struct DeployReport {
     pub failures: Vec<Error>,
 }
 
-/// What is recorded of a store's last successful deployment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-struct Deployed {
-    request: DeploymentRequest,
-    tag: String,
-    target: String,
-    console: Option<String>,
-}
-
-/// A trigger that was about to be sent: recorded (and flushed) before the
-/// request leaves, removed once the console answered. A run killed in
-/// between leaves it behind, and the next run sends the same deployment
-/// with the same idempotency key, so the console counts it once.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
-struct Pending {
-    deployment: Deployed,
-    key: String,
-}
-
 /// A registry URL, split: host, repository prefix, whether it said `http://`.
 /// Credentials in the URL are refused: they would be printed with image
 /// names and recorded in deployments.
@@ -203,303 +183,6 @@ fn repository(ws: &Workspace, store: &str, app: &str, prefix: &str) -> String {
     format!("{prefix}{repo}").to_ascii_lowercase()
 }
 
-struct Context<'a> {
-    ws: &'a Workspace,
-    engine: &'a Engine,
-    options: &'a DeployOptions,
-    layout: Layout,
-    layers: Tree,
-    bases_cache: Tree,
-    deployments: Tree,
-    pending: Tree,
-    homes: BlobHomes,
-    registries: Registries,
-    target: Option<(String, String)>,
-    bases: Mutex<HashMap<String, std::result::Result<Arc<BaseImage>, String>>>,
-    tag: String,
-    sha: String,
-    epoch: u64,
-    source: Option<String>,
-}
-
-impl Context<'_> {
-    fn base(&self, name: &str) -> Result<Arc<BaseImage>> {
-        let mut bases = self.bases.lock().unwrap();
-        if let Some(found) = bases.get(name) {
-            return found.clone().map_err(|message| Error::Image { message });
-        }
-        let resolved = resolve_base(
-            name,
-            &self.options.platform,
-            &self.layout,
-            &self.bases_cache,
-            &self.registries,
-            self.options.pull,
-        )
-        .map(Arc::new)
-        .map_err(|e| e.to_string());
-        bases.insert(name.to_string(), resolved.clone());
-        resolved.map_err(|message| Error::Image { message })
-    }
-
-    fn base_name(&self, store: &str) -> String {
-        self.options
-            .base_image
-            .clone()
-            .or_else(|| {
-                self.ws
-                    .config
-                    .stores
-                    .get(store)
-                    .and_then(|s| s.deployment.base_image.clone())
-            })
-            .or_else(|| self.ws.config.strata.base_image.clone())
-            .unwrap_or_else(|| DEFAULT_BASE.to_string())
-    }
-
-    /// Builds, publishes and triggers one store.
-    fn deploy_store(
-        &self,
-        store: &str,
-        stages: &mut BTreeMap<&'static str, String>,
-    ) -> Result<(Vec<AppImage>, u64, Option<String>)> {
-        let apps = deployed_apps(self.ws, store);
-        let base = self.base(&self.base_name(store))?;
-        let mut built: Vec<(String, BuiltImage)> = Vec::new();
-        for app in &apps {
-            let Some(StoreValue::Out(files)) =
-                self.engine.load::<StoreNode>(&deploy_id(store, app))?
-            else {
-                return Err(Error::Image {
-                    message: format!("{store}/{app}: no .deploy folder was prepared"),
-                });
-            };
-            let meta = ImageMeta {
-                store: store.to_string(),
-                app: app.clone(),
-                composition: files.composition.to_hex(),
-                source: self.source.clone(),
-                epoch: self.epoch,
-            };
-            let image = build_image(
-                &self.layout,
-                &self.layers,
-                &base,
-                &deploy_dir(self.ws.root(), store, app),
-                &files.files,
-                &meta,
-                self.options.compression,
-            )?;
-            built.push((app.clone(), image));
-        }
-        stages.insert("image", "run".into());
-
-        let settings = self
-            .ws
-            .config
-            .stores
-            .get(store)
-            .cloned()
-            .unwrap_or_default();
-        let mut images = Vec::new();
-        let mut request = DeploymentRequest {
-            store: store.to_string(),
-            project_name: settings
-                .deployment
-                .project_name
-                .clone()
-                .unwrap_or_else(|| store.to_string()),
-            cloud_region: settings.deployment.cloud_region.clone(),
-            framework: settings.deployment.framework.clone(),
-            commit: self.sha.clone(),
-            images: BTreeMap::new(),
-        };
-        for (app, image) in &built {
-            let (name, pinned) = match &self.target {
-                Some((host, prefix)) => {
-                    let repo = repository(self.ws, store, app, prefix);
-                    (
-                        format!("{host}/{repo}:{}", self.tag),
-                        format!("{host}/{repo}@{}", image.manifest.digest),
-                    )
-                }
-                None => {
-                    let reference = format!("{store}-{app}:{}", self.tag);
-                    (
-                        format!("oci:{}:{reference}", self.layout.dir().display()),
-                        format!("{store}-{app}@{}", image.manifest.digest),
-                    )
-                }
-            };
-            request.images.insert(app.clone(), pinned);
-            images.push(AppImage {
-                app: app.clone(),
-                image: name,
-                digest: image.manifest.digest.clone(),
-            });
-        }
-
-        let done = Deployed {
-            request: request.clone(),
-            tag: self.tag.clone(),
-            target: self.target_text(),
-            console: self.options.console_url.clone(),
-        };
-        let last: Option<Deployed> = self
-            .deployments
-            .get(store.as_bytes())?
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        // The same images (by digest), settings, place and console as the
-        // last successful deployment: what runs there is what would be
-        // rolled out, so it is not triggered again (unless --force), even
-        // under a new commit. The commit only moves the tag.
-        let same_rollout = last.as_ref().filter(|l| {
-            l.request.images == request.images
-                && l.request.project_name == request.project_name
-                && l.request.cloud_region == request.cloud_region
-                && l.request.framework == request.framework
-                && l.target == done.target
-                && l.console == done.console
-        });
-        let still_there = match &self.target {
-            Some((host, prefix)) => {
-                let registry = self.registries.get(host)?;
-                built.iter().all(|(app, _)| {
-                    registry
-                        .has_manifest(&repository(self.ws, store, app, prefix), &self.tag)
-                        .unwrap_or(false)
-                })
-            }
-            None => true,
-        };
-        let unchanged_since = |last: &Deployed| {
-            format!(
-                "unchanged since commit {} (the images deployed then): not triggered again",
-                short(&last.request.commit)
-            )
-        };
-        if let Some(last) = same_rollout
-            && last.tag == self.tag
-            && still_there
-            && !self.options.force
-        {
-            // Nothing new: keep the local layout's names right (cheap), and
-            // neither push nor trigger again.
-            if self.target.is_none() {
-                self.tag_locally(store, &built)?;
-            }
-            stages.insert("image", "cached".into());
-            stages.insert("push", "unchanged".into());
-            stages.insert("trigger", "unchanged".into());
-            return Ok((images, 0, Some(unchanged_since(last))));
-        }
-
-        let mut bytes = 0;
-        match &self.target {
-            Some((host, prefix)) => {
-                let registry = self.registries.get(host)?;
-                for (app, image) in &built {
-                    let repo = repository(self.ws, store, app, prefix);
-                    let stats = push_image(
-                        &registry,
-                        &self.layout,
-                        &self.homes,
-                        &base,
-                        image,
-                        &repo,
-                        &self.tag,
-                    )?;
-                    bytes += stats.bytes;
-                }
-            }
-            None => self.tag_locally(store, &built)?,
-        }
-        stages.insert("push", "run".into());
-        if let Some(last) = same_rollout
-            && !self.options.force
-        {
-            // Tagged with the new commit; the deployment stays the one made
-            // at the commit that changed its images.
-            let tagged = Deployed {
-                tag: self.tag.clone(),
-                ..last.clone()
-            };
-            self.deployments.insert(
-                store.as_bytes(),
-                &serde_json::to_vec(&tagged).expect("a record serializes"),
-            )?;
-            self.engine.db().flush()?;
-            stages.insert("trigger", "unchanged".into());
-            return Ok((images, bytes, Some(unchanged_since(last))));
-        }
-        let message = match &self.options.console_url {
-            Some(url) => {
-                let pending: Option<Pending> = self
-                    .pending
-                    .get(store.as_bytes())?
-                    .and_then(|b| serde_json::from_slice(&b).ok());
-                let key = match pending {
-                    Some(p) if p.deployment == done && !self.options.force => p.key,
-                    _ => request.idempotency_key(),
-                };
-                let intent = Pending {
-                    deployment: done.clone(),
-                    key: key.clone(),
-                };
-                self.pending.insert(
-                    store.as_bytes(),
-                    &serde_json::to_vec(&intent).expect("a record serializes"),
-                )?;
-                self.engine.db().flush()?;
-                let answer = match trigger(url, self.options.credentials.as_ref(), &request, &key) {
-                    Ok(answer) => answer,
-                    // A refusal is an answer: nothing is pending, and the
-                    // next run is a new request with a new key. Any other
-                    // failure leaves the outcome unknown: the intent stays.
-                    Err(e @ Error::ConsoleRefused { .. }) => {
-                        self.pending.remove(store.as_bytes())?;
-                        return Err(e);
-                    }
-                    Err(e) => return Err(e),
-                };
-                Some(format!("console: {}", answer.trim()))
-            }
-            None => {
-                let dir = self.ws.root().join(OUT).join(store);
-                record(&dir, &request)?;
-                Some(format!("recorded in {OUT}/{store}/deployment.json"))
-            }
-        };
-        stages.insert("trigger", "run".into());
-        self.deployments.insert(
-            store.as_bytes(),
-            &serde_json::to_vec(&done).expect("a record serializes"),
-        )?;
-        self.pending.remove(store.as_bytes())?;
-        self.engine.db().flush()?;
-        Ok((images, bytes, message))
-    }
-
-    fn target_text(&self) -> String {
-        match &self.target {
-            Some((host, prefix)) => format!("{host}/{prefix}"),
-            None => "oci-layout".into(),
-        }
-    }
-
-    fn tag_locally(&self, store: &str, built: &[(String, BuiltImage)]) -> Result<()> {
-        for (app, image) in built {
-            let reference = format!("{store}-{app}:{}", self.tag);
-            let current = self.layout.resolve(Some(&reference)).ok();
-            if current.map(|d| d.digest) != Some(image.manifest.digest.clone()) {
-                self.layout
-                    .tag(&reference, &image.manifest, Some(&image.platform))?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The first 12 hex digits of a commit id.
 fn short(sha: &str) -> &str {
     sha.get(..12).unwrap_or(sha)
@@ -523,7 +206,236 @@ fn stage_of(statuses: &[&str]) -> String {
     .to_string()
 }
 
-/// Deploys the selected stores.
+/// The base image of `store`: `--base-image`, the store's
+/// `deployment.baseImage`, `"strata": {"baseImage"}`, or the default.
+fn base_name(ws: &Workspace, options: &DeployOptions, store: &str) -> String {
+    options
+        .base_image
+        .clone()
+        .or_else(|| {
+            ws.config
+                .stores
+                .get(store)
+                .and_then(|s| s.deployment.base_image.clone())
+        })
+        .or_else(|| ws.config.strata.base_image.clone())
+        .unwrap_or_else(|| DEFAULT_BASE.to_string())
+}
+
+/// The whole graph a deploy of `options` runs, for its picture: every
+/// node with its kind, its inputs and what it runs after. Nothing runs.
+pub fn deploy_graph(
+    ws: &Workspace,
+    engine: &Engine,
+    options: &DeployOptions,
+) -> Result<Graph<StoreNode>> {
+    let target = options
+        .registry
+        .as_deref()
+        .map(parse_registry)
+        .transpose()?;
+    let rollout = Arc::new(Rollout {
+        root: ws.root().to_path_buf(),
+        layout: Layout::open(&options.state_dir.join("oci"))?,
+        layers: engine.db().tree("layers")?,
+        bases: engine.db().tree("bases")?,
+        homes: BlobHomes::new(engine.db().tree("blob-homes")?),
+        registries: Registries::new(None, None, options.insecure, None),
+        target: target.as_ref().map(|(h, p, _)| (h.clone(), p.clone())),
+        tag: String::new(),
+        sha: String::new(),
+        epoch: 0,
+        source: None,
+        platform: options.platform.clone(),
+        pull: false,
+        compression: options.compression,
+        console: options.console_url.clone(),
+        credentials: None,
+        pending: engine.db().tree("deploy-pending")?,
+        db: engine.db().clone(),
+    });
+    let selected: Vec<String> = ws
+        .select(&options.build.stores)?
+        .into_iter()
+        .map(|s| s.id.clone())
+        .collect();
+    let ctx = Arc::new(crate::builder::build_context(ws, engine, &options.build)?);
+    let mut graph = crate::builder::build_graph(ws, engine, &options.build, &ctx)?;
+    add_rollout(&mut graph, ws, options, &rollout, &selected)?;
+    Ok(graph)
+}
+
+/// Adds each selected store's rollout above its `.deploy` nodes: its base,
+/// an image and a push per deployed app, and its trigger, which reads the
+/// images (its key) and runs after the pushes (it does not read them: a
+/// new tag is no new deployment).
+fn add_rollout(
+    graph: &mut Graph<StoreNode>,
+    ws: &Workspace,
+    options: &DeployOptions,
+    rollout: &Arc<Rollout>,
+    stores: &[String],
+) -> Result<()> {
+    for store in stores {
+        let apps: Vec<String> = deployed_apps(ws, store)
+            .into_iter()
+            .filter(|app| graph.contains(&deploy_id(store, app)))
+            .collect();
+        if apps.is_empty() {
+            continue;
+        }
+        let name = base_name(ws, options, store);
+        let base = base_id(&name);
+        if !graph.contains(&base) {
+            graph.add(StoreNode::Base {
+                id: base.clone(),
+                name,
+                rollout: rollout.clone(),
+            })?;
+        }
+        let trigger = trigger_id(store);
+        let mut images = Vec::new();
+        for app in &apps {
+            let image = image_id(store, app);
+            graph.add(StoreNode::Image {
+                id: image.clone(),
+                store: store.clone(),
+                app: app.clone(),
+                deploy: deploy_id(store, app),
+                base: base.clone(),
+                rollout: rollout.clone(),
+            })?;
+            graph.depend(&image, &deploy_id(store, app))?;
+            graph.depend(&image, &base)?;
+            let repository = match &rollout.target {
+                Some((_, prefix)) => repository(ws, store, app, prefix),
+                None => format!("{store}-{app}"),
+            };
+            let push = push_id(store, app);
+            graph.add(StoreNode::Push {
+                id: push.clone(),
+                image: image.clone(),
+                base: base.clone(),
+                repository: repository.clone(),
+                rollout: rollout.clone(),
+            })?;
+            graph.depend(&push, &image)?;
+            graph.depend(&push, &base)?;
+            images.push((app.clone(), image, repository));
+        }
+        let settings = ws.config.stores.get(store).cloned().unwrap_or_default();
+        graph.add(StoreNode::Trigger {
+            id: trigger.clone(),
+            settings: RequestSettings {
+                store: store.clone(),
+                project_name: settings
+                    .deployment
+                    .project_name
+                    .clone()
+                    .unwrap_or_else(|| store.clone()),
+                cloud_region: settings.deployment.cloud_region.clone(),
+                framework: settings.deployment.framework.clone(),
+            },
+            images: images.clone(),
+            rollout: rollout.clone(),
+        })?;
+        for (app, image, _) in &images {
+            graph.depend(&trigger, image)?;
+            graph.order(&trigger, &push_id(store, app))?;
+        }
+    }
+    Ok(())
+}
+
+/// A rollout stage's word for a node's status: `cached` (or `unchanged`
+/// for a push or trigger), `run`, `planned`, `failed`, `skipped`.
+fn rollout_status(status: Option<Status>, cached: &'static str) -> &'static str {
+    match status {
+        Some(Status::Cached) => cached,
+        Some(Status::Planned) => "planned",
+        Some(Status::Failed) => "failed",
+        Some(Status::Skipped) | None => "skipped",
+        Some(_) => "run",
+    }
+}
+
+/// Why a node would run, down the chain of inputs that would run, to the
+/// input that changed: `trigger/s <- image/s/a <- … : scan/<dir> changed
+/// (<dir>/<file>)`.
+fn reason_chain(ws: &Workspace, engine: &Engine, log: &strata_engine::RunLog, id: &str) -> String {
+    let mut parts = vec![id.to_string()];
+    let mut at = id.to_string();
+    for _ in 0..64 {
+        let Some(reason) = log
+            .events
+            .iter()
+            .find(|e| e.id == at)
+            .and_then(|e| e.reason.clone())
+        else {
+            break;
+        };
+        match reason.strip_suffix(" would run") {
+            Some(next) => {
+                parts.push(next.to_string());
+                at = next.to_string();
+            }
+            None => {
+                let files = reason
+                    .strip_prefix("scan/")
+                    .and_then(|r| r.strip_suffix(" changed"))
+                    .map(|dir| changed_files(ws, engine, dir))
+                    .unwrap_or_default();
+                return if files.is_empty() {
+                    format!("{}: {reason}", parts.join(" <- "))
+                } else {
+                    format!("{}: {reason} ({})", parts.join(" <- "), files.join(", "))
+                };
+            }
+        }
+    }
+    parts.join(" <- ")
+}
+
+/// The files of the layer folder `dir` that differ from its last recorded
+/// scan: what a dry run names as the reason (at most 5, then a count).
+fn changed_files(ws: &Workspace, engine: &Engine, dir: &str) -> Vec<String> {
+    let Ok(Some(StoreValue::Listing(before))) = engine.load::<StoreNode>(&scan_id(dir)) else {
+        return Vec::new();
+    };
+    let Ok(now) = crate::listing::Listing::scan(ws.root(), dir, Some(engine.stat_cache())) else {
+        return Vec::new();
+    };
+    let old: HashMap<&str, &ContentHash> = before
+        .entries
+        .iter()
+        .map(|e| (e.path.as_str(), &e.digest))
+        .collect();
+    let new: HashMap<&str, &ContentHash> = now
+        .entries
+        .iter()
+        .map(|e| (e.path.as_str(), &e.digest))
+        .collect();
+    let mut changed: Vec<String> = new
+        .iter()
+        .filter(|(p, d)| old.get(*p) != Some(*d))
+        .map(|(p, _)| format!("{dir}/{p}"))
+        .chain(
+            old.keys()
+                .filter(|p| !new.contains_key(*p))
+                .map(|p| format!("{dir}/{p} (removed)")),
+        )
+        .collect();
+    changed.sort();
+    if changed.len() > 5 {
+        let more = changed.len() - 5;
+        changed.truncate(5);
+        changed.push(format!("{more} more"));
+    }
+    changed
+}
+
+/// Deploys the selected stores: one graph from the sources to the
+/// triggers, so that only what changed runs (and rolls out).
 pub fn deploy(
     ws: &Workspace,
     engine: &Engine,
@@ -569,35 +481,43 @@ pub fn deploy(
         insecure,
         options.ca_file.clone(),
     );
-    let cx = Context {
-        ws,
-        engine,
-        options,
+    let layout_dir = layout.dir().to_path_buf();
+    let rollout = Arc::new(Rollout {
+        root: ws.root().to_path_buf(),
         layout,
         layers: engine.db().tree("layers")?,
-        bases_cache: engine.db().tree("bases")?,
-        deployments: engine.db().tree("deployments")?,
-        pending: engine.db().tree("deploy-pending")?,
+        bases: engine.db().tree("bases")?,
         homes: BlobHomes::new(engine.db().tree("blob-homes")?),
         registries,
         target: target.as_ref().map(|(h, p, _)| (h.clone(), p.clone())),
-        bases: Mutex::new(HashMap::new()),
         tag: tag.clone(),
         sha: rev.sha.clone(),
         epoch: rev.epoch,
         source: rev.source.clone(),
-    };
+        platform: options.platform.clone(),
+        pull: options.pull,
+        compression: options.compression,
+        console: options.console_url.clone(),
+        credentials: options.credentials.clone(),
+        pending: engine.db().tree("deploy-pending")?,
+        db: engine.db().clone(),
+    });
 
+    let selected: Vec<String> = ws
+        .select(&options.build.stores)?
+        .into_iter()
+        .map(|s| s.id.clone())
+        .collect();
     // Two stores must not claim one repository and tag.
     if let Some((_, prefix, _)) = &target {
         let mut owners: HashMap<String, String> = HashMap::new();
-        for store in ws.select(&options.build.stores)? {
-            for app in deployed_apps(ws, &store.id) {
-                let repo = repository(ws, &store.id, &app, prefix);
-                if let Some(other) = owners.insert(repo.clone(), store.id.clone()) {
+        for store in &selected {
+            for app in deployed_apps(ws, store) {
+                let repo = repository(ws, store, &app, prefix);
+                if let Some(other) = owners.insert(repo.clone(), store.clone()) {
                     return Err(Error::RepositoryClash {
                         first: other,
-                        second: store.id.clone(),
+                        second: store.clone(),
                         repository: repo,
                         tag: tag.clone(),
                     });
@@ -605,118 +525,166 @@ pub fn deploy(
             }
         }
     }
+    // --force: every selected store is pushed and triggered again, as a
+    // new deployment (a new idempotency key).
+    if options.force && !options.build.dry_run {
+        for store in &selected {
+            for app in deployed_apps(ws, store) {
+                engine.forget(&push_id(store, &app))?;
+            }
+            engine.forget(&trigger_id(store))?;
+            forget_pending(&rollout, store)?;
+        }
+    }
 
-    let build = build_stores(ws, engine, &options.build, observe)?;
-    let started = Instant::now();
-    let results: Vec<(StoreDeploy, Option<Error>)> = build
-        .stores
-        .par_iter()
-        .map(|store| {
-            let deployed = deployed_apps(ws, &store.id);
-            let mut stages: BTreeMap<&'static str, String> = BTreeMap::new();
-            let composes: Vec<&str> = build
-                .log
-                .events
-                .iter()
-                .filter(|e| e.id.starts_with(&format!("out/{}/", store.id)))
-                .map(|e| match e.status {
-                    strata_engine::Status::Cached => "cached",
-                    strata_engine::Status::Planned => "planned",
-                    strata_engine::Status::Failed => "failed",
-                    strata_engine::Status::Skipped => "skipped",
-                    _ => "run",
-                })
-                .collect();
-            stages.insert("compose", stage_of(&composes));
-            let builds: Vec<&str> = store.apps.iter().map(|a| a.build).collect();
-            stages.insert("build", stage_of(&builds));
-            let prepares: Vec<&str> = store
-                .apps
-                .iter()
-                .filter(|a| deployed.contains(&a.app))
-                .map(|a| a.deploy.unwrap_or("skipped"))
-                .collect();
-            let prepare = stage_of(&prepares);
-            stages.insert("prepare", prepare.clone());
-            let mut result = StoreDeploy {
-                id: store.id.clone(),
-                stages,
-                images: Vec::new(),
-                bytes_uploaded: 0,
-                message: None,
-                // Its builds' time, then its images, push and trigger.
-                seconds: store
-                    .apps
-                    .iter()
-                    .filter_map(|a| a.seconds)
-                    .fold(0.0, |sum, s| sum + s),
-            };
-            if options.build.dry_run {
-                let last: Option<Deployed> = cx
-                    .deployments
-                    .get(store.id.as_bytes())
-                    .ok()
-                    .flatten()
-                    .and_then(|b| serde_json::from_slice(&b).ok());
-                let same_commit =
-                    last.is_some_and(|l| l.request.commit == cx.sha && l.tag == cx.tag);
-                let later = if prepare == "cached" && same_commit && !options.force {
-                    "cached"
-                } else {
-                    "planned"
-                };
-                for stage in ["image", "push", "trigger"] {
-                    result.stages.insert(stage, later.into());
-                }
-                result.message = Some(match later {
-                    "cached" => "deployed at this commit and nothing changed since".into(),
-                    _ if !same_commit => "not deployed at this commit yet".into(),
-                    _ => "inputs changed since the last deployment".into(),
-                });
-                return (result, None);
-            }
-            if matches!(prepare.as_str(), "failed" | "skipped") {
-                for stage in ["image", "push", "trigger"] {
-                    result.stages.insert(stage, "skipped".into());
-                }
-                result.message = Some("not deployed: a build or .deploy failed".into());
-                return (result, None);
-            }
-            let t = Instant::now();
-            match cx.deploy_store(&store.id, &mut result.stages) {
-                Ok((images, bytes, message)) => {
-                    result.images = images;
-                    result.bytes_uploaded = bytes;
-                    result.message = message;
-                    result.seconds += t.elapsed().as_secs_f64();
-                    (result, None)
-                }
-                Err(e) => {
-                    for stage in ["image", "push", "trigger"] {
-                        result
-                            .stages
-                            .entry(stage)
-                            .or_insert_with(|| "failed".into());
-                    }
-                    result.message = Some(e.to_string());
-                    (result, Some(e))
-                }
-            }
-        })
+    let extend =
+        |graph: &mut Graph<StoreNode>| add_rollout(graph, ws, options, &rollout, &selected);
+    let mut build = build_stores_with(ws, engine, &options.build, observe, &extend)?;
+    let log = &build.log;
+    let mut errors: HashMap<String, Error> = std::mem::take(&mut build.rollout_errors)
+        .into_iter()
         .collect();
-    let _ = started;
-    engine.db().flush()?;
+    let value = |id: &str| engine.load::<StoreNode>(id).ok().flatten();
     let mut stores = Vec::new();
     let mut failures = Vec::new();
-    for (s, e) in results {
-        stores.push(s);
-        failures.extend(e);
+    for store in &build.stores {
+        let deployed = deployed_apps(ws, &store.id);
+        let mut stages: BTreeMap<&'static str, String> = BTreeMap::new();
+        let composes: Vec<&str> = log
+            .events
+            .iter()
+            .filter(|e| e.id.starts_with(&format!("out/{}/", store.id)))
+            .map(|e| rollout_status(Some(e.status), "cached"))
+            .collect();
+        stages.insert("compose", stage_of(&composes));
+        let builds: Vec<&str> = store.apps.iter().map(|a| a.build).collect();
+        stages.insert("build", stage_of(&builds));
+        let prepares: Vec<&str> = store
+            .apps
+            .iter()
+            .filter(|a| deployed.contains(&a.app))
+            .map(|a| a.deploy.unwrap_or("skipped"))
+            .collect();
+        let prepare = stage_of(&prepares);
+        stages.insert("prepare", prepare.clone());
+        let images: Vec<&str> = deployed
+            .iter()
+            .map(|app| rollout_status(log.status(&image_id(&store.id, app)), "cached"))
+            .collect();
+        stages.insert("image", stage_of(&images));
+        let pushes: Vec<&str> = deployed
+            .iter()
+            .map(|app| rollout_status(log.status(&push_id(&store.id, app)), "unchanged"))
+            .collect();
+        let push = if pushes.iter().all(|p| *p == "unchanged") {
+            "unchanged".to_string()
+        } else {
+            stage_of(&pushes)
+        };
+        stages.insert("push", push);
+        let trigger_status = log.status(&trigger_id(&store.id));
+        stages.insert(
+            "trigger",
+            rollout_status(trigger_status, "unchanged").to_string(),
+        );
+
+        // Its builds' time, then its images, push and trigger.
+        let mut seconds: f64 = store
+            .apps
+            .iter()
+            .filter_map(|a| a.seconds)
+            .fold(0.0, |sum, s| sum + s);
+        let mine = |id: &str| {
+            id == trigger_id(&store.id)
+                || deployed
+                    .iter()
+                    .any(|app| id == image_id(&store.id, app) || id == push_id(&store.id, app))
+        };
+        seconds += log
+            .events
+            .iter()
+            .filter(|e| mine(&e.id) && e.status.recomputed())
+            .fold(0.0, |sum, e| sum + e.duration.as_secs_f64());
+        let mut result = StoreDeploy {
+            id: store.id.clone(),
+            stages,
+            images: Vec::new(),
+            bytes_uploaded: 0,
+            message: None,
+            seconds,
+        };
+        for app in &deployed {
+            let pid = push_id(&store.id, app);
+            if let Some(StoreValue::Published(p)) = value(&pid) {
+                if log.status(&pid).is_some_and(Status::recomputed) {
+                    result.bytes_uploaded += p.bytes;
+                }
+                if !options.build.dry_run && p.name.ends_with(&format!(":{tag}")) {
+                    result.images.push(AppImage {
+                        app: app.clone(),
+                        image: p.name,
+                        digest: p.digest,
+                    });
+                }
+            }
+        }
+        // What went wrong, in the order the stages run.
+        let base = base_id(&base_name(ws, options, &store.id));
+        let failed_ids: Vec<String> = std::iter::once(base.clone())
+            .chain(deployed.iter().map(|app| image_id(&store.id, app)))
+            .chain(deployed.iter().map(|app| push_id(&store.id, app)))
+            .chain(std::iter::once(trigger_id(&store.id)))
+            .collect();
+        let failure = failed_ids.iter().find_map(|id| {
+            if id == &base {
+                // One base serves several stores: its error is told to each.
+                errors.get(id).map(|e| (e.to_string(), None))
+            } else {
+                errors.remove(id).map(|e| (e.to_string(), Some(e)))
+            }
+        });
+        result.message = if let Some((text, error)) = failure {
+            match error {
+                Some(e) => failures.push(e),
+                None => failures.push(Error::Image {
+                    message: format!("{}: {text}", store.id),
+                }),
+            }
+            Some(text)
+        } else if matches!(prepare.as_str(), "failed" | "skipped") {
+            Some("not deployed: a build or .deploy failed".into())
+        } else if options.build.dry_run {
+            Some(match trigger_status {
+                Some(Status::Cached) if result.stages["push"] == "unchanged" => {
+                    "nothing would change: not pushed or triggered again".into()
+                }
+                Some(Status::Cached) => {
+                    "its images are unchanged: they would only get the new tag, and it would not be triggered again".into()
+                }
+                _ => format!(
+                    "would deploy: {}",
+                    reason_chain(ws, engine, log, &trigger_id(&store.id))
+                ),
+            })
+        } else {
+            match value(&trigger_id(&store.id)) {
+                Some(StoreValue::Deployed(d)) if trigger_status == Some(Status::Cached) => {
+                    Some(format!(
+                        "unchanged since commit {} (the images deployed then): not triggered again",
+                        short(&d.request.commit)
+                    ))
+                }
+                Some(StoreValue::Deployed(d)) => Some(d.answer),
+                _ => None,
+            }
+        };
+        stores.push(result);
     }
+    engine.db().flush()?;
     let target_text = match &target {
         Some((host, prefix, _)) => format!("{host}/{prefix}"),
-        None => format!("oci:{}", cx.layout.dir().display()),
+        None => format!("oci:{}", layout_dir.display()),
     };
-    let mut build = build;
     build.warnings.extend(dirty_note);
     Ok(DeployReport {
         revision: rev.sha,

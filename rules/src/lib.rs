@@ -20,8 +20,10 @@ pub mod manage;
 mod materialize;
 mod nodes;
 pub mod oci;
+mod picture;
 mod prepare;
 mod revision;
+mod rollout;
 mod servers;
 mod snapshot;
 mod sources;
@@ -43,7 +45,7 @@ pub use compose::{
 };
 pub use composer::{AppReport, ComposeReport, StoreReport, compose, compose_graph};
 pub use config::{CONFIG_FILE, Config, Deployment, StoreSettings, StrataSettings};
-pub use deployer::{AppImage, DeployOptions, DeployReport, StoreDeploy, deploy};
+pub use deployer::{AppImage, DeployOptions, DeployReport, StoreDeploy, deploy, deploy_graph};
 pub use deployment::{DeploymentRequest, record, trigger};
 pub use dev::{Target, Update, reconcile, selected, targets};
 pub use error::{Error, Result};
@@ -51,9 +53,10 @@ pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerSha
 pub use listing::Listing;
 pub use materialize::{Counts, OutDir, OutFile, OutRecord, Strays, TOOL_OWNED};
 pub use nodes::{
-    OUT, StoreNode, StoreValue, build_id, compose_id, deploy_dir, deploy_id, out_dir, out_id,
-    scan_id,
+    NodeKind, OUT, StoreNode, StoreValue, build_id, compose_id, deploy_dir, deploy_id, out_dir,
+    out_id, scan_id,
 };
+pub use picture::{NodePicture, PictureNode, node_picture};
 pub use prepare::{AppKind, DEPLOY, MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP, deployed_apps};
 pub use revision::{Revision, public_url, revision};
 pub use servers::{Run, ServerSpec, Supervisor, port_key, server_specs, start_specs};

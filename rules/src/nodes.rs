@@ -12,7 +12,12 @@ use crate::compose::{Composition, PACKAGE_JSON, composition};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
 use crate::materialize::{OutRecord, Strays, materialize, still_valid};
+use crate::oci::image::BaseImage;
 use crate::prepare::{AppKind, DEPLOY, DeployPlan};
+use crate::rollout::{
+    Deployed, ImageRecord, Published, RequestSettings, Rollout, base_digest, deployed_digest,
+    deployed_still, image_present, published_still,
+};
 use crate::sources::SourceCache;
 
 /// The output folder of composed stores, relative to the root.
@@ -95,6 +100,111 @@ pub enum StoreNode {
         /// Source bytes shared by the run's materializations.
         sources: Arc<SourceCache>,
     },
+    /// Resolves a base image (volatile: a tag may move).
+    Base {
+        /// `base/<name>`.
+        id: String,
+        /// As configured (`scratch`, `node:24-alpine`, `oci-layout:…`).
+        name: String,
+        /// What the rollout shares.
+        rollout: Arc<Rollout>,
+    },
+    /// Makes one app's image from its `.deploy` on its base.
+    Image {
+        /// `image/<store>/<app>`.
+        id: String,
+        /// The store.
+        store: String,
+        /// The app.
+        app: String,
+        /// The `.deploy` node.
+        deploy: String,
+        /// The base node.
+        base: String,
+        /// What the rollout shares.
+        rollout: Arc<Rollout>,
+    },
+    /// Publishes one app's image under the run's tag.
+    Push {
+        /// `push/<store>/<app>`.
+        id: String,
+        /// The image node.
+        image: String,
+        /// The base node (its blobs may be mounted from its origin).
+        base: String,
+        /// The target repository (`<store>-<app>` in the local layout).
+        repository: String,
+        /// What the rollout shares.
+        rollout: Arc<Rollout>,
+    },
+    /// Triggers one store's deployment.
+    Trigger {
+        /// `trigger/<store>`.
+        id: String,
+        /// The request's settings.
+        settings: RequestSettings,
+        /// Per app: its image node and repository.
+        images: Vec<(String, String, String)>,
+        /// What the rollout shares.
+        rollout: Arc<Rollout>,
+    },
+}
+
+/// The kind of a node, as `store graph --nodes` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// Scans a layer folder.
+    Scan,
+    /// Composes an app of a store.
+    Compose,
+    /// Writes `.out/<store>/<app>`.
+    Materialize,
+    /// Runs (or restores) a build.
+    Build,
+    /// Prepares `.deploy`.
+    Prepare,
+    /// Resolves a base image.
+    Base,
+    /// Makes an image.
+    Image,
+    /// Publishes an image.
+    Push,
+    /// Triggers a deployment.
+    Trigger,
+}
+
+impl std::fmt::Display for NodeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeKind::Scan => "scan",
+            NodeKind::Compose => "compose",
+            NodeKind::Materialize => "materialize",
+            NodeKind::Build => "build",
+            NodeKind::Prepare => "prepare",
+            NodeKind::Base => "base",
+            NodeKind::Image => "image",
+            NodeKind::Push => "push",
+            NodeKind::Trigger => "trigger",
+        })
+    }
+}
+
+impl StoreNode {
+    /// Its kind.
+    pub fn kind(&self) -> NodeKind {
+        match self {
+            StoreNode::Scan { .. } => NodeKind::Scan,
+            StoreNode::Compose { .. } => NodeKind::Compose,
+            StoreNode::Materialize { .. } => NodeKind::Materialize,
+            StoreNode::Build { .. } => NodeKind::Build,
+            StoreNode::Prepare { .. } => NodeKind::Prepare,
+            StoreNode::Base { .. } => NodeKind::Base,
+            StoreNode::Image { .. } => NodeKind::Image,
+            StoreNode::Push { .. } => NodeKind::Push,
+            StoreNode::Trigger { .. } => NodeKind::Trigger,
+        }
+    }
 }
 
 /// What the nodes compute.
@@ -108,6 +218,14 @@ pub enum StoreValue {
     Out(OutRecord),
     /// A build's outputs.
     Build(BuildRecord),
+    /// A base image.
+    Base(BaseImage),
+    /// An image.
+    Image(ImageRecord),
+    /// A published image.
+    Published(Published),
+    /// A deployment.
+    Deployed(Deployed),
 }
 
 /// The id of the scan node of a layer folder.
@@ -123,6 +241,26 @@ pub fn compose_id(store: &str, app: &str) -> String {
 /// The id of the materialize node of (store, app).
 pub fn out_id(store: &str, app: &str) -> String {
     format!("out/{store}/{app}")
+}
+
+/// The id of the base image node of `name`.
+pub fn base_id(name: &str) -> String {
+    format!("base/{name}")
+}
+
+/// The id of the image node of (store, app).
+pub fn image_id(store: &str, app: &str) -> String {
+    format!("image/{store}/{app}")
+}
+
+/// The id of the push node of (store, app).
+pub fn push_id(store: &str, app: &str) -> String {
+    format!("push/{store}/{app}")
+}
+
+/// The id of the trigger node of a store.
+pub fn trigger_id(store: &str) -> String {
+    format!("trigger/{store}")
 }
 
 /// `.out/<store>/<app>`, relative to the root.
@@ -150,7 +288,11 @@ impl Node for StoreNode {
             | StoreNode::Compose { id, .. }
             | StoreNode::Materialize { id, .. }
             | StoreNode::Build { id, .. }
-            | StoreNode::Prepare { id, .. } => id,
+            | StoreNode::Prepare { id, .. }
+            | StoreNode::Base { id, .. }
+            | StoreNode::Image { id, .. }
+            | StoreNode::Push { id, .. }
+            | StoreNode::Trigger { id, .. } => id,
         }
     }
 
@@ -205,23 +347,76 @@ impl Node for StoreNode {
                     .hash(&ctx.lock)
                     .str(entry.as_deref().unwrap_or(""))
             }
+            StoreNode::Base { name, rollout, .. } => h
+                .str("base/v1")
+                .str(name)
+                .str(&rollout.platform)
+                .str(if rollout.pull { "pull" } else { "" }),
+            // The image's content only: never the commit or the clock.
+            StoreNode::Image {
+                store,
+                app,
+                rollout,
+                ..
+            } => h
+                .str("image/v1")
+                .str(store)
+                .str(app)
+                .u64(rollout.epoch)
+                .str(rollout.source.as_deref().unwrap_or(""))
+                .str(rollout.compression.media_type()),
+            StoreNode::Push {
+                repository,
+                rollout,
+                ..
+            } => h
+                .str("push/v1")
+                .str(&rollout.target_text())
+                .str(repository)
+                .str(&rollout.tag),
+            // The images (its inputs), where they are, the console and the
+            // request's settings: never the commit, which only moves tags.
+            StoreNode::Trigger {
+                settings,
+                images,
+                rollout,
+                ..
+            } => {
+                h.str("trigger/v1")
+                    .str(&rollout.target_text())
+                    .str(rollout.console.as_deref().unwrap_or(""))
+                    .str(&settings.store)
+                    .str(&settings.project_name)
+                    .str(settings.cloud_region.as_deref().unwrap_or(""))
+                    .str(settings.framework.as_deref().unwrap_or(""));
+                for (app, _, repository) in images {
+                    h.str(app).str(repository);
+                }
+                &mut h
+            }
         };
         h.finish()
     }
 
     fn volatile(&self) -> bool {
-        matches!(self, StoreNode::Scan { .. })
+        matches!(self, StoreNode::Scan { .. } | StoreNode::Base { .. })
     }
 
     fn persist(&self) -> bool {
-        // A composition is cheap to compute again from its scans.
-        !matches!(self, StoreNode::Compose { .. })
+        // A composition is cheap to compute again from its scans; a base
+        // is read every run.
+        !matches!(self, StoreNode::Compose { .. } | StoreNode::Base { .. })
     }
 
     fn validates(&self) -> bool {
         matches!(
             self,
-            StoreNode::Materialize { .. } | StoreNode::Build { .. } | StoreNode::Prepare { .. }
+            StoreNode::Materialize { .. }
+                | StoreNode::Build { .. }
+                | StoreNode::Prepare { .. }
+                | StoreNode::Image { .. }
+                | StoreNode::Push { .. }
+                | StoreNode::Trigger { .. }
         )
     }
 
@@ -247,6 +442,21 @@ impl Node for StoreNode {
                 record,
                 Strays::RemoveAll,
             )),
+            (StoreNode::Image { rollout, .. }, StoreValue::Image(image)) => {
+                Ok(image_present(rollout, image))
+            }
+            // The registry is asked: a tag deleted there is pushed again.
+            (
+                StoreNode::Push {
+                    repository,
+                    rollout,
+                    ..
+                },
+                StoreValue::Published(published),
+            ) => Ok(published_still(rollout, repository, published)),
+            (StoreNode::Trigger { rollout, .. }, StoreValue::Deployed(deployed)) => {
+                Ok(deployed_still(rollout, deployed))
+            }
             _ => Ok(false),
         }
     }
@@ -379,6 +589,67 @@ impl Node for StoreNode {
                 )?;
                 let digest = record.composition;
                 Ok(Computed::new(StoreValue::Out(record), digest))
+            }
+            StoreNode::Base { name, rollout, .. } => {
+                let base = crate::rollout::base(rollout, name)?;
+                let digest = base_digest(&base);
+                Ok(Computed::new(StoreValue::Base(base), digest))
+            }
+            StoreNode::Image {
+                store,
+                app,
+                deploy,
+                base,
+                rollout,
+                ..
+            } => {
+                let StoreValue::Out(files) = &*inputs.dependency(deploy)? else {
+                    unreachable!("a .deploy node records its files")
+                };
+                let StoreValue::Base(base) = &*inputs.dependency(base)? else {
+                    unreachable!("a base node resolves a base")
+                };
+                let image = crate::rollout::image(rollout, store, app, base, files)?;
+                let digest = ContentHash::of(image.manifest.digest.as_bytes());
+                Ok(Computed::new(StoreValue::Image(image), digest))
+            }
+            StoreNode::Push {
+                image,
+                base,
+                repository,
+                rollout,
+                ..
+            } => {
+                let StoreValue::Image(image) = &*inputs.dependency(image)? else {
+                    unreachable!("an image node records an image")
+                };
+                let StoreValue::Base(base) = &*inputs.dependency(base)? else {
+                    unreachable!("a base node resolves a base")
+                };
+                let published = crate::rollout::publish(rollout, repository, base, image)?;
+                let mut h = KeyHasher::new("published/v1");
+                h.str(&published.pinned).str(&rollout.tag);
+                Ok(Computed::new(StoreValue::Published(published), h.finish()))
+            }
+            StoreNode::Trigger {
+                settings,
+                images,
+                rollout,
+                ..
+            } => {
+                let mut pinned = std::collections::BTreeMap::new();
+                for (app, image, repository) in images {
+                    let StoreValue::Image(image) = &*inputs.dependency(image)? else {
+                        unreachable!("an image node records an image")
+                    };
+                    pinned.insert(
+                        app.clone(),
+                        rollout.names(repository, &image.manifest.digest).1,
+                    );
+                }
+                let deployed = crate::rollout::deploy(rollout, settings, pinned)?;
+                let digest = deployed_digest(&deployed);
+                Ok(Computed::new(StoreValue::Deployed(deployed), digest))
             }
         }
     }

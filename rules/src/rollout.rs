@@ -1,0 +1,409 @@
+//! The rollout as nodes of the graph, above each store's `.deploy`
+//! folders: a base image (read every run: a tag may move with `--pull`),
+//! an image per app (keyed by the base's digest and the `.deploy` content,
+//! never the commit), a push per app and target repository (keyed by the
+//! image and the tag; it asks the registry whether the tag is still
+//! there), and a trigger per store and console (keyed by the images of the
+//! store's apps: a commit that changes none of them triggers nothing, it
+//! only moves the tag).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use strata_engine::{ContentHash, Db, KeyHasher, Tree};
+
+use crate::deployment::{DeploymentRequest, record, trigger};
+use crate::error::{Error, Result};
+use crate::materialize::OutRecord;
+use crate::nodes::{OUT, deploy_dir};
+use crate::oci::auth::Credentials;
+use crate::oci::base::{Registries, resolve_base};
+use crate::oci::image::{BaseImage, BuiltImage, ImageMeta, build_image};
+use crate::oci::layer::Compression;
+use crate::oci::layout::{Descriptor, Layout};
+use crate::oci::push::{BlobHomes, push_image};
+
+/// What every rollout node of a run shares.
+pub struct Rollout {
+    /// The monorepo's root.
+    pub root: PathBuf,
+    /// The local OCI layout (`.strata/oci`): every image's blobs.
+    pub layout: Layout,
+    /// Layers already compressed, by the key of their files.
+    pub layers: Tree,
+    /// Base images resolved, by name and platform.
+    pub bases: Tree,
+    /// Where each blob was seen, per registry (for cross-repository mounts).
+    pub homes: BlobHomes,
+    /// Registry clients.
+    pub registries: Registries,
+    /// The target registry's host and repository prefix; none for the
+    /// local layout.
+    pub target: Option<(String, String)>,
+    /// The tag images get: the commit SHA (`-dirty` for uncommitted work).
+    pub tag: String,
+    /// The commit SHA, sent with deployments.
+    pub sha: String,
+    /// Every timestamp in images: `SOURCE_DATE_EPOCH`, else 0.
+    pub epoch: u64,
+    /// The repository's public URL, for the `source` label.
+    pub source: Option<String>,
+    /// `os/arch[/variant]` of base images.
+    pub platform: String,
+    /// Resolve base tags again.
+    pub pull: bool,
+    /// Layer compression.
+    pub compression: Compression,
+    /// The console's deployment endpoint; none records the deployment in
+    /// `.out/<store>/deployment.json`.
+    pub console: Option<String>,
+    /// Credentials for the console.
+    pub credentials: Option<Credentials>,
+    /// Triggers about to be sent (see [`Pending`]).
+    pub pending: Tree,
+    /// The database, flushed before a trigger leaves.
+    pub db: Db,
+}
+
+impl Rollout {
+    /// Where images go, as the summary says it.
+    pub fn target_text(&self) -> String {
+        match &self.target {
+            Some((host, prefix)) => format!("{host}/{prefix}"),
+            None => "oci-layout".into(),
+        }
+    }
+
+    /// The name an app's image is published under, and its pinned form.
+    pub fn names(&self, repository: &str, digest: &str) -> (String, String) {
+        match &self.target {
+            Some((host, _)) => (
+                format!("{host}/{repository}:{}", self.tag),
+                format!("{host}/{repository}@{digest}"),
+            ),
+            None => (
+                format!(
+                    "oci:{}:{repository}:{}",
+                    self.layout.dir().display(),
+                    self.tag
+                ),
+                format!("{repository}@{digest}"),
+            ),
+        }
+    }
+}
+
+/// An image as a node records it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// Its manifest.
+    pub manifest: Descriptor,
+    /// Its config.
+    pub config: Descriptor,
+    /// Every layer, the base's first.
+    pub layers: Vec<Descriptor>,
+    /// `os`, `architecture` (and `variant`), as JSON text.
+    pub platform: String,
+}
+
+impl ImageRecord {
+    fn of(image: &BuiltImage) -> ImageRecord {
+        ImageRecord {
+            manifest: image.manifest.clone(),
+            config: image.config.clone(),
+            layers: image.layers.clone(),
+            platform: image.platform.to_string(),
+        }
+    }
+
+    fn built(&self) -> BuiltImage {
+        BuiltImage {
+            manifest: self.manifest.clone(),
+            config: self.config.clone(),
+            layers: self.layers.clone(),
+            platform: serde_json::from_str(&self.platform).unwrap_or_default(),
+        }
+    }
+}
+
+/// A published image.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// `<registry>/<repository>:<tag>`, or `oci:<layout>:<ref>`.
+    pub name: String,
+    /// `<registry>/<repository>@<digest>`.
+    pub pinned: String,
+    /// The manifest digest.
+    pub digest: String,
+    /// Bytes sent to the registry.
+    pub bytes: u64,
+}
+
+/// A deployment that happened: what the trigger node records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    /// What was asked, at which commit.
+    pub request: DeploymentRequest,
+    /// The tag the images had then.
+    pub tag: String,
+    /// Where the images were.
+    pub target: String,
+    /// The console, if any.
+    pub console: Option<String>,
+    /// What the console answered, or where the deployment was recorded.
+    pub answer: String,
+}
+
+/// A trigger that was about to be sent: recorded (and flushed) before the
+/// request leaves, kept after the console answered (until the next
+/// deployment of the store replaces it, or a refusal or `--force` removes
+/// it). A run killed before its record of the trigger was kept sends the
+/// same deployment again with the same idempotency key, so the console
+/// counts it once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct Pending {
+    request: DeploymentRequest,
+    target: String,
+    console: Option<String>,
+    key: String,
+}
+
+/// Forgets the pending intent of `store`: `--force` makes a new
+/// deployment of the same request, under a new key.
+pub fn forget_pending(rollout: &Rollout, store: &str) -> Result<()> {
+    rollout.pending.remove(store.as_bytes())?;
+    Ok(())
+}
+
+/// The base image `name`, resolved (pulled once into the layout).
+pub fn base(rollout: &Rollout, name: &str) -> Result<BaseImage> {
+    resolve_base(
+        name,
+        &rollout.platform,
+        &rollout.layout,
+        &rollout.bases,
+        &rollout.registries,
+        rollout.pull,
+    )
+}
+
+/// What image nodes see of a base: its manifest digest (the config's, for
+/// `scratch`).
+pub fn base_digest(base: &BaseImage) -> ContentHash {
+    let mut h = KeyHasher::new("base/v1");
+    h.str(base.manifest.as_deref().unwrap_or(""))
+        .str(&base.config.to_string());
+    h.finish()
+}
+
+/// The image of `store/app` on `base` from its prepared `.deploy`.
+pub fn image(
+    rollout: &Rollout,
+    store: &str,
+    app: &str,
+    base: &BaseImage,
+    deploy: &OutRecord,
+) -> Result<ImageRecord> {
+    let meta = ImageMeta {
+        store: store.to_string(),
+        app: app.to_string(),
+        composition: deploy.composition.to_hex(),
+        source: rollout.source.clone(),
+        epoch: rollout.epoch,
+    };
+    let built = build_image(
+        &rollout.layout,
+        &rollout.layers,
+        base,
+        &deploy_dir(&rollout.root, store, app),
+        &deploy.files,
+        &meta,
+        rollout.compression,
+    )?;
+    Ok(ImageRecord::of(&built))
+}
+
+/// Whether the layout still holds every blob of `image`.
+pub fn image_present(rollout: &Rollout, image: &ImageRecord) -> bool {
+    std::iter::once(&image.manifest)
+        .chain(std::iter::once(&image.config))
+        .chain(&image.layers)
+        .all(|d| rollout.layout.has_blob(&d.digest, Some(d.size)))
+}
+
+/// Publishes `image` as `repository` under the run's tag: pushed to the
+/// target registry (blobs it lacks, then the manifest), or tagged in the
+/// local layout.
+pub fn publish(
+    rollout: &Rollout,
+    repository: &str,
+    base: &BaseImage,
+    image: &ImageRecord,
+) -> Result<Published> {
+    let (name, pinned) = rollout.names(repository, &image.manifest.digest);
+    let built = image.built();
+    let bytes = match &rollout.target {
+        Some((host, _)) => {
+            let registry = rollout.registries.get(host)?;
+            push_image(
+                &registry,
+                &rollout.layout,
+                &rollout.homes,
+                base,
+                &built,
+                repository,
+                &rollout.tag,
+            )?
+            .bytes
+        }
+        None => {
+            let reference = format!("{repository}:{}", rollout.tag);
+            rollout
+                .layout
+                .tag(&reference, &built.manifest, Some(&built.platform))?;
+            0
+        }
+    };
+    Ok(Published {
+        name,
+        pinned,
+        digest: image.manifest.digest.clone(),
+        bytes,
+    })
+}
+
+/// Whether the published tag still names the image.
+pub fn published_still(rollout: &Rollout, repository: &str, published: &Published) -> bool {
+    match &rollout.target {
+        Some((host, _)) => rollout.registries.get(host).is_ok_and(|registry| {
+            registry
+                .has_manifest(repository, &rollout.tag)
+                .unwrap_or(false)
+        }),
+        None => rollout
+            .layout
+            .resolve(Some(&format!("{repository}:{}", rollout.tag)))
+            .is_ok_and(|d| d.digest == published.digest),
+    }
+}
+
+/// The settings of a store's deployment request, beside its images.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RequestSettings {
+    /// The store.
+    pub store: String,
+    /// The project.
+    pub project_name: String,
+    /// The region.
+    pub cloud_region: Option<String>,
+    /// `nextjs` or `nuxt`.
+    pub framework: Option<String>,
+}
+
+/// Triggers the deployment of `images` (app → pinned reference): sent to
+/// the console (recorded as pending and flushed first, so a rerun after a
+/// crash sends it under the same idempotency key), or recorded in
+/// `.out/<store>/deployment.json`.
+pub fn deploy(
+    rollout: &Rollout,
+    settings: &RequestSettings,
+    images: BTreeMap<String, String>,
+) -> Result<Deployed> {
+    let request = DeploymentRequest {
+        store: settings.store.clone(),
+        project_name: settings.project_name.clone(),
+        cloud_region: settings.cloud_region.clone(),
+        framework: settings.framework.clone(),
+        commit: rollout.sha.clone(),
+        images,
+    };
+    let target = rollout.target_text();
+    let store = settings.store.as_bytes();
+    let answer = match &rollout.console {
+        Some(url) => {
+            let pending: Option<Pending> = rollout
+                .pending
+                .get(store)?
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            let key = match pending {
+                Some(p)
+                    if p.request == request
+                        && p.target == target
+                        && p.console == rollout.console =>
+                {
+                    p.key
+                }
+                _ => request.idempotency_key(),
+            };
+            let intent = Pending {
+                request: request.clone(),
+                target: target.clone(),
+                console: rollout.console.clone(),
+                key: key.clone(),
+            };
+            rollout.pending.insert(
+                store,
+                &serde_json::to_vec(&intent).expect("a record serializes"),
+            )?;
+            rollout.db.flush()?;
+            let answer = match trigger(url, rollout.credentials.as_ref(), &request, &key) {
+                Ok(answer) => answer,
+                // A refusal is an answer: nothing is pending, and the next
+                // run is a new request with a new key. Any other failure
+                // leaves the outcome unknown: the intent stays.
+                Err(e @ Error::ConsoleRefused { .. }) => {
+                    rollout.pending.remove(store)?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
+            // The intent stays: a crash before the node's record is kept
+            // must not turn the next run's resend into a new key. It is
+            // replaced by the next deployment's intent, which differs.
+            format!("console: {}", answer.trim())
+        }
+        None => {
+            let dir = rollout.root.join(OUT).join(&settings.store);
+            record(&dir, &request)?;
+            format!("recorded in {OUT}/{}/deployment.json", settings.store)
+        }
+    };
+    Ok(Deployed {
+        request,
+        tag: rollout.tag.clone(),
+        target,
+        console: rollout.console.clone(),
+        answer,
+    })
+}
+
+/// Whether a recorded deployment is still in place where strata can see
+/// it: without a console, `.out/<store>/deployment.json` (which
+/// `rm -rf .out` removes) must still name the same images.
+pub fn deployed_still(rollout: &Rollout, deployed: &Deployed) -> bool {
+    if rollout.console.is_some() {
+        return true;
+    }
+    let path = rollout
+        .root
+        .join(OUT)
+        .join(&deployed.request.store)
+        .join("deployment.json");
+    std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<DeploymentRequest>(&b).ok())
+        .is_some_and(|r| r.images == deployed.request.images)
+}
+
+/// What a trigger node's dependents (none) and the summary compare: the
+/// images, where they are and the console, never the commit.
+pub fn deployed_digest(deployed: &Deployed) -> ContentHash {
+    let mut h = KeyHasher::new("deployed/v1");
+    h.str(&deployed.target)
+        .str(deployed.console.as_deref().unwrap_or(""));
+    for (app, pinned) in &deployed.request.images {
+        h.str(app).str(pinned);
+    }
+    h.finish()
+}
