@@ -493,8 +493,13 @@ pub struct ExplainArgs {
     pub id: String,
 
     /// A file to trace, as <app>/<path> or a path inside the apps.
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, value_name = "PATH", conflicts_with = "deploy")]
     pub file: Option<String>,
+
+    /// What a deploy of the store would do now, stage by stage, and why
+    /// (its nodes in the graph, down to the input that changed).
+    #[arg(long)]
+    pub deploy: bool,
 
     /// Print the explanation as JSON.
     #[arg(long)]

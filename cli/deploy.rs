@@ -39,6 +39,55 @@ pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
     }
 }
 
+/// `store explain ID --deploy`: a dry run of a deploy of one store, told
+/// in words: each stage, and each of its nodes that would run with why.
+pub fn explain(cx: &Setup, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let engine = cx.engine()?;
+    let mut options = graph_options(cx, vec![id.to_string()]);
+    options.allow_dirty = true;
+    let report = strata_rules::deploy(&cx.workspace, &engine, &options, &|_| {})?;
+    let Some(store) = report.stores.iter().find(|s| s.id == id) else {
+        anyhow::bail!(strata_rules::Error::UnknownStore {
+            message: format!("no deployable store {id:?}"),
+        });
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(store)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{id}: a deploy now (tag {}, to {}) would do this:",
+        report.tag, report.target
+    );
+    for stage in ["compose", "build", "prepare", "image", "push", "trigger"] {
+        let status = store.stages.get(stage).map(String::as_str).unwrap_or("-");
+        let words = match status {
+            "cached" => "nothing to do: its inputs are as last time",
+            "unchanged" if stage == "trigger" => {
+                "not triggered: the store's images are those of its last deployment"
+            }
+            "unchanged" => "nothing to send: the registry has the image under this tag",
+            "planned" => "would run",
+            _ => status,
+        };
+        println!("  {stage:<8} {words}");
+    }
+    // The nodes of this store that would run, each with its reason.
+    let mine = |node: &str| node.split('/').nth(1) == Some(id);
+    for event in &report.build.log.events {
+        if event.status == strata_engine::Status::Planned
+            && mine(&event.id)
+            && let Some(reason) = &event.reason
+        {
+            println!("    {} would run: {reason}", event.id);
+        }
+    }
+    if let Some(message) = &store.message {
+        println!("  {message}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
     let engine = cx.engine()?;
     let cores = std::thread::available_parallelism()

@@ -136,6 +136,15 @@ fn message(error: &anyhow::Error) -> String {
             out.push_str(&text);
         }
     }
+    // Only --no-wait makes a held lock an error.
+    if error.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<strata_engine::Error>(),
+            Some(strata_engine::Error::Busy { .. })
+        )
+    }) {
+        out.push_str(", or without --no-wait to wait for it");
+    }
     out
 }
 
@@ -360,6 +369,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 GraphFormat::Json => println!("{}", serde_json::to_string_pretty(&tree)?),
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Store(StoreCommand::Explain(args)) if args.deploy => {
+            deploy::explain(&cx, &args.id, args.json)
         }
         Command::Store(StoreCommand::Explain(args)) => {
             let engine = cx.engine()?;

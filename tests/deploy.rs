@@ -930,3 +930,37 @@ fn the_node_graph_shows_the_rollout_above_the_builds() {
     let out = repo.strata(&["store", "graph", "-s", "sports"]);
     assert_eq!(out.status.code(), Some(2), "-s without --nodes is refused");
 }
+
+/// `store explain ID --deploy`: the dry run of one store in words, down to
+/// the file that changed; another store says it would not be triggered.
+#[test]
+fn explain_deploy_says_what_would_run_and_why() {
+    let repo = committed_example();
+    repo.ok(&["store", "deploy"]);
+    repo.write(
+        "apps/stores/sports/storefront-unified-nextjs/components/header.html",
+        "<header>Sports, new season</header>\n",
+    );
+    repo.commit("new sports header");
+    let text = repo.ok(&["store", "explain", "sports", "--deploy"]);
+    assert!(
+        text.contains("trigger  would run")
+            && text.contains("image/sports/storefront-unified-nextjs would run")
+            && text.contains("apps/stores/sports/storefront-unified-nextjs/components/header.html"),
+        "{text}"
+    );
+    let text = repo.ok(&["store", "explain", "fashion-us", "--deploy"]);
+    assert!(
+        text.contains("build    nothing to do")
+            && text.contains("trigger  not triggered")
+            && !text.contains("image/fashion-us"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&repo.ok(&["store", "explain", "sports", "--deploy", "--json"]))
+            .unwrap();
+    assert_eq!(json["stages"]["trigger"], "planned");
+    // Explaining changed nothing: a deploy now still has the work to do.
+    let (_, report, _) = deploy_json(&repo, &[], &[]);
+    assert_eq!(stage(&report, "sports", "build"), "run");
+}

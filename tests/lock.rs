@@ -43,6 +43,7 @@ fn a_second_process_waits_or_with_no_wait_fails_with_2() {
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("strata store dev (pid"), "{stderr}");
     assert!(stderr.contains(".strata/lock"), "{stderr}");
+    assert!(stderr.contains("without --no-wait to wait"), "{stderr}");
     assert!(!stderr.contains("sled"), "{stderr}");
 
     let mut waiting = spawn(&repo, &["store", "compose"]);

@@ -54,6 +54,23 @@ pub enum Error {
         /// The missing dependency.
         dependency: String,
     },
+    /// A URL that cannot be used.
+    #[error("{message}")]
+    Url {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A node read a value that is not one of its declared inputs: its
+    /// key would not cover what it read.
+    #[error(
+        "node {node} read {dependency}, which is not one of its inputs (declare it with Graph::depend)"
+    )]
+    UndeclaredInput {
+        /// The reading node.
+        node: String,
+        /// What it read.
+        dependency: String,
+    },
     /// Two nodes were added with the same id.
     #[error("node {node} was added twice")]
     DuplicateNode {
@@ -77,9 +94,7 @@ pub enum Error {
         path: PathBuf,
     },
     /// Another process holds the lock and the caller would not wait.
-    #[error(
-        "{holder} is working on {path}; run again when it is done, or without --no-wait to wait for it"
-    )]
+    #[error("{holder} is working on {path}; run again when it is done")]
     Busy {
         /// The lock file.
         path: PathBuf,

@@ -19,6 +19,35 @@ use sha2::{Digest as _, Sha256};
 use crate::atomic::TempName;
 use crate::error::{Error, Result};
 
+/// How to authenticate to a remote cache when its URL holds no
+/// credentials (those in the URL win).
+#[derive(Clone, Default)]
+pub enum RemoteAuth {
+    /// Anonymous.
+    #[default]
+    None,
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// Basic auth.
+    Basic {
+        /// The user name.
+        user: String,
+        /// The password.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for RemoteAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret.
+        f.write_str(match self {
+            RemoteAuth::None => "None",
+            RemoteAuth::Bearer(_) => "Bearer(…)",
+            RemoteAuth::Basic { .. } => "Basic(…)",
+        })
+    }
+}
+
 /// A remote cache.
 pub struct RemoteCache {
     base: String,
@@ -51,27 +80,28 @@ pub fn file_sha256(path: &Path) -> Result<String> {
 
 impl RemoteCache {
     /// A cache at `url` (`http[s]://[user:password@]host[:port][/prefix]`).
-    /// Credentials come from the URL, or `STRATA_REMOTE_CACHE_TOKEN` (a
-    /// bearer token), or `STRATA_REMOTE_CACHE_USER` and
-    /// `STRATA_REMOTE_CACHE_PASSWORD`. They never appear in messages.
-    pub fn new(url: &str, read_only: bool, timeout: Duration) -> Result<RemoteCache> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| Error::Walk {
-            path: "--remote-cache".into(),
+    /// Credentials come from the URL, else `auth`. They never appear in
+    /// messages.
+    pub fn new(
+        url: &str,
+        auth: RemoteAuth,
+        read_only: bool,
+        timeout: Duration,
+    ) -> Result<RemoteCache> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| Error::Url {
             message: format!("not a URL ({e})"),
         })?;
-        let mut auth = None;
-        if !parsed.username().is_empty() {
+        let auth = if !parsed.username().is_empty() {
             let user = percent_decode(parsed.username());
             let password = percent_decode(parsed.password().unwrap_or(""));
-            auth = Some(basic(&user, &password));
-        } else if let Ok(token) = std::env::var("STRATA_REMOTE_CACHE_TOKEN") {
-            auth = Some(format!("Bearer {token}"));
-        } else if let (Ok(user), Ok(password)) = (
-            std::env::var("STRATA_REMOTE_CACHE_USER"),
-            std::env::var("STRATA_REMOTE_CACHE_PASSWORD"),
-        ) {
-            auth = Some(basic(&user, &password));
-        }
+            Some(basic(&user, &password))
+        } else {
+            match auth {
+                RemoteAuth::None => None,
+                RemoteAuth::Bearer(token) => Some(format!("Bearer {token}")),
+                RemoteAuth::Basic { user, password } => Some(basic(&user, &password)),
+            }
+        };
         let mut clean = parsed.clone();
         let _ = clean.set_username("");
         let _ = clean.set_password(None);
@@ -84,8 +114,7 @@ impl RemoteCache {
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
             .build()
-            .map_err(|e| Error::Walk {
-                path: "--remote-cache".into(),
+            .map_err(|e| Error::Url {
                 message: e.to_string(),
             })?;
         Ok(RemoteCache {
@@ -339,6 +368,7 @@ mod tests {
     fn credentials_leave_the_url_shown() {
         let cache = RemoteCache::new(
             "http://ci:s%40cret@127.0.0.1:9/cache/",
+            RemoteAuth::Bearer("ignored: the URL's credentials win".into()),
             false,
             Duration::from_secs(1),
         )
@@ -350,7 +380,13 @@ mod tests {
     #[test]
     fn an_unreachable_cache_is_a_miss_and_one_warning() {
         // Nothing listens on port 9 of loopback (the discard port).
-        let cache = RemoteCache::new("http://127.0.0.1:9", false, Duration::from_secs(1)).unwrap();
+        let cache = RemoteCache::new(
+            "http://127.0.0.1:9",
+            RemoteAuth::None,
+            false,
+            Duration::from_secs(1),
+        )
+        .unwrap();
         assert_eq!(cache.get_ac("00"), None);
         assert!(!cache.put_ac("00", b"{}"));
         let warnings = cache.warnings();

@@ -408,16 +408,25 @@ pub struct Inputs<'a, N: Node> {
 
 impl<N: Node> Inputs<'_, N> {
     /// The value of the dependency `id`: computed in this run, or loaded
-    /// from the database, or computed now if neither is possible.
+    /// from the database, or computed now if neither is possible. Only a
+    /// declared input may be read: the node's key covers nothing else.
     pub fn dependency(&self, id: &str) -> Result<Arc<N::Value>, N::Error> {
+        let node = || self.run.graph.node(self.index).id().to_string();
         let index = self
             .run
             .graph
             .index(id)
             .ok_or_else(|| Error::MissingDependency {
-                node: self.run.graph.node(self.index).id().to_string(),
+                node: node(),
                 dependency: id.to_string(),
             })?;
+        if !self.run.graph.inputs(self.index).contains(&index) {
+            return Err(Error::UndeclaredInput {
+                node: node(),
+                dependency: id.to_string(),
+            }
+            .into());
+        }
         self.run.value(index)
     }
 
@@ -1104,5 +1113,37 @@ mod stress {
                 .collect();
             assert!(bad.is_empty(), "round {round}: skipped {bad:?}");
         }
+    }
+
+    /// A node may read only what its key covers: a value it did not
+    /// declare as an input is refused, even one the run has computed (an
+    /// order-only predecessor included).
+    #[test]
+    fn a_node_reads_only_its_declared_inputs() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::new()));
+        let mut g = Graph::new();
+        g.add(N("a".into(), world.clone(), false, vec![])).unwrap();
+        g.add(N("b".into(), world.clone(), false, vec![])).unwrap();
+        g.add(N(
+            "x".into(),
+            world.clone(),
+            false,
+            vec!["a".into(), "b".into()],
+        ))
+        .unwrap();
+        g.depend("x", "a").unwrap();
+        g.order("x", "b").unwrap();
+        let outcome = engine.run(&g, OnFailure::Continue).unwrap();
+        let errors: Vec<String> = outcome.errors.iter().map(|(_, e)| e.to_string()).collect();
+        assert_eq!(outcome.log.status("x"), Some(Status::Failed));
+        assert!(
+            errors[0].contains("node x read b, which is not one of its inputs"),
+            "{errors:?}"
+        );
+        g.depend("x", "b").unwrap();
+        let outcome = engine.run(&g, OnFailure::Continue).unwrap();
+        assert!(outcome.errors.is_empty());
     }
 }

@@ -14,7 +14,7 @@ use strata_engine::{
 use crate::build::{BuildContext, BuildSpec, How};
 use crate::composer::compose_graph;
 use crate::error::{Error, Result};
-use crate::nodes::{StoreNode, StoreValue, build_id, deploy_id, out_dir, out_id};
+use crate::nodes::{NodeKind, StoreNode, StoreValue, build_id, deploy_id, out_dir, out_id};
 use crate::prepare::{AppKind, MIDDLEWARE_APP, deployed_apps};
 use crate::sources::SourceCache;
 use crate::toolchain::{
@@ -187,6 +187,22 @@ pub fn build_script_named(root: &Path, app: &str, name: &str) -> Result<Option<S
         .map(str::to_string))
 }
 
+/// The remote cache's credentials when its URL has none:
+/// `STRATA_REMOTE_CACHE_TOKEN` (a bearer token), or
+/// `STRATA_REMOTE_CACHE_USER` and `STRATA_REMOTE_CACHE_PASSWORD`.
+fn remote_auth() -> strata_engine::RemoteAuth {
+    if let Ok(token) = std::env::var("STRATA_REMOTE_CACHE_TOKEN") {
+        strata_engine::RemoteAuth::Bearer(token)
+    } else if let (Ok(user), Ok(password)) = (
+        std::env::var("STRATA_REMOTE_CACHE_USER"),
+        std::env::var("STRATA_REMOTE_CACHE_PASSWORD"),
+    ) {
+        strata_engine::RemoteAuth::Basic { user, password }
+    } else {
+        strata_engine::RemoteAuth::None
+    }
+}
+
 /// The shared context of a run's builds.
 pub fn build_context(
     ws: &Workspace,
@@ -196,11 +212,15 @@ pub fn build_context(
     let (pm, lockfile) = PackageManager::detect(ws.root());
     let remote = match &options.remote {
         Some((url, read_only)) => Some(Arc::new(
-            RemoteCache::new(url, *read_only, std::time::Duration::from_secs(20)).map_err(|e| {
-                Error::BadUrl {
-                    option: "--remote-cache",
-                    message: e.to_string(),
-                }
+            RemoteCache::new(
+                url,
+                remote_auth(),
+                *read_only,
+                std::time::Duration::from_secs(20),
+            )
+            .map_err(|e| Error::BadUrl {
+                option: "--remote-cache",
+                message: e.to_string(),
             })?,
         )),
         None => None,
@@ -344,6 +364,11 @@ pub fn build_stores_with(
         threads: Some(options.jobs.max(cores) + 2),
         dry_run: options.dry_run,
     };
+    let kinds: std::collections::HashMap<String, NodeKind> = graph
+        .edges()
+        .into_iter()
+        .map(|(node, _, _)| (strata_engine::Node::id(node).to_string(), node.kind()))
+        .collect();
     let mut outcome = engine.run_with(&graph, run, observe)?;
     let mut failures = Vec::new();
     let mut cancelled = Vec::new();
@@ -353,19 +378,14 @@ pub fn build_stores_with(
             cancelled.push(id);
             continue;
         }
-        if ["base/", "image/", "push/", "trigger/"]
-            .iter()
-            .any(|p| id.starts_with(p))
-        {
-            rollout_errors.push((id, error));
-            continue;
-        }
-        let is_build = id.starts_with("build/") || id.starts_with("deploy/");
-        if !is_build {
+        match kinds.get(&id) {
+            Some(NodeKind::Base | NodeKind::Image | NodeKind::Push | NodeKind::Trigger) => {
+                rollout_errors.push((id, error));
+            }
+            Some(NodeKind::Build | NodeKind::Prepare) => failures.push(error),
             // A scan or composition failed: bad input, nothing was built.
-            return Err(error);
+            _ => return Err(error),
         }
-        failures.push(error);
     }
     let apps = filter_apps(&ws.base_apps, &options.filter)?;
     let mut stores = Vec::new();
