@@ -27,7 +27,13 @@ mkdirSync(".next/standalone/.next/server", { recursive: true });
 mkdirSync(".next/static", { recursive: true });
 writeFileSync(".next/standalone/.next/server/page.html", `<p>${bytes}</p>`);
 writeFileSync(".next/static/app.css", "body {}");
-writeFileSync(".next/standalone/server.js", "require('node:http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);");
+// The traced runtime, as Next.js writes it beside a standalone server.
+for (const name of ["next", "react"]) {
+  mkdirSync(`.next/standalone/node_modules/${name}`, { recursive: true });
+  writeFileSync(`.next/standalone/node_modules/${name}/package.json`, JSON.stringify({ name, main: "index.js" }));
+  writeFileSync(`.next/standalone/node_modules/${name}/index.js`, "module.exports = {};");
+}
+writeFileSync(".next/standalone/server.js", "require('next'); require('node:http').createServer((q, s) => s.end('ok')).listen(process.env.PORT);");
 "#,
     ),
     (

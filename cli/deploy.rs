@@ -12,8 +12,10 @@ use crate::Setup;
 use crate::args::{CompressionArg, DeployArgs};
 
 /// The options of a plain deploy of `stores` (all when empty), for the
-/// picture of its graph.
+/// picture of its graph and `explain --deploy`: the registry and console
+/// from the environment (or the config) as `store deploy` reads them.
 pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     DeployOptions {
         build: BuildOptions {
             stores,
@@ -24,7 +26,8 @@ pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
             dry_run: true,
             remote: None,
         },
-        registry: cx.workspace.config.strata.registry.clone(),
+        registry: env("CLI_DOCKER_REGISTRY_URL")
+            .or_else(|| cx.workspace.config.strata.registry.clone()),
         credentials: None,
         insecure: false,
         ca_file: None,
@@ -32,7 +35,7 @@ pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
         platform: "linux/amd64".into(),
         compression: Compression::Gzip,
         allow_dirty: false,
-        console_url: None,
+        console_url: env("CLI_CONSOLE_URL"),
         force: false,
         pull: false,
         state_dir: cx.state_dir.clone(),

@@ -253,15 +253,16 @@ fn command_name(command: &Command) -> &'static str {
 
 /// Whether the command writes `.out` or the state (so it takes the locks).
 fn writes(command: &Command) -> bool {
-    !matches!(
-        command,
-        Command::Store(
-            StoreCommand::Graph(_)
-                | StoreCommand::Changed(_)
-                | StoreCommand::Lint(_)
-                | StoreCommand::Start(_)
-        ) | Command::Completions { .. }
-    )
+    match command {
+        // The node graph opens the state (and records the toolchain).
+        Command::Store(StoreCommand::Graph(args)) => args.nodes,
+        _ => !matches!(
+            command,
+            Command::Store(
+                StoreCommand::Changed(_) | StoreCommand::Lint(_) | StoreCommand::Start(_)
+            ) | Command::Completions { .. }
+        ),
+    }
 }
 
 /// Takes the state folder's lock, then the repository's (a lock on its

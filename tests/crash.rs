@@ -302,6 +302,14 @@ fn a_trigger_cut_short_is_resent_under_the_same_key() {
     console
         .delay_ms
         .store(0, std::sync::atomic::Ordering::SeqCst);
+    // The next run is for the next commit, which leaves sports' images as
+    // they were: what the crash may have deployed is sent again as it was
+    // (its commit too), under its key, never as a second deployment.
+    repo.write(
+        "apps/stores/fashion/stores/fashion-us/storefront-unified-nextjs/components/footer.html",
+        "another store's change\n",
+    );
+    repo.commit("a change elsewhere");
 
     let out = strata(&repo, &args).output().unwrap();
     assert!(

@@ -964,3 +964,31 @@ fn explain_deploy_says_what_would_run_and_why() {
     let (_, report, _) = deploy_json(&repo, &[], &[]);
     assert_eq!(stage(&report, "sports", "build"), "run");
 }
+
+/// The settings builds read are inputs with names: a dry run after a
+/// lockfile edit or a new public environment variable says which.
+#[test]
+fn a_dry_run_names_the_lockfile_or_variable_that_changed() {
+    let repo = committed_example();
+    repo.ok(&["store", "deploy"]);
+    let lock = std::fs::read_to_string(repo.path().join("package-lock.json")).unwrap();
+    repo.write(
+        "package-lock.json",
+        &lock.replacen("\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"", 1),
+    );
+    repo.commit("lockfile edit");
+    let (_, report, _) = deploy_json(&repo, &["--dry-run"], &[]);
+    let message = report["stores"][0]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("lockfile/package-lock.json changed"),
+        "{message}"
+    );
+    repo.ok(&["store", "deploy"]);
+    let (_, report, _) = deploy_json(&repo, &["--dry-run"], &[("NEXT_PUBLIC_SHOP", "1")]);
+    let message = report["stores"][0]["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("env/NEXT_PUBLIC_SHOP changed"),
+        "{message}"
+    );
+    assert!(!message.contains("=1"), "values are never shown: {message}");
+}

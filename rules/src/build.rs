@@ -117,6 +117,8 @@ pub struct BuildContext {
     pub env: Vec<(String, String)>,
     /// The root lockfile's digest.
     pub lock: ContentHash,
+    /// The root lockfile's name, when there is one.
+    pub lockfile: Option<String>,
     /// The digest of the root files builds read (`package.json`, `.npmrc`,
     /// `.yarnrc.yml`, `tsconfig.json`…).
     pub globals: ContentHash,
@@ -162,6 +164,7 @@ impl BuildContext {
             node_version,
             env,
             lock,
+            lockfile: None,
             globals: ContentHash::default(),
             cas,
             manifests,
@@ -175,6 +178,33 @@ impl BuildContext {
             warnings: Mutex::new(Vec::new()),
             used: None,
         }
+    }
+
+    /// The settings every build reads, each with a name (for the graph's
+    /// setting nodes) and a digest. Environment values are hashed, never
+    /// stored.
+    pub fn settings_digests(&self) -> Vec<(String, ContentHash)> {
+        let mut out = vec![
+            (
+                format!("lockfile/{}", self.lockfile.as_deref().unwrap_or("none")),
+                self.lock,
+            ),
+            ("root-files".to_string(), self.globals),
+            (
+                "toolchain/node".to_string(),
+                ContentHash::of(self.node_version.as_bytes()),
+            ),
+            (
+                format!("toolchain/{}", self.pm.program()),
+                ContentHash::of(self.pm.program().as_bytes()),
+            ),
+        ];
+        for (k, v) in &self.env {
+            let mut h = KeyHasher::new("env");
+            h.str(k).str(v);
+            out.push((format!("env/{k}"), h.finish()));
+        }
+        out
     }
 
     /// The part of every build key that the run shares: tools and

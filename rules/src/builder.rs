@@ -238,6 +238,10 @@ pub fn build_context(
         options.fail_fast,
     );
     ctx.remote = remote;
+    ctx.lockfile = lockfile
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned());
     ctx.used = Some(engine.db().tree(crate::cache::BUILD_USED)?);
     ctx.globals = globals_digest(ws.root())?;
     Ok(ctx)
@@ -259,6 +263,15 @@ pub fn build_graph(
         scripts.push((app.clone(), build_script(ws.root(), app)?));
     }
     let middleware_builds = build_script(ws.root(), MIDDLEWARE_APP)?.is_some();
+    let settings = ctx.settings_digests();
+    if scripts.iter().any(|(_, s)| s.is_some()) {
+        for (id, digest) in &settings {
+            graph.add(StoreNode::Setting {
+                id: id.clone(),
+                digest: *digest,
+            })?;
+        }
+    }
     for store in ws.select(&options.stores)? {
         let has_build = |app: &str| scripts.iter().any(|(a, s)| a == app && s.is_some());
         for (app, script) in &scripts {
@@ -297,6 +310,9 @@ pub fn build_graph(
             graph.depend(&id, &out_id(&store.id, app))?;
             if let Some(up) = upstream {
                 graph.depend(&id, &up)?;
+            }
+            for (setting, _) in &settings {
+                graph.depend(&id, setting)?;
             }
         }
         for app in deployed_apps(ws, &store.id) {

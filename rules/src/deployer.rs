@@ -253,6 +253,8 @@ pub fn deploy_graph(
         credentials: None,
         pending: engine.db().tree("deploy-pending")?,
         db: engine.db().clone(),
+        legacy: engine.db().tree("deployments")?,
+        dry_run: true,
     });
     let selected: Vec<String> = ws
         .select(&options.build.stores)?
@@ -501,6 +503,8 @@ pub fn deploy(
         credentials: options.credentials.clone(),
         pending: engine.db().tree("deploy-pending")?,
         db: engine.db().clone(),
+        legacy: engine.db().tree("deployments")?,
+        dry_run: options.build.dry_run,
     });
 
     let selected: Vec<String> = ws
@@ -613,46 +617,54 @@ pub fn deploy(
             message: None,
             seconds,
         };
+        let ran = |id: &str| matches!(log.status(id), Some(Status::Changed | Status::Unchanged));
         for app in &deployed {
             let pid = push_id(&store.id, app);
-            if let Some(StoreValue::Published(p)) = value(&pid) {
-                if log.status(&pid).is_some_and(Status::recomputed) {
+            let published = ran(&pid) || log.status(&pid) == Some(Status::Cached);
+            if let Some(StoreValue::Published(p)) = value(&pid).filter(|_| published) {
+                if ran(&pid) {
                     result.bytes_uploaded += p.bytes;
                 }
-                if !options.build.dry_run && p.name.ends_with(&format!(":{tag}")) {
-                    result.images.push(AppImage {
-                        app: app.clone(),
-                        image: p.name,
-                        digest: p.digest,
-                    });
-                }
+                result.images.push(AppImage {
+                    app: app.clone(),
+                    image: p.name,
+                    digest: p.digest,
+                });
             }
         }
-        // What went wrong, in the order the stages run.
+        // What went wrong, in the order the stages run: every failed node
+        // of the store, its base's (shared by stores) told to each.
         let base = base_id(&base_name(ws, options, &store.id));
-        let failed_ids: Vec<String> = std::iter::once(base.clone())
-            .chain(deployed.iter().map(|app| image_id(&store.id, app)))
+        let has_rollout = log.status(&trigger_id(&store.id)).is_some();
+        let mut problems = Vec::new();
+        if has_rollout && let Some(e) = errors.get(&base) {
+            problems.push(e.to_string());
+            failures.push(Error::Image {
+                message: format!("{}: {e}", store.id),
+            });
+        }
+        for id in deployed
+            .iter()
+            .map(|app| image_id(&store.id, app))
             .chain(deployed.iter().map(|app| push_id(&store.id, app)))
             .chain(std::iter::once(trigger_id(&store.id)))
-            .collect();
-        let failure = failed_ids.iter().find_map(|id| {
-            if id == &base {
-                // One base serves several stores: its error is told to each.
-                errors.get(id).map(|e| (e.to_string(), None))
-            } else {
-                errors.remove(id).map(|e| (e.to_string(), Some(e)))
+        {
+            if let Some(e) = errors.remove(&id) {
+                problems.push(e.to_string());
+                failures.push(e);
             }
-        });
-        result.message = if let Some((text, error)) = failure {
-            match error {
-                Some(e) => failures.push(e),
-                None => failures.push(Error::Image {
-                    message: format!("{}: {text}", store.id),
-                }),
-            }
-            Some(text)
+        }
+        let force_planned = options.build.dry_run && options.force;
+        if force_planned && has_rollout {
+            result.stages.insert("push", "planned".into());
+            result.stages.insert("trigger", "planned".into());
+        }
+        result.message = if !problems.is_empty() {
+            Some(problems.join("; "))
         } else if matches!(prepare.as_str(), "failed" | "skipped") {
             Some("not deployed: a build or .deploy failed".into())
+        } else if force_planned {
+            Some("--force: would push and trigger again".into())
         } else if options.build.dry_run {
             Some(match trigger_status {
                 Some(Status::Cached) if result.stages["push"] == "unchanged" => {
@@ -674,7 +686,7 @@ pub fn deploy(
                         short(&d.request.commit)
                     ))
                 }
-                Some(StoreValue::Deployed(d)) => Some(d.answer),
+                Some(StoreValue::Deployed(d)) if ran(&trigger_id(&store.id)) => Some(d.answer),
                 _ => None,
             }
         };

@@ -88,6 +88,22 @@ pub fn trigger(
                 return Ok(response.text().unwrap_or_default());
             }
             Ok(response) if response.status().is_server_error() && attempt < 4 => {}
+            // Still failing: the console may have acted on it (a gateway
+            // that timed out after forwarding). The outcome is unknown, not
+            // a refusal: the pending intent stays, and a rerun resends it
+            // under the same key.
+            Ok(response)
+                if response.status().is_server_error()
+                    || matches!(response.status().as_u16(), 408 | 409 | 425 | 429) =>
+            {
+                return Err(Error::Registry {
+                    message: format!(
+                        "the console answered {} to the deployment of {}; it may or may not have happened: run again to resend it under the same idempotency key",
+                        response.status(),
+                        request.store
+                    ),
+                });
+            }
             Ok(response) => {
                 let status = response.status();
                 let text = response.text().unwrap_or_default();

@@ -100,6 +100,16 @@ pub enum StoreNode {
         /// Source bytes shared by the run's materializations.
         sources: Arc<SourceCache>,
     },
+    /// A setting every build reads, read when the graph is made (the
+    /// lockfile, the root files builds read, the toolchain, a declared
+    /// environment variable, its value only hashed): an input with a name,
+    /// so that a reason says `lockfile/yarn.lock changed`.
+    Setting {
+        /// `lockfile/<name>`, `root-files`, `toolchain/<tool>`, `env/<NAME>`.
+        id: String,
+        /// Its digest.
+        digest: ContentHash,
+    },
     /// Resolves a base image (volatile: a tag may move).
     Base {
         /// `base/<name>`.
@@ -164,6 +174,8 @@ pub enum NodeKind {
     Build,
     /// Prepares `.deploy`.
     Prepare,
+    /// A setting builds read.
+    Setting,
     /// Resolves a base image.
     Base,
     /// Makes an image.
@@ -182,6 +194,7 @@ impl std::fmt::Display for NodeKind {
             NodeKind::Materialize => "materialize",
             NodeKind::Build => "build",
             NodeKind::Prepare => "prepare",
+            NodeKind::Setting => "setting",
             NodeKind::Base => "base",
             NodeKind::Image => "image",
             NodeKind::Push => "push",
@@ -199,6 +212,7 @@ impl StoreNode {
             StoreNode::Materialize { .. } => NodeKind::Materialize,
             StoreNode::Build { .. } => NodeKind::Build,
             StoreNode::Prepare { .. } => NodeKind::Prepare,
+            StoreNode::Setting { .. } => NodeKind::Setting,
             StoreNode::Base { .. } => NodeKind::Base,
             StoreNode::Image { .. } => NodeKind::Image,
             StoreNode::Push { .. } => NodeKind::Push,
@@ -226,6 +240,9 @@ pub enum StoreValue {
     Published(Published),
     /// A deployment.
     Deployed(Deployed),
+    /// A setting's digest. (New variants go last: stored values decode by
+    /// variant number.)
+    Setting(ContentHash),
 }
 
 /// The id of the scan node of a layer folder.
@@ -289,6 +306,7 @@ impl Node for StoreNode {
             | StoreNode::Materialize { id, .. }
             | StoreNode::Build { id, .. }
             | StoreNode::Prepare { id, .. }
+            | StoreNode::Setting { id, .. }
             | StoreNode::Base { id, .. }
             | StoreNode::Image { id, .. }
             | StoreNode::Push { id, .. }
@@ -322,10 +340,10 @@ impl Node for StoreNode {
                 if let Some(up) = upstream_recorded {
                     h.hash(up);
                 }
-                h.str("build")
-                    .str(&spec.out)
-                    .str(&spec.script)
-                    .hash(&ctx.salt());
+                // The tools, lockfile, root files and environment are
+                // inputs (setting nodes), not part of the salt.
+                let _ = ctx;
+                h.str("build/v2").str(&spec.out).str(&spec.script);
                 for (name, digest) in dotenv {
                     h.str(name).hash(digest);
                 }
@@ -347,6 +365,7 @@ impl Node for StoreNode {
                     .hash(&ctx.lock)
                     .str(entry.as_deref().unwrap_or(""))
             }
+            StoreNode::Setting { id, .. } => h.str("setting").str(id),
             StoreNode::Base { name, rollout, .. } => h
                 .str("base/v1")
                 .str(name)
@@ -399,13 +418,19 @@ impl Node for StoreNode {
     }
 
     fn volatile(&self) -> bool {
-        matches!(self, StoreNode::Scan { .. } | StoreNode::Base { .. })
+        matches!(
+            self,
+            StoreNode::Scan { .. } | StoreNode::Setting { .. } | StoreNode::Base { .. }
+        )
     }
 
     fn persist(&self) -> bool {
         // A composition is cheap to compute again from its scans; a base
         // is read every run.
-        !matches!(self, StoreNode::Compose { .. } | StoreNode::Base { .. })
+        !matches!(
+            self,
+            StoreNode::Compose { .. } | StoreNode::Setting { .. } | StoreNode::Base { .. }
+        )
     }
 
     fn validates(&self) -> bool {
@@ -589,6 +614,9 @@ impl Node for StoreNode {
                 )?;
                 let digest = record.composition;
                 Ok(Computed::new(StoreValue::Out(record), digest))
+            }
+            StoreNode::Setting { digest, .. } => {
+                Ok(Computed::new(StoreValue::Setting(*digest), *digest))
             }
             StoreNode::Base { name, rollout, .. } => {
                 let base = crate::rollout::base(rollout, name)?;

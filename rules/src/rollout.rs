@@ -64,6 +64,11 @@ pub struct Rollout {
     pub pending: Tree,
     /// The database, flushed before a trigger leaves.
     pub db: Db,
+    /// Deployments recorded by strata before triggers were nodes (the
+    /// `deployments` tree): adopted once, so an upgrade re-triggers nothing.
+    pub legacy: Tree,
+    /// A dry run: bases are read from the cache only, never pulled.
+    pub dry_run: bool,
 }
 
 impl Rollout {
@@ -169,6 +174,49 @@ struct Pending {
     key: String,
 }
 
+/// Whether two requests deploy the same thing: everything but the commit.
+fn same_rollout(a: &DeploymentRequest, b: &DeploymentRequest) -> bool {
+    a.images == b.images
+        && a.store == b.store
+        && a.project_name == b.project_name
+        && a.cloud_region == b.cloud_region
+        && a.framework == b.framework
+}
+
+/// A deployment as strata recorded it before triggers were nodes.
+#[derive(Deserialize)]
+struct LegacyDeployed {
+    request: DeploymentRequest,
+    tag: String,
+    target: String,
+    console: Option<String>,
+}
+
+/// An intent as strata recorded it before triggers were nodes.
+#[derive(Deserialize)]
+struct LegacyPending {
+    deployment: LegacyDeployed,
+    key: String,
+}
+
+/// The pending intent of `store`, if any (in either record format).
+fn pending(rollout: &Rollout, store: &str) -> Result<Option<Pending>> {
+    let Some(bytes) = rollout.pending.get(store.as_bytes())? else {
+        return Ok(None);
+    };
+    if let Ok(p) = serde_json::from_slice::<Pending>(&bytes) {
+        return Ok(Some(p));
+    }
+    Ok(serde_json::from_slice::<LegacyPending>(&bytes)
+        .ok()
+        .map(|old| Pending {
+            request: old.deployment.request,
+            target: old.deployment.target,
+            console: old.deployment.console,
+            key: old.key,
+        }))
+}
+
 /// Forgets the pending intent of `store`: `--force` makes a new
 /// deployment of the same request, under a new key.
 pub fn forget_pending(rollout: &Rollout, store: &str) -> Result<()> {
@@ -176,8 +224,26 @@ pub fn forget_pending(rollout: &Rollout, store: &str) -> Result<()> {
     Ok(())
 }
 
-/// The base image `name`, resolved (pulled once into the layout).
+/// The base image `name`, resolved (pulled once into the layout). A dry
+/// run reads only what is cached: a base not pulled yet stands for itself
+/// by name, and the images on it are planned.
 pub fn base(rollout: &Rollout, name: &str) -> Result<BaseImage> {
+    if rollout.dry_run && name != "scratch" {
+        return Ok(crate::oci::base::cached_base(
+            name,
+            &rollout.platform,
+            &rollout.layout,
+            &rollout.bases,
+        )
+        .filter(|_| !rollout.pull)
+        .unwrap_or_else(|| BaseImage {
+            name: name.to_string(),
+            manifest: None,
+            config: serde_json::json!({"not pulled yet": name}),
+            layers: Vec::new(),
+            origin: None,
+        }));
+    }
     resolve_base(
         name,
         &rollout.platform,
@@ -320,21 +386,46 @@ pub fn deploy(
     };
     let target = rollout.target_text();
     let store = settings.store.as_bytes();
-    let answer = match &rollout.console {
+    // Deployed by an earlier strata (its own record): adopted, not sent.
+    if let Some(old) = rollout
+        .legacy
+        .get(store)?
+        .and_then(|b| serde_json::from_slice::<LegacyDeployed>(&b).ok())
+    {
+        rollout.legacy.remove(store)?;
+        if same_rollout(&old.request, &request)
+            && old.target == target
+            && old.console == rollout.console
+        {
+            return Ok(Deployed {
+                answer: format!(
+                    "deployed at commit {} by an earlier strata: not triggered again",
+                    old.request.commit
+                ),
+                request: old.request,
+                tag: old.tag,
+                target,
+                console: rollout.console.clone(),
+            });
+        }
+    }
+    let (answer, request) = match &rollout.console {
         Some(url) => {
-            let pending: Option<Pending> = rollout
-                .pending
-                .get(store)?
-                .and_then(|b| serde_json::from_slice(&b).ok());
-            let key = match pending {
+            // An intent for the same images and place (at any commit) is
+            // what a crashed run may have sent: it is sent again as it was,
+            // under its key, so the console counts it once.
+            let (request, key) = match pending(rollout, &settings.store)? {
                 Some(p)
-                    if p.request == request
+                    if same_rollout(&p.request, &request)
                         && p.target == target
                         && p.console == rollout.console =>
                 {
-                    p.key
+                    (p.request, p.key)
                 }
-                _ => request.idempotency_key(),
+                _ => {
+                    let key = request.idempotency_key();
+                    (request.clone(), key)
+                }
             };
             let intent = Pending {
                 request: request.clone(),
@@ -361,12 +452,15 @@ pub fn deploy(
             // The intent stays: a crash before the node's record is kept
             // must not turn the next run's resend into a new key. It is
             // replaced by the next deployment's intent, which differs.
-            format!("console: {}", answer.trim())
+            (format!("console: {}", answer.trim()), request)
         }
         None => {
             let dir = rollout.root.join(OUT).join(&settings.store);
             record(&dir, &request)?;
-            format!("recorded in {OUT}/{}/deployment.json", settings.store)
+            (
+                format!("recorded in {OUT}/{}/deployment.json", settings.store),
+                request,
+            )
         }
     };
     Ok(Deployed {
@@ -379,11 +473,17 @@ pub fn deploy(
 }
 
 /// Whether a recorded deployment is still in place where strata can see
-/// it: without a console, `.out/<store>/deployment.json` (which
-/// `rm -rf .out` removes) must still name the same images.
+/// it: with a console, no later deployment's outcome is unknown; without
+/// one, `.out/<store>/deployment.json` (which `rm -rf .out` removes) must
+/// still name the same images.
 pub fn deployed_still(rollout: &Rollout, deployed: &Deployed) -> bool {
     if rollout.console.is_some() {
-        return true;
+        // A later deployment whose outcome is unknown (it failed after
+        // leaving) may be what runs now: the recorded one is no proof.
+        return pending(rollout, &deployed.request.store)
+            .ok()
+            .flatten()
+            .is_none_or(|p| same_rollout(&p.request, &deployed.request));
     }
     let path = rollout
         .root

@@ -139,6 +139,20 @@ impl Source<'_> {
     }
 }
 
+/// The base `name` as resolved before, when the layout still holds its
+/// layers; nothing is fetched.
+pub fn cached_base(name: &str, platform: &str, store: &Layout, cache: &Tree) -> Option<BaseImage> {
+    if name == "scratch" {
+        return Some(BaseImage::scratch(platform));
+    }
+    let bytes = cache.get(format!("{name}|{platform}").as_bytes()).ok()??;
+    let base = serde_json::from_slice::<BaseImage>(&bytes).ok()?;
+    base.layers
+        .iter()
+        .all(|l| store.has_blob(&l.digest, Some(l.size)))
+        .then_some(base)
+}
+
 /// Resolves the base image `name` for `platform` (`os/arch[/variant]`),
 /// with its blobs in `store`.
 pub fn resolve_base(
@@ -153,14 +167,7 @@ pub fn resolve_base(
         return Ok(BaseImage::scratch(platform));
     }
     let key = format!("{name}|{platform}");
-    if !pull
-        && let Some(bytes) = cache.get(key.as_bytes())?
-        && let Ok(base) = serde_json::from_slice::<BaseImage>(&bytes)
-        && base
-            .layers
-            .iter()
-            .all(|l| store.has_blob(&l.digest, Some(l.size)))
-    {
+    if !pull && let Some(base) = cached_base(name, platform, store, cache) {
         return Ok(base);
     }
     let base = if let Some(rest) = name.strip_prefix("oci-layout:") {
