@@ -359,13 +359,13 @@ fn main() {
     // pushes and trigger (the rest of the wall time).
     let edited = &stores[0];
     let brand = edited.split('-').next().unwrap();
-    std::fs::write(
-        root.join(format!(
-            "apps/stores/{brand}/stores/{edited}/storefront-unified-nextjs/bench-edit.tsx"
-        )),
-        "export const edited = 1;\n",
-    )
-    .unwrap();
+    // A new module in the store's own folder: the stand-in build's output
+    // (a list of src/'s entries) changes, so the store's image does.
+    let module = root.join(format!(
+        "apps/stores/{brand}/stores/{edited}/storefront-unified-nextjs/src/bench-edit.ts"
+    ));
+    std::fs::create_dir_all(module.parent().unwrap()).unwrap();
+    std::fs::write(&module, "export const edited = 1;\n").unwrap();
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "one file in one store"]);
     let edit = run_strata(&root, &args);
@@ -380,8 +380,12 @@ fn main() {
         .iter()
         .map(|s| s["bytes_uploaded"].as_u64().unwrap())
         .sum();
+    // The edited store's own work: its build scripts, images, pushes and
+    // trigger. The other stores' re-tags (a manifest PUT per app) run
+    // beside it and count as the engine's time here.
     let work: f64 = stores_report
         .iter()
+        .filter(|s| s["id"] == edited.as_str())
         .map(|s| s["seconds"].as_f64().unwrap())
         .sum();
     println!(
@@ -392,7 +396,7 @@ fn main() {
         stores.len() - triggered.len()
     );
     println!(
-        "    engine time beside the store's scripts, images, pushes and trigger: {:.1} ms   (target <= 100 ms)",
+        "    time beside that store's scripts, images, pushes and trigger (the engine, and the other stores' re-tags): {:.1} ms   (target <= 100 ms)",
         (edit.wall.as_secs_f64() - work).max(0.0) * 1e3
     );
 }

@@ -157,11 +157,11 @@ pub enum StoreCommand {
 #[derive(Args, Debug)]
 pub struct AddArgs {
     /// The new store's id (lowercase letters and digits, joined by -, . or _).
-    #[arg(long, value_name = "ID")]
+    #[arg(short = 's', long, value_name = "ID")]
     pub store_id: String,
 
     /// The store it inherits from, or `root` (the default).
-    #[arg(long, value_name = "ID|root")]
+    #[arg(short = 'p', long, value_name = "ID|root")]
     pub parent: Option<String>,
 
     /// A template store: a folder others inherit from, not deployed (no
@@ -191,11 +191,17 @@ pub struct AddArgs {
 #[derive(Args, Debug)]
 pub struct MoveArgs {
     /// The stores to move; repeat it or give a comma-separated list.
-    #[arg(long, value_delimiter = ',', value_name = "ID", required = true)]
+    #[arg(
+        short = 's',
+        long,
+        value_delimiter = ',',
+        value_name = "ID",
+        required = true
+    )]
     pub store_id: Vec<String>,
 
     /// The new parent store, or `root`.
-    #[arg(long, value_name = "ID|root")]
+    #[arg(short = 'p', long, value_name = "ID|root")]
     pub parent: String,
 
     /// Print the report as JSON.
@@ -259,6 +265,7 @@ pub struct DeployArgs {
     /// "strata.registry", else the local OCI layout in .strata/oci.
     #[arg(
         long,
+        visible_alias = "docker-registry-url",
         env = "CLI_DOCKER_REGISTRY_URL",
         hide_env_values = true,
         value_name = "URL"
@@ -266,12 +273,18 @@ pub struct DeployArgs {
     pub registry: Option<String>,
 
     /// The registry user.
-    #[arg(long, env = "CLI_CLOUD_USERNAME", value_name = "USER")]
+    #[arg(
+        long,
+        visible_alias = "cloud-username",
+        env = "CLI_CLOUD_USERNAME",
+        value_name = "USER"
+    )]
     pub username: Option<String>,
 
     /// The registry password (prefer the environment variable).
     #[arg(
         long,
+        visible_alias = "cloud-password",
         env = "CLI_CLOUD_PASSWORD",
         hide_env_values = true,
         value_name = "PASSWORD"

@@ -992,3 +992,43 @@ fn a_dry_run_names_the_lockfile_or_variable_that_changed() {
     );
     assert!(!message.contains("=1"), "values are never shown: {message}");
 }
+
+/// Alokai's flag names work as they do with its CLI: `store deploy
+/// --docker-registry-url --cloud-username --cloud-password`, `store add -s
+/// -p`.
+#[test]
+fn alokai_flag_names_are_accepted() {
+    let registry = RegistryServer::start();
+    let repo = committed_example();
+    let url = format!("http://{}", registry.host());
+    let (code, report, stderr) = deploy_json(
+        &repo,
+        &[
+            "-s",
+            "sports",
+            "--docker-registry-url",
+            &url,
+            "--cloud-username",
+            "deployer",
+            "--cloud-password",
+            "s3cret-value",
+            "--base-image",
+            "scratch",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("s3cret-value") && !report.to_string().contains("s3cret-value"));
+    let info = inspect(&format!(
+        "{}/demo-sports/{FE}:{}",
+        registry.host(),
+        head(&repo)
+    ));
+    assert_eq!(info["Digest"], image_of(&report, "sports", FE)["digest"]);
+    repo.ok(&["store", "add", "-s", "fashion-ca", "-p", "fashion"]);
+    assert!(
+        repo.path()
+            .join("apps/stores/fashion/stores/fashion-ca")
+            .is_dir()
+    );
+}

@@ -416,3 +416,58 @@ fn shards_split_the_stores_and_profiles_and_summaries_are_written() {
         "cached"
     );
 }
+
+/// A local cache hit fills an empty remote cache: a CI machine whose
+/// `--cache-dir` was carried over restores its builds and uploads them, so
+/// a third machine with the remote cache alone runs no build script.
+#[test]
+fn a_local_hit_fills_an_empty_remote_cache() {
+    require("nginx", "nginx");
+    let cache = CacheServer::start();
+    let (first, second) = checkouts();
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("state");
+    let (code, _, stderr) = run(
+        &first,
+        &[
+            "--cache-dir",
+            dir.to_str().unwrap(),
+            "store",
+            "build",
+            "--json",
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert!(cache.blobs().is_empty());
+    std::fs::remove_dir_all(first.path().join(".out")).unwrap();
+    let (code, report, stderr) = run(
+        &first,
+        &[
+            "--cache-dir",
+            dir.to_str().unwrap(),
+            "store",
+            "build",
+            "--json",
+            "--remote-cache",
+            &cache.url(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["scripts_run"], 0);
+    assert_eq!(
+        status(&report, "solo", "storefront-middleware", "build"),
+        "restored"
+    );
+    assert!(!cache.blobs().is_empty(), "the local hits went up");
+    let (code, report, stderr) = run(
+        &second,
+        &["store", "build", "--json", "--remote-cache", &cache.url()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["scripts_run"], 0, "{report}");
+    assert!(second.builds().is_empty(), "{:?}", second.builds());
+    assert_eq!(
+        status(&report, "solo", "storefront-middleware", "build"),
+        "remote"
+    );
+}

@@ -374,6 +374,13 @@ pub fn build(
                     Some(with) => How::Shared { with: with.clone() },
                     None => How::Restored,
                 };
+                // A local hit fills a remote cache that lacks it (a CI
+                // machine whose --cache-dir was carried over): blobs it
+                // has cost one HEAD each. What another store of this run
+                // shared went up when it was made.
+                if how == How::Restored {
+                    upload_remote(ctx, &key, &outputs)?;
+                }
                 return Ok(BuildRecord {
                     key,
                     outputs,
