@@ -1,19 +1,32 @@
-//! The scheduler: runs a graph wave by wave in parallel, skipping nodes
-//! whose key is unchanged, and records what it did.
+//! A run of the graph: the engine and its records (persistence), the
+//! options and outcome of a run. Its steps are beside it: `run/log.rs`
+//! (what happened and why), `run/schedule.rs` (which node runs when, in
+//! parallel), `run/step.rs` (a node's key, the check of its record, its
+//! computation).
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use petgraph::graph::NodeIndex;
 use serde::{Deserialize, Serialize};
 
+mod log;
+mod schedule;
+mod step;
+
+pub use log::{Event, RunLog, Status, TraceEvent};
+pub use schedule::OnFailure;
+pub use step::Inputs;
+
+use schedule::{Ready, Schedule};
+use step::{Running, Slot};
+
 use crate::db::{Db, Tree};
 use crate::error::{Error, Result};
 use crate::graph::Graph;
-use crate::hash::{ContentHash, KeyHasher};
-use crate::node::{Computed, Node};
+use crate::hash::ContentHash;
+use crate::node::Node;
 use crate::statcache::StatCache;
 
 /// The engine: a state database and the scheduler that uses it.
@@ -35,155 +48,6 @@ struct Record {
     inputs: Vec<(String, ContentHash)>,
 }
 
-/// What happened to a node in a run.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Key unchanged and still valid: not computed.
-    Cached,
-    /// Volatile, computed, and its output is what it was.
-    Checked,
-    /// Computed; its output equals the recorded one, so dependents were cut
-    /// off.
-    Unchanged,
-    /// Computed; its output changed (or it had never run).
-    Changed,
-    /// Computed and failed.
-    Failed,
-    /// Not run because a dependency failed.
-    Skipped,
-    /// A dry run: it would be computed (its key changed, its recorded
-    /// output no longer holds, or an input would be computed first).
-    Planned,
-}
-
-impl Status {
-    /// Whether the node's computation ran because something changed.
-    pub fn recomputed(self) -> bool {
-        matches!(self, Status::Unchanged | Status::Changed | Status::Failed)
-    }
-}
-
-/// One node's part in a run.
-#[derive(Clone, Debug, Serialize)]
-pub struct Event {
-    /// The node id.
-    pub id: String,
-    /// What happened.
-    pub status: Status,
-    /// When it started, from the start of the run.
-    pub start: Duration,
-    /// How long it took.
-    pub duration: Duration,
-    /// Why it was computed (or planned): which input changed, or that its
-    /// recorded output no longer holds.
-    pub reason: Option<String>,
-}
-
-/// The log of a run: which nodes were computed and which were not. Tests use
-/// it to prove incrementality.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct RunLog {
-    /// Every node's event, in the order they finished.
-    pub events: Vec<Event>,
-}
-
-impl RunLog {
-    /// The ids of the nodes that were computed because an input changed (or
-    /// whose volatile output changed), sorted.
-    pub fn recomputed(&self) -> Vec<&str> {
-        let mut ids: Vec<&str> = self
-            .events
-            .iter()
-            .filter(|e| e.status.recomputed())
-            .map(|e| e.id.as_str())
-            .collect();
-        ids.sort_unstable();
-        ids
-    }
-
-    /// The recomputed ids that start with `prefix`.
-    pub fn recomputed_with_prefix(&self, prefix: &str) -> Vec<&str> {
-        self.recomputed()
-            .into_iter()
-            .filter(|id| id.starts_with(prefix))
-            .collect()
-    }
-
-    /// What happened to one node.
-    pub fn status(&self, id: &str) -> Option<Status> {
-        self.events.iter().find(|e| e.id == id).map(|e| e.status)
-    }
-
-    /// Panics unless exactly `expected` (in any order) were recomputed among
-    /// the nodes whose id starts with `prefix`.
-    pub fn assert_recomputed(&self, prefix: &str, expected: &[&str]) {
-        let mut want: Vec<&str> = expected.to_vec();
-        want.sort_unstable();
-        let got = self.recomputed_with_prefix(prefix);
-        assert_eq!(got, want, "recomputed nodes under {prefix:?}");
-    }
-}
-
-/// One event of a Chrome trace (`chrome://tracing`, Perfetto): a node run
-/// as a complete event on a lane of its own while it overlaps others.
-#[derive(Clone, Debug, Serialize)]
-pub struct TraceEvent {
-    /// The node id.
-    pub name: String,
-    /// The node's kind: its id up to the first `/`.
-    pub cat: String,
-    /// `X`: a complete event.
-    pub ph: &'static str,
-    /// Start, in microseconds from the run's start.
-    pub ts: u64,
-    /// Duration, in microseconds.
-    pub dur: u64,
-    /// Always 1.
-    pub pid: u32,
-    /// The lane.
-    pub tid: u32,
-    /// Status and reason.
-    pub args: std::collections::BTreeMap<&'static str, String>,
-}
-
-impl RunLog {
-    /// The run as Chrome trace events, concurrent nodes on separate lanes.
-    pub fn trace(&self) -> Vec<TraceEvent> {
-        let mut events: Vec<&Event> = self.events.iter().collect();
-        events.sort_by_key(|e| e.start);
-        let mut lanes: Vec<Duration> = Vec::new();
-        let mut out = Vec::with_capacity(events.len());
-        for e in events {
-            let end = e.start + e.duration;
-            let lane = match lanes.iter().position(|free| *free <= e.start) {
-                Some(l) => l,
-                None => {
-                    lanes.push(Duration::ZERO);
-                    lanes.len() - 1
-                }
-            };
-            lanes[lane] = end;
-            let mut args = std::collections::BTreeMap::new();
-            args.insert("status", format!("{:?}", e.status).to_lowercase());
-            if let Some(r) = &e.reason {
-                args.insert("reason", r.clone());
-            }
-            out.push(TraceEvent {
-                name: e.id.clone(),
-                cat: e.id.split('/').next().unwrap_or("").to_string(),
-                ph: "X",
-                ts: e.start.as_micros() as u64,
-                dur: e.duration.as_micros().max(1) as u64,
-                pid: 1,
-                tid: lane as u32 + 1,
-                args,
-            });
-        }
-        out
-    }
-}
-
 /// The outcome of running a graph: the log and each failed node's error.
 pub struct Outcome<N: Node> {
     /// What happened to each node.
@@ -201,9 +65,6 @@ impl<N: Node> Outcome<N> {
         self.values[i].clone()
     }
 }
-
-/// Each input's id and output, as a key was made of them.
-type InputOutputs = Vec<(String, ContentHash)>;
 
 /// How to run a graph.
 #[derive(Clone, Copy, Debug)]
@@ -226,390 +87,6 @@ impl RunOptions {
             threads: None,
             dry_run: false,
         }
-    }
-}
-
-/// The shared state of a run in progress.
-struct Schedule<'a, N: Node> {
-    running: &'a Running<'a, N>,
-    /// Per node: predecessors not finished yet.
-    waiting: Vec<AtomicUsize>,
-    stop: AtomicBool,
-    on_failure: OnFailure,
-    started: Instant,
-    log: Mutex<RunLog>,
-    errors: Mutex<Vec<(String, N::Error)>>,
-    observe: &'a (dyn Fn(&Event) + Sync),
-    ready: Mutex<Ready>,
-    wake: std::sync::Condvar,
-    boosted: Vec<AtomicBool>,
-    done: Vec<AtomicBool>,
-}
-
-/// Nodes whose inputs are all done, waiting for a worker. `hot` ones will
-/// compute (their key changed, or they read the world); `cold` ones only
-/// check their record. Hot ones go first: the work an edit causes is on the
-/// critical path, the checks of everything else are not.
-#[derive(Default)]
-struct Ready {
-    hot: VecDeque<NodeIndex>,
-    cold: VecDeque<NodeIndex>,
-    busy: usize,
-}
-
-impl<'a, N: Node> Schedule<'a, N> {
-    fn is_hot(&self, index: NodeIndex) -> bool {
-        let node = self.running.graph.node(index);
-        if node.volatile() || self.stop.load(Ordering::Acquire) {
-            return true;
-        }
-        match self.running.key(index) {
-            None => true,
-            Some((key, ..)) => self
-                .running
-                .engine
-                .record(node.id())
-                .ok()
-                .flatten()
-                .is_none_or(|r| r.key != key),
-        }
-    }
-
-    fn push(&self, index: NodeIndex) {
-        let hot = self.boosted[index.index()].load(Ordering::Acquire) || self.is_hot(index);
-        let mut ready = self.ready.lock().unwrap();
-        if hot {
-            ready.hot.push_back(index);
-        } else {
-            ready.cold.push_back(index);
-        }
-        drop(ready);
-        self.wake.notify_one();
-        if hot {
-            // What a computing node's dependents also wait for is urgent
-            // too (a frontend's build waits for its middleware's, which
-            // waits for a check of its output folder).
-            for next in self.running.graph.successors(index) {
-                for other in self.running.graph.predecessors(next) {
-                    if other != index {
-                        self.boost(other);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Marks a node urgent: moved ahead if it is ready, pushed ahead when it
-    /// becomes ready, and so for what it waits for.
-    fn boost(&self, index: NodeIndex) {
-        if self.done[index.index()].load(Ordering::Acquire)
-            || self.boosted[index.index()].swap(true, Ordering::AcqRel)
-        {
-            return;
-        }
-        {
-            let mut ready = self.ready.lock().unwrap();
-            if let Some(at) = ready.cold.iter().position(|&i| i == index) {
-                ready.cold.remove(at);
-                ready.hot.push_back(index);
-            }
-        }
-        for before in self.running.graph.predecessors(index) {
-            self.boost(before);
-        }
-    }
-
-    /// A worker: takes ready nodes until none is left and none is running.
-    fn work(&self) {
-        loop {
-            let index = {
-                let mut ready = self.ready.lock().unwrap();
-                loop {
-                    if let Some(i) = ready.hot.pop_front().or_else(|| ready.cold.pop_front()) {
-                        ready.busy += 1;
-                        break i;
-                    }
-                    if ready.busy == 0 {
-                        self.wake.notify_all();
-                        return;
-                    }
-                    ready = self.wake.wait(ready).unwrap();
-                }
-            };
-            self.visit(index);
-            let mut ready = self.ready.lock().unwrap();
-            ready.busy -= 1;
-            if ready.busy == 0 && ready.hot.is_empty() && ready.cold.is_empty() {
-                self.wake.notify_all();
-            }
-        }
-    }
-
-    fn visit(&self, index: NodeIndex) {
-        let graph = self.running.graph;
-        let start = self.started.elapsed();
-        let (status, reason, error) = if self.stop.load(Ordering::Acquire) {
-            let _ = self.running.slots[index.index()].failed.set(());
-            (
-                Status::Skipped,
-                Some("the run stopped at a failure".into()),
-                None,
-            )
-        } else {
-            self.running.step(index)
-        };
-        let id = graph.node(index).id().to_string();
-        if let Some(e) = error {
-            self.errors.lock().unwrap().push((id.clone(), e));
-            if self.on_failure == OnFailure::Stop {
-                self.stop.store(true, Ordering::Release);
-            }
-        }
-        let event = Event {
-            id,
-            status,
-            start,
-            duration: self.started.elapsed() - start,
-            reason,
-        };
-        (self.observe)(&event);
-        self.log.lock().unwrap().events.push(event);
-        self.done[index.index()].store(true, Ordering::Release);
-        for next in graph.successors(index) {
-            if self.waiting[next.index()].fetch_sub(1, Ordering::AcqRel) == 1 {
-                self.push(next);
-            }
-        }
-    }
-}
-
-/// Whether a failure stops the run.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum OnFailure {
-    /// Start nothing new; what runs finishes.
-    Stop,
-    /// Go on with every node that does not depend on a failed one.
-    Continue,
-}
-
-struct Slot<V> {
-    output: OnceLock<ContentHash>,
-    value: OnceLock<Arc<V>>,
-    failed: OnceLock<()>,
-    planned: OnceLock<()>,
-}
-
-/// A node's access to its inputs while it computes.
-pub struct Inputs<'a, N: Node> {
-    run: &'a Running<'a, N>,
-    index: NodeIndex,
-    prior: Option<Arc<N::Value>>,
-}
-
-impl<N: Node> Inputs<'_, N> {
-    /// The value of the dependency `id`: computed in this run, or loaded
-    /// from the database, or computed now if neither is possible. Only a
-    /// declared input may be read: the node's key covers nothing else.
-    pub fn dependency(&self, id: &str) -> Result<Arc<N::Value>, N::Error> {
-        let node = || self.run.graph.node(self.index).id().to_string();
-        let index = self
-            .run
-            .graph
-            .index(id)
-            .ok_or_else(|| Error::MissingDependency {
-                node: node(),
-                dependency: id.to_string(),
-            })?;
-        if !self.run.graph.inputs(self.index).contains(&index) {
-            return Err(Error::UndeclaredInput {
-                node: node(),
-                dependency: id.to_string(),
-            }
-            .into());
-        }
-        self.run.value(index)
-    }
-
-    /// The value recorded by this node's last run, when it had one.
-    pub fn prior(&self) -> Option<&N::Value> {
-        self.prior.as_deref()
-    }
-}
-
-struct Running<'a, N: Node> {
-    engine: &'a Engine,
-    graph: &'a Graph<N>,
-    slots: Vec<Slot<N::Value>>,
-    dry_run: bool,
-}
-
-impl<'a, N: Node> Running<'a, N> {
-    fn value(&self, index: NodeIndex) -> Result<Arc<N::Value>, N::Error> {
-        let slot = &self.slots[index.index()];
-        if let Some(v) = slot.value.get() {
-            return Ok(v.clone());
-        }
-        let node = self.graph.node(index);
-        if node.persist()
-            && let Some(v) = self.engine.load::<N>(node.id())?
-        {
-            let v = Arc::new(v);
-            let _ = slot.value.set(v.clone());
-            return Ok(v);
-        }
-        // Neither computed nor stored: compute it now from its inputs.
-        let inputs = Inputs {
-            run: self,
-            index,
-            prior: None,
-        };
-        let computed = node.compute(&inputs)?;
-        let _ = slot.value.set(computed.value.clone());
-        Ok(computed.value)
-    }
-
-    /// The node's key, its salt and its inputs' outputs (`None` while an
-    /// input has no output).
-    fn key(&self, index: NodeIndex) -> Option<(ContentHash, ContentHash, InputOutputs)> {
-        let node = self.graph.node(index);
-        let salt = node.salt();
-        let mut hasher = KeyHasher::new("node");
-        hasher.hash(&salt);
-        let mut inputs = Vec::new();
-        for dep in self.graph.inputs(index) {
-            let id = self.graph.node(dep).id();
-            let output = *self.slots[dep.index()].output.get()?;
-            hasher.str(id);
-            hasher.hash(&output);
-            inputs.push((id.to_string(), output));
-        }
-        Some((hasher.finish(), salt, inputs))
-    }
-
-    fn step(&self, index: NodeIndex) -> (Status, Option<String>, Option<N::Error>) {
-        let node = self.graph.node(index);
-        let slot = &self.slots[index.index()];
-        // A planned input would change this node's key; an order-only
-        // predecessor (a barrier) would not.
-        if let Some(p) = self
-            .graph
-            .inputs(index)
-            .into_iter()
-            .find(|p| self.slots[p.index()].planned.get().is_some())
-        {
-            let _ = slot.planned.set(());
-            return (
-                Status::Planned,
-                Some(format!("{} would run", self.graph.node(p).id())),
-                None,
-            );
-        }
-        let blocked = self
-            .graph
-            .predecessors(index)
-            .any(|p| self.slots[p.index()].failed.get().is_some());
-        let key = if blocked { None } else { self.key(index) };
-        let Some((key, salt, inputs)) = key else {
-            let _ = slot.failed.set(());
-            return (Status::Skipped, Some("an input failed".into()), None);
-        };
-        match self.try_step(node, slot, index, key, salt, inputs) {
-            Ok((status, reason)) => (status, reason, None),
-            Err(e) => {
-                let _ = slot.failed.set(());
-                (Status::Failed, None, Some(e))
-            }
-        }
-    }
-
-    fn try_step(
-        &self,
-        node: &N,
-        slot: &Slot<N::Value>,
-        index: NodeIndex,
-        key: ContentHash,
-        salt: ContentHash,
-        inputs: InputOutputs,
-    ) -> Result<(Status, Option<String>), N::Error> {
-        let record = self.engine.record(node.id())?;
-        let mut prior: Option<Arc<N::Value>> = None;
-        let reason = match &record {
-            _ if node.volatile() => "it reads the file system".to_string(),
-            None => "it never ran with this state".to_string(),
-            Some(r) if r.key == key => {
-                "its recorded outputs changed on disk (or its record is unreadable)".to_string()
-            }
-            Some(r) if r.salt != salt => "its own settings changed".to_string(),
-            Some(r) => {
-                let changed = inputs
-                    .iter()
-                    .find(|(id, out)| !r.inputs.iter().any(|(rid, rout)| rid == id && rout == out))
-                    .map(|(id, _)| id.clone())
-                    .or_else(|| {
-                        r.inputs
-                            .iter()
-                            .find(|(rid, _)| !inputs.iter().any(|(id, _)| id == rid))
-                            .map(|(id, _)| id.clone())
-                    });
-                match changed {
-                    Some(id) => format!("{id} changed"),
-                    None => "its inputs changed".to_string(),
-                }
-            }
-        };
-        if let Some(record) = &record
-            && !node.volatile()
-            && record.key == key
-        {
-            if !node.validates() {
-                let _ = slot.output.set(record.output);
-                return Ok((Status::Cached, None));
-            }
-            if let Some(value) = self.engine.load::<N>(node.id())? {
-                if node.still_valid(&value)? {
-                    let _ = slot.output.set(record.output);
-                    let _ = slot.value.set(Arc::new(value));
-                    return Ok((Status::Cached, None));
-                }
-                prior = Some(Arc::new(value));
-            }
-        }
-        if self.dry_run && !node.volatile() {
-            let _ = slot.planned.set(());
-            return Ok((Status::Planned, Some(reason)));
-        }
-        if prior.is_none() && node.persist() && record.is_some() && !node.volatile() {
-            prior = self.engine.load::<N>(node.id())?.map(Arc::new);
-        }
-        let computing = Inputs {
-            run: self,
-            index,
-            prior,
-        };
-        let Computed { value, output } = node.compute(&computing)?;
-        let status = match &record {
-            Some(r) if r.output == output && node.volatile() => Status::Checked,
-            Some(r) if r.output == output => Status::Unchanged,
-            _ => Status::Changed,
-        };
-        if status != Status::Checked && !self.dry_run {
-            if node.persist() {
-                self.engine.store::<N>(node.id(), &value)?;
-            }
-            self.engine.set_record(
-                node.id(),
-                Record {
-                    key,
-                    output,
-                    salt,
-                    inputs,
-                },
-            )?;
-        }
-        let _ = slot.output.set(output);
-        let _ = slot.value.set(value);
-        let reason = (status != Status::Checked).then_some(reason);
-        Ok((status, reason))
     }
 }
 
@@ -784,6 +261,7 @@ mod tests {
     use std::sync::RwLock;
 
     use super::*;
+    use crate::node::Computed;
 
     /// A toy world: named cells a volatile node reads.
     type World = Arc<RwLock<HashMap<String, i64>>>;
@@ -1029,6 +507,7 @@ mod tests {
 #[cfg(test)]
 mod stress {
     use super::*;
+    use crate::node::Computed;
     use std::collections::HashMap;
     use std::sync::RwLock;
 
