@@ -32,7 +32,12 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let report = strata_rules::build_stores(&cx.workspace, &engine, &options, &|event| {
         if let Some(bar) = &bar
-            && (event.id.starts_with("build/") || event.id.starts_with("deploy/"))
+            && event.id.parse::<strata_rules::NodeId>().is_ok_and(|id| {
+                matches!(
+                    id.kind(),
+                    strata_rules::NodeKind::Build | strata_rules::NodeKind::Prepare
+                )
+            })
         {
             bar.set_message(format!("{} {:?}", event.id, event.status));
         }

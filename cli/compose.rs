@@ -33,10 +33,11 @@ pub fn run(cx: &Setup, selection: &Selection, json: bool) -> anyhow::Result<Exit
     let started = Instant::now();
     let report = strata_rules::compose(&cx.workspace, &engine, &ids, &|event| {
         if let Some(bar) = &bar
-            && let Some(rest) = event.id.strip_prefix("out/")
+            && let Ok(strata_rules::NodeId::Materialize { store, app }) =
+                event.id.parse::<strata_rules::NodeId>()
         {
             bar.inc(1);
-            bar.set_message(rest.to_string());
+            bar.set_message(format!("{store}/{app}"));
         }
     });
     if let Some(bar) = &bar {

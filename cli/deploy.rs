@@ -76,7 +76,10 @@ pub fn explain(cx: &Setup, id: &str, json: bool) -> anyhow::Result<ExitCode> {
         println!("  {stage:<8} {words}");
     }
     // The nodes of this store that would run, each with its reason.
-    let mine = |node: &str| node.split('/').nth(1) == Some(id);
+    let mine = |node: &str| {
+        node.parse::<strata_rules::NodeId>()
+            .is_ok_and(|n| n.store() == Some(id))
+    };
     for event in &report.build.log.events {
         if event.status == strata_engine::Status::Planned
             && mine(&event.id)

@@ -885,6 +885,13 @@ fn the_node_graph_shows_the_rollout_above_the_builds() {
     );
     assert_eq!(node(&format!("image/sports/{FE}"))["kind"], "image");
     assert!(inputs(&format!("image/sports/{FE}")).contains(&format!("deploy/sports/{FE}")));
+    // An image is made of its layers, each keyed by what it packs.
+    for part in ["app", "dependencies"] {
+        let layer = format!("layer/sports/{FE}/{part}");
+        assert_eq!(node(&layer)["kind"], "layer");
+        assert!(inputs(&format!("image/sports/{FE}")).contains(&layer));
+        assert_eq!(inputs(&layer), [format!("deploy/sports/{FE}")]);
+    }
     assert!(inputs(&format!("deploy/sports/{FE}")).contains(&format!("build/sports/{FE}")));
     assert_eq!(
         inputs(&format!("push/sports/{MW}"))[1],
@@ -908,9 +915,11 @@ fn the_node_graph_shows_the_rollout_above_the_builds() {
         "scan",
         "compose",
         "materialize",
+        "setting",
         "build",
         "prepare",
         "base",
+        "layer",
         "image",
         "push",
         "trigger",

@@ -189,7 +189,7 @@ impl BuildContext {
                 format!("lockfile/{}", self.lockfile.as_deref().unwrap_or("none")),
                 self.lock,
             ),
-            ("root-files".to_string(), self.globals),
+            ("root/files".to_string(), self.globals),
             (
                 "toolchain/node".to_string(),
                 ContentHash::of(self.node_version.as_bytes()),

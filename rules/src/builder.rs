@@ -267,7 +267,7 @@ pub fn build_graph(
     if scripts.iter().any(|(_, s)| s.is_some()) {
         for (id, digest) in &settings {
             graph.add(StoreNode::Setting {
-                id: id.clone(),
+                id: crate::node_id::NodeId::Setting { name: id.clone() }.to_string(),
                 digest: *digest,
             })?;
         }

@@ -10,7 +10,8 @@ use strata_engine::{Engine, Event, Graph, OnFailure, RunLog, Status};
 
 use crate::error::{Error, Result};
 use crate::materialize::Counts;
-use crate::nodes::{OUT, StoreNode, StoreValue, compose_id, out_dir, out_id, scan_id};
+use crate::node_id::{NodeId, id_prefix};
+use crate::nodes::{NodeKind, OUT, StoreNode, StoreValue, compose_id, out_dir, out_id, scan_id};
 use crate::sources::SourceCache;
 use crate::workspace::Workspace;
 
@@ -182,10 +183,11 @@ pub fn compose(
 /// longer deployable or apps that no longer exist.
 fn remove_stale(ws: &Workspace, engine: &Engine) -> Result<Vec<String>> {
     let mut removed = Vec::new();
-    for id in engine.recorded_ids("out/")? {
-        let Some((store, app)) = id["out/".len()..].split_once('/') else {
+    for id in engine.recorded_ids(&id_prefix(NodeKind::Materialize))? {
+        let Ok(NodeId::Materialize { store, app }) = id.parse::<NodeId>() else {
             continue;
         };
+        let (store, app) = (store.as_str(), app.as_str());
         let live =
             ws.store(store).is_some_and(|s| s.deployable) && ws.base_apps.iter().any(|a| a == app);
         if live {

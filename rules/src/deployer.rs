@@ -12,11 +12,14 @@ use strata_engine::{ContentHash, Engine, Event, Graph, Status};
 
 use crate::builder::{BuildOptions, BuildReport, build_stores_with};
 use crate::error::{Error, Result};
+use crate::node_id::NodeId;
 use crate::nodes::{
-    StoreNode, StoreValue, base_id, deploy_id, image_id, push_id, scan_id, trigger_id,
+    NodeKind, StoreNode, StoreValue, base_id, deploy_id, image_id, layer_id, push_id, scan_id,
+    trigger_id,
 };
 use crate::oci::auth::Credentials;
 use crate::oci::base::{DEFAULT_BASE, Registries};
+use crate::oci::image::LayerPart;
 use crate::oci::layer::Compression;
 use crate::oci::layout::Layout;
 use crate::oci::push::BlobHomes;
@@ -298,6 +301,20 @@ fn add_rollout(
         let trigger = trigger_id(store);
         let mut images = Vec::new();
         for app in &apps {
+            let mut layers = Vec::new();
+            for part in LayerPart::ALL {
+                let layer = layer_id(store, app, part);
+                graph.add(StoreNode::Layer {
+                    id: layer.clone(),
+                    store: store.clone(),
+                    app: app.clone(),
+                    part,
+                    deploy: deploy_id(store, app),
+                    rollout: rollout.clone(),
+                })?;
+                graph.depend(&layer, &deploy_id(store, app))?;
+                layers.push(layer);
+            }
             let image = image_id(store, app);
             graph.add(StoreNode::Image {
                 id: image.clone(),
@@ -305,10 +322,14 @@ fn add_rollout(
                 app: app.clone(),
                 deploy: deploy_id(store, app),
                 base: base.clone(),
+                layers: layers.clone(),
                 rollout: rollout.clone(),
             })?;
             graph.depend(&image, &deploy_id(store, app))?;
             graph.depend(&image, &base)?;
+            for layer in &layers {
+                graph.depend(&image, layer)?;
+            }
             let repository = match &rollout.target {
                 Some((_, prefix)) => repository(ws, store, app, prefix),
                 None => format!("{store}-{app}"),
@@ -382,11 +403,13 @@ fn reason_chain(ws: &Workspace, engine: &Engine, log: &strata_engine::RunLog, id
                 at = next.to_string();
             }
             None => {
-                let files = reason
-                    .strip_prefix("scan/")
-                    .and_then(|r| r.strip_suffix(" changed"))
-                    .map(|dir| changed_files(ws, engine, dir))
-                    .unwrap_or_default();
+                let files = match reason
+                    .strip_suffix(" changed")
+                    .and_then(|r| r.parse::<NodeId>().ok())
+                {
+                    Some(NodeId::Scan { dir }) => changed_files(ws, engine, &dir),
+                    _ => Vec::new(),
+                };
                 return if files.is_empty() {
                     format!("{}: {reason}", parts.join(" <- "))
                 } else {
@@ -557,7 +580,11 @@ pub fn deploy(
         let composes: Vec<&str> = log
             .events
             .iter()
-            .filter(|e| e.id.starts_with(&format!("out/{}/", store.id)))
+            .filter(|e| {
+                e.id.parse::<NodeId>().is_ok_and(|id| {
+                    id.kind() == NodeKind::Materialize && id.store() == Some(store.id.as_str())
+                })
+            })
             .map(|e| rollout_status(Some(e.status), "cached"))
             .collect();
         stages.insert("compose", stage_of(&composes));
@@ -599,10 +626,13 @@ pub fn deploy(
             .filter_map(|a| a.seconds)
             .fold(0.0, |sum, s| sum + s);
         let mine = |id: &str| {
-            id == trigger_id(&store.id)
-                || deployed
-                    .iter()
-                    .any(|app| id == image_id(&store.id, app) || id == push_id(&store.id, app))
+            id.parse::<NodeId>().is_ok_and(|id| {
+                id.store() == Some(store.id.as_str())
+                    && matches!(
+                        id.kind(),
+                        NodeKind::Layer | NodeKind::Image | NodeKind::Push | NodeKind::Trigger
+                    )
+            })
         };
         seconds += log
             .events

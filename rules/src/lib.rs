@@ -18,6 +18,7 @@ mod explain;
 mod listing;
 pub mod manage;
 mod materialize;
+mod node_id;
 mod nodes;
 pub mod oci;
 mod picture;
@@ -52,6 +53,7 @@ pub use error::{Error, Result};
 pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerShare, explain};
 pub use listing::Listing;
 pub use materialize::{Counts, OutDir, OutFile, OutRecord, Strays, TOOL_OWNED};
+pub use node_id::{NodeId, NotANodeId};
 pub use nodes::{
     NodeKind, OUT, StoreNode, StoreValue, build_id, compose_id, deploy_dir, deploy_id, out_dir,
     out_id, scan_id,

@@ -12,7 +12,9 @@ use crate::compose::{Composition, PACKAGE_JSON, composition};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
 use crate::materialize::{OutRecord, Strays, materialize, still_valid};
-use crate::oci::image::BaseImage;
+use crate::node_id::NodeId;
+use crate::oci::image::{BaseImage, LayerPart};
+use crate::oci::layer::LayerBlob;
 use crate::prepare::{AppKind, DEPLOY, DeployPlan};
 use crate::rollout::{
     Deployed, ImageRecord, Published, RequestSettings, Rollout, base_digest, deployed_digest,
@@ -119,7 +121,22 @@ pub enum StoreNode {
         /// What the rollout shares.
         rollout: Arc<Rollout>,
     },
-    /// Makes one app's image from its `.deploy` on its base.
+    /// Makes one layer of an app's image from its `.deploy`.
+    Layer {
+        /// `layer/<store>/<app>/<part>`.
+        id: String,
+        /// The store.
+        store: String,
+        /// The app.
+        app: String,
+        /// Which layer.
+        part: LayerPart,
+        /// The `.deploy` node.
+        deploy: String,
+        /// What the rollout shares.
+        rollout: Arc<Rollout>,
+    },
+    /// Makes one app's image from its layers on its base.
     Image {
         /// `image/<store>/<app>`.
         id: String,
@@ -131,6 +148,8 @@ pub enum StoreNode {
         deploy: String,
         /// The base node.
         base: String,
+        /// Its layer nodes, in image order.
+        layers: Vec<String>,
         /// What the rollout shares.
         rollout: Arc<Rollout>,
     },
@@ -178,6 +197,8 @@ pub enum NodeKind {
     Setting,
     /// Resolves a base image.
     Base,
+    /// Makes a layer.
+    Layer,
     /// Makes an image.
     Image,
     /// Publishes an image.
@@ -196,6 +217,7 @@ impl std::fmt::Display for NodeKind {
             NodeKind::Prepare => "prepare",
             NodeKind::Setting => "setting",
             NodeKind::Base => "base",
+            NodeKind::Layer => "layer",
             NodeKind::Image => "image",
             NodeKind::Push => "push",
             NodeKind::Trigger => "trigger",
@@ -214,6 +236,7 @@ impl StoreNode {
             StoreNode::Prepare { .. } => NodeKind::Prepare,
             StoreNode::Setting { .. } => NodeKind::Setting,
             StoreNode::Base { .. } => NodeKind::Base,
+            StoreNode::Layer { .. } => NodeKind::Layer,
             StoreNode::Image { .. } => NodeKind::Image,
             StoreNode::Push { .. } => NodeKind::Push,
             StoreNode::Trigger { .. } => NodeKind::Trigger,
@@ -243,41 +266,73 @@ pub enum StoreValue {
     /// A setting's digest. (New variants go last: stored values decode by
     /// variant number.)
     Setting(ContentHash),
+    /// A layer (none: an app without `node_modules` has no dependencies
+    /// layer).
+    Layer(Option<LayerBlob>),
 }
 
 /// The id of the scan node of a layer folder.
 pub fn scan_id(dir: &str) -> String {
-    format!("scan/{dir}")
+    NodeId::Scan { dir: dir.into() }.to_string()
 }
 
 /// The id of the compose node of (store, app).
 pub fn compose_id(store: &str, app: &str) -> String {
-    format!("compose/{store}/{app}")
+    NodeId::Compose {
+        store: store.into(),
+        app: app.into(),
+    }
+    .to_string()
 }
 
 /// The id of the materialize node of (store, app).
 pub fn out_id(store: &str, app: &str) -> String {
-    format!("out/{store}/{app}")
+    NodeId::Materialize {
+        store: store.into(),
+        app: app.into(),
+    }
+    .to_string()
 }
 
 /// The id of the base image node of `name`.
 pub fn base_id(name: &str) -> String {
-    format!("base/{name}")
+    NodeId::Base { name: name.into() }.to_string()
+}
+
+/// The id of the layer node of (store, app, part).
+pub fn layer_id(store: &str, app: &str, part: LayerPart) -> String {
+    NodeId::Layer {
+        store: store.into(),
+        app: app.into(),
+        part: part.name().into(),
+    }
+    .to_string()
 }
 
 /// The id of the image node of (store, app).
 pub fn image_id(store: &str, app: &str) -> String {
-    format!("image/{store}/{app}")
+    NodeId::Image {
+        store: store.into(),
+        app: app.into(),
+    }
+    .to_string()
 }
 
 /// The id of the push node of (store, app).
 pub fn push_id(store: &str, app: &str) -> String {
-    format!("push/{store}/{app}")
+    NodeId::Push {
+        store: store.into(),
+        app: app.into(),
+    }
+    .to_string()
 }
 
 /// The id of the trigger node of a store.
 pub fn trigger_id(store: &str) -> String {
-    format!("trigger/{store}")
+    NodeId::Trigger {
+        store: store.into(),
+    }
+    .to_string()
 }
 
 /// `.out/<store>/<app>`, relative to the root.
@@ -287,12 +342,20 @@ pub fn out_dir(store: &str, app: &str) -> String {
 
 /// The id of the build node of (store, app).
 pub fn build_id(store: &str, app: &str) -> String {
-    format!("build/{store}/{app}")
+    NodeId::Build {
+        store: store.into(),
+        app: app.into(),
+    }
+    .to_string()
 }
 
 /// The id of the `.deploy` node of (store, app).
 pub fn deploy_id(store: &str, app: &str) -> String {
-    format!("deploy/{store}/{app}")
+    NodeId::Prepare {
+        store: store.into(),
+        app: app.into(),
+    }
+    .to_string()
 }
 
 impl Node for StoreNode {
@@ -308,6 +371,7 @@ impl Node for StoreNode {
             | StoreNode::Prepare { id, .. }
             | StoreNode::Setting { id, .. }
             | StoreNode::Base { id, .. }
+            | StoreNode::Layer { id, .. }
             | StoreNode::Image { id, .. }
             | StoreNode::Push { id, .. }
             | StoreNode::Trigger { id, .. } => id,
@@ -333,7 +397,6 @@ impl Node for StoreNode {
             StoreNode::Build {
                 spec,
                 dotenv,
-                ctx,
                 upstream_recorded,
                 ..
             } => {
@@ -342,7 +405,6 @@ impl Node for StoreNode {
                 }
                 // The tools, lockfile, root files and environment are
                 // inputs (setting nodes), not part of the salt.
-                let _ = ctx;
                 h.str("build/v2").str(&spec.out).str(&spec.script);
                 for (name, digest) in dotenv {
                     h.str(name).hash(digest);
@@ -371,6 +433,19 @@ impl Node for StoreNode {
                 .str(name)
                 .str(&rollout.platform)
                 .str(if rollout.pull { "pull" } else { "" }),
+            StoreNode::Layer {
+                store,
+                app,
+                part,
+                rollout,
+                ..
+            } => h
+                .str("layer/v1")
+                .str(store)
+                .str(app)
+                .str(part.name())
+                .u64(rollout.epoch)
+                .str(rollout.compression.media_type()),
             // The image's content only: never the commit or the clock.
             StoreNode::Image {
                 store,
@@ -439,6 +514,7 @@ impl Node for StoreNode {
             StoreNode::Materialize { .. }
                 | StoreNode::Build { .. }
                 | StoreNode::Prepare { .. }
+                | StoreNode::Layer { .. }
                 | StoreNode::Image { .. }
                 | StoreNode::Push { .. }
                 | StoreNode::Trigger { .. }
@@ -467,6 +543,9 @@ impl Node for StoreNode {
                 record,
                 Strays::RemoveAll,
             )),
+            (StoreNode::Layer { rollout, .. }, StoreValue::Layer(blob)) => Ok(blob
+                .as_ref()
+                .is_none_or(|b| rollout.layout.has_blob(&b.digest, Some(b.size)))),
             (StoreNode::Image { rollout, .. }, StoreValue::Image(image)) => {
                 Ok(image_present(rollout, image))
             }
@@ -623,11 +702,30 @@ impl Node for StoreNode {
                 let digest = base_digest(&base);
                 Ok(Computed::new(StoreValue::Base(base), digest))
             }
+            StoreNode::Layer {
+                store,
+                app,
+                part,
+                deploy,
+                rollout,
+                ..
+            } => {
+                let StoreValue::Out(files) = &*inputs.dependency(deploy)? else {
+                    unreachable!("a .deploy node records its files")
+                };
+                let blob = crate::rollout::layer(rollout, store, app, *part, files)?;
+                let digest = match &blob {
+                    Some(b) => ContentHash::of(b.digest.as_bytes()),
+                    None => ContentHash::of(b"no layer"),
+                };
+                Ok(Computed::new(StoreValue::Layer(blob), digest))
+            }
             StoreNode::Image {
                 store,
                 app,
                 deploy,
                 base,
+                layers,
                 rollout,
                 ..
             } => {
@@ -637,7 +735,14 @@ impl Node for StoreNode {
                 let StoreValue::Base(base) = &*inputs.dependency(base)? else {
                     unreachable!("a base node resolves a base")
                 };
-                let image = crate::rollout::image(rollout, store, app, base, files)?;
+                let mut own = Vec::new();
+                for (id, part) in layers.iter().zip(LayerPart::ALL) {
+                    let StoreValue::Layer(blob) = &*inputs.dependency(id)? else {
+                        unreachable!("a layer node records a layer")
+                    };
+                    own.extend(blob.clone().map(|b| (b, part)));
+                }
+                let image = crate::rollout::image(rollout, store, app, base, &own, files)?;
                 let digest = ContentHash::of(image.manifest.digest.as_bytes());
                 Ok(Computed::new(StoreValue::Image(image), digest))
             }

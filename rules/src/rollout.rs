@@ -19,8 +19,9 @@ use crate::materialize::OutRecord;
 use crate::nodes::{OUT, deploy_dir};
 use crate::oci::auth::Credentials;
 use crate::oci::base::{Registries, resolve_base};
-use crate::oci::image::{BaseImage, BuiltImage, ImageMeta, build_image};
+use crate::oci::image::{BaseImage, BuiltImage, ImageMeta, LayerPart, assemble_image, image_layer};
 use crate::oci::layer::Compression;
+use crate::oci::layer::LayerBlob;
 use crate::oci::layout::{Descriptor, Layout};
 use crate::oci::push::{BlobHomes, push_image};
 
@@ -263,12 +264,32 @@ pub fn base_digest(base: &BaseImage) -> ContentHash {
     h.finish()
 }
 
-/// The image of `store/app` on `base` from its prepared `.deploy`.
+/// One layer of the image of `store/app` from its prepared `.deploy`.
+pub fn layer(
+    rollout: &Rollout,
+    store: &str,
+    app: &str,
+    part: LayerPart,
+    deploy: &OutRecord,
+) -> Result<Option<LayerBlob>> {
+    image_layer(
+        &rollout.layout,
+        &rollout.layers,
+        &deploy_dir(&rollout.root, store, app),
+        &deploy.files,
+        part,
+        rollout.epoch,
+        rollout.compression,
+    )
+}
+
+/// The image of `store/app` on `base` with its own layers `own`.
 pub fn image(
     rollout: &Rollout,
     store: &str,
     app: &str,
     base: &BaseImage,
+    own: &[(LayerBlob, LayerPart)],
     deploy: &OutRecord,
 ) -> Result<ImageRecord> {
     let meta = ImageMeta {
@@ -278,15 +299,7 @@ pub fn image(
         source: rollout.source.clone(),
         epoch: rollout.epoch,
     };
-    let built = build_image(
-        &rollout.layout,
-        &rollout.layers,
-        base,
-        &deploy_dir(&rollout.root, store, app),
-        &deploy.files,
-        &meta,
-        rollout.compression,
-    )?;
+    let built = assemble_image(&rollout.layout, base, own, &meta)?;
     Ok(ImageRecord::of(&built))
 }
 

@@ -54,7 +54,7 @@ pub fn summary(build: &BuildReport, deploy: Option<&DeployReport>) -> Value {
                     app.app.clone(),
                     node(
                         log,
-                        &format!("out/{id}/{}", app.app),
+                        &crate::nodes::out_id(id, &app.app),
                         None,
                         Some("local"),
                         None,
@@ -70,7 +70,7 @@ pub fn summary(build: &BuildReport, deploy: Option<&DeployReport>) -> Value {
                     };
                     let mut b = node(
                         log,
-                        &format!("build/{id}/{}", app.app),
+                        &crate::nodes::build_id(id, &app.app),
                         Some(status),
                         source,
                         Some(app.output_bytes),
@@ -90,7 +90,7 @@ pub fn summary(build: &BuildReport, deploy: Option<&DeployReport>) -> Value {
                         app.app.clone(),
                         node(
                             log,
-                            &format!("deploy/{id}/{}", app.app),
+                            &crate::nodes::deploy_id(id, &app.app),
                             Some(status),
                             None,
                             Some(app.deploy_bytes),

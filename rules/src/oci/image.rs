@@ -178,6 +178,58 @@ fn layer(
     Ok(blob)
 }
 
+/// The layers an app adds to its base, split by how often they change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum LayerPart {
+    /// `.deploy/node_modules`: the dependencies, shared by stores and
+    /// commits with the same ones.
+    Dependencies,
+    /// The rest of `.deploy`: the app's own build output.
+    App,
+}
+
+impl LayerPart {
+    /// Both, in image order.
+    pub const ALL: [LayerPart; 2] = [LayerPart::Dependencies, LayerPart::App];
+
+    /// Its name in node ids.
+    pub fn name(self) -> &'static str {
+        match self {
+            LayerPart::Dependencies => "dependencies",
+            LayerPart::App => "app",
+        }
+    }
+
+    /// The Dockerfile step it stands for (the image's history).
+    pub fn step(self) -> &'static str {
+        match self {
+            LayerPart::Dependencies => "COPY ./.deploy/node_modules ./node_modules",
+            LayerPart::App => "COPY ./.deploy/ ./",
+        }
+    }
+}
+
+/// One layer of an app's image from its `.deploy` folder (whose files are
+/// `files`), its blob in `layout`; `None` for a dependencies layer of an
+/// app without `node_modules`.
+pub fn image_layer(
+    layout: &Layout,
+    cache: &Tree,
+    deploy_dir: &Path,
+    files: &[OutFile],
+    part: LayerPart,
+    epoch: u64,
+    compression: Compression,
+) -> Result<Option<LayerBlob>> {
+    let (deps, app) = layer_files(deploy_dir, files);
+    let files = match part {
+        LayerPart::Dependencies if deps.is_empty() => return Ok(None),
+        LayerPart::Dependencies => deps,
+        LayerPart::App => app,
+    };
+    layer(layout, cache, &files, epoch, compression).map(Some)
+}
+
 /// Builds the image of one app from its `.deploy` folder (whose files are
 /// `files`) on `base`; blobs go into `layout`.
 pub fn build_image(
@@ -189,19 +241,31 @@ pub fn build_image(
     meta: &ImageMeta,
     compression: Compression,
 ) -> Result<BuiltImage> {
-    let (deps, app) = layer_files(deploy_dir, files);
-    let mut own: Vec<(LayerBlob, &str)> = Vec::new();
-    if !deps.is_empty() {
-        own.push((
-            layer(layout, cache, &deps, meta.epoch, compression)?,
-            "COPY ./.deploy/node_modules ./node_modules",
-        ));
+    let mut own = Vec::new();
+    for part in LayerPart::ALL {
+        if let Some(blob) = image_layer(
+            layout,
+            cache,
+            deploy_dir,
+            files,
+            part,
+            meta.epoch,
+            compression,
+        )? {
+            own.push((blob, part));
+        }
     }
-    own.push((
-        layer(layout, cache, &app, meta.epoch, compression)?,
-        "COPY ./.deploy/ ./",
-    ));
+    assemble_image(layout, base, &own, meta)
+}
 
+/// The image of an app: `base`, then its own layers `own` (made by
+/// [`image_layer`]), with a config equivalent to the seed's Dockerfile.
+pub fn assemble_image(
+    layout: &Layout,
+    base: &BaseImage,
+    own: &[(LayerBlob, LayerPart)],
+    meta: &ImageMeta,
+) -> Result<BuiltImage> {
     let created = rfc3339(meta.epoch);
     let mut labels: HashMap<String, String> = HashMap::new();
     labels.insert("org.opencontainers.image.created".into(), created.clone());
@@ -257,8 +321,8 @@ pub fn build_image(
             .map_err(spec_error)
     };
     history.push(step(&format!("WORKDIR {WORKDIR}"), true)?);
-    for (_, by) in &own {
-        history.push(step(by, false)?);
+    for (_, part) in own {
+        history.push(step(part.step(), false)?);
     }
     history.push(step("ENV NODE_ENV=production", true)?);
     history.push(step("ENTRYPOINT [\"node\", \"server.js\"]", true)?);
