@@ -483,7 +483,8 @@ pub struct GraphArgs {
     pub format: GraphFormat,
 
     /// The engine's node graph of a deploy (scan, compose, materialize,
-    /// build, prepare, base, image, push, trigger), not the store tree.
+    /// setting, build, prepare, base, layer, image, push, trigger), not the
+    /// store tree.
     #[arg(long)]
     pub nodes: bool,
 

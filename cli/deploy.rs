@@ -28,7 +28,10 @@ pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
         },
         registry: env("CLI_DOCKER_REGISTRY_URL")
             .or_else(|| cx.workspace.config.strata.registry.clone()),
-        credentials: None,
+        credentials: match (env("CLI_CLOUD_USERNAME"), env("CLI_CLOUD_PASSWORD")) {
+            (Some(username), Some(password)) => Some(Credentials { username, password }),
+            _ => None,
+        },
         insecure: false,
         ca_file: None,
         base_image: None,

@@ -166,8 +166,19 @@ impl RemoteCache {
         }
     }
 
-    fn usable(&self) -> bool {
+    /// Whether the cache is still in use this run (it is left alone after
+    /// a failure).
+    pub fn usable(&self) -> bool {
         !self.off.load(Ordering::SeqCst)
+    }
+
+    /// Whether the cache holds the action result of `key` (one `HEAD`);
+    /// `None` when it cannot tell.
+    pub fn has_ac(&self, key: &str) -> Option<bool> {
+        if !self.usable() {
+            return None;
+        }
+        self.exists(&format!("ac/{key}"))
     }
 
     /// The action result stored under `key`, if any.

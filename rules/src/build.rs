@@ -140,6 +140,8 @@ pub struct BuildContext {
     pub warnings: Mutex<Vec<String>>,
     /// When each build entry was last used (for `cache gc`).
     pub used: Option<Tree>,
+    /// Build keys whose remote entry this run checked (or made).
+    remote_checked: Mutex<HashSet<ContentHash>>,
     failed: std::sync::atomic::AtomicBool,
 }
 
@@ -177,6 +179,7 @@ impl BuildContext {
             remote: None,
             warnings: Mutex::new(Vec::new()),
             used: None,
+            remote_checked: Mutex::new(HashSet::new()),
         }
     }
 
@@ -375,10 +378,16 @@ pub fn build(
                     None => How::Restored,
                 };
                 // A local hit fills a remote cache that lacks it (a CI
-                // machine whose --cache-dir was carried over): blobs it
-                // has cost one HEAD each. What another store of this run
-                // shared went up when it was made.
-                if how == How::Restored {
+                // machine whose --cache-dir was carried over): one HEAD
+                // for the entry, then one per blob only when it is
+                // missing; once per key and run. What another store of
+                // this run shared went up when it was made.
+                if how == How::Restored
+                    && let Some(remote) = &ctx.remote
+                    && !remote.read_only()
+                    && ctx.remote_checked.lock().unwrap().insert(key)
+                    && remote.has_ac(&key.to_hex()) == Some(false)
+                {
                     upload_remote(ctx, &key, &outputs)?;
                 }
                 return Ok(BuildRecord {
@@ -538,7 +547,7 @@ fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) 
     let Some(remote) = &ctx.remote else {
         return Ok(());
     };
-    if remote.read_only() {
+    if remote.read_only() || !remote.usable() {
         return Ok(());
     }
     let described: Vec<Result<Option<RemoteOutput>>> = outputs

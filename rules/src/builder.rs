@@ -395,7 +395,13 @@ pub fn build_stores_with(
             continue;
         }
         match kinds.get(&id) {
-            Some(NodeKind::Base | NodeKind::Image | NodeKind::Push | NodeKind::Trigger) => {
+            Some(
+                NodeKind::Base
+                | NodeKind::Layer
+                | NodeKind::Image
+                | NodeKind::Push
+                | NodeKind::Trigger,
+            ) => {
                 rollout_errors.push((id, error));
             }
             Some(NodeKind::Build | NodeKind::Prepare) => failures.push(error),

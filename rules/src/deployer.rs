@@ -675,7 +675,8 @@ pub fn deploy(
         }
         for id in deployed
             .iter()
-            .map(|app| image_id(&store.id, app))
+            .flat_map(|app| LayerPart::ALL.map(|part| layer_id(&store.id, app, part)))
+            .chain(deployed.iter().map(|app| image_id(&store.id, app)))
             .chain(deployed.iter().map(|app| push_id(&store.id, app)))
             .chain(std::iter::once(trigger_id(&store.id)))
         {

@@ -99,7 +99,8 @@ const WORDS: &[(NodeKind, &str)] = &[
 ];
 
 /// The text every id of `kind` starts with (`out/` for materialize
-/// nodes): to list the engine's records of one kind.
+/// nodes): to list the engine's records of one kind. Settings are named
+/// for what they are (`lockfile/…`, `env/…`) and share no prefix.
 pub fn id_prefix(kind: NodeKind) -> String {
     let word = WORDS
         .iter()

@@ -107,7 +107,7 @@ pub enum StoreNode {
     /// environment variable, its value only hashed): an input with a name,
     /// so that a reason says `lockfile/yarn.lock changed`.
     Setting {
-        /// `lockfile/<name>`, `root-files`, `toolchain/<tool>`, `env/<NAME>`.
+        /// `lockfile/<name>`, `root/files`, `toolchain/<tool>`, `env/<NAME>`.
         id: String,
         /// Its digest.
         digest: ContentHash,

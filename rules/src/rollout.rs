@@ -218,10 +218,12 @@ fn pending(rollout: &Rollout, store: &str) -> Result<Option<Pending>> {
         }))
 }
 
-/// Forgets the pending intent of `store`: `--force` makes a new
-/// deployment of the same request, under a new key.
+/// Forgets the pending intent of `store` and any record of an earlier
+/// strata: `--force` makes a new deployment of the same request, under a
+/// new key.
 pub fn forget_pending(rollout: &Rollout, store: &str) -> Result<()> {
     rollout.pending.remove(store.as_bytes())?;
+    rollout.legacy.remove(store.as_bytes())?;
     Ok(())
 }
 
@@ -236,7 +238,6 @@ pub fn base(rollout: &Rollout, name: &str) -> Result<BaseImage> {
             &rollout.layout,
             &rollout.bases,
         )
-        .filter(|_| !rollout.pull)
         .unwrap_or_else(|| BaseImage {
             name: name.to_string(),
             manifest: None,
@@ -406,9 +407,14 @@ pub fn deploy(
         .and_then(|b| serde_json::from_slice::<LegacyDeployed>(&b).ok())
     {
         rollout.legacy.remove(store)?;
+        // Not while a later deployment's outcome is unknown: the console
+        // may run that one.
+        let unknown = pending(rollout, &settings.store)?
+            .is_some_and(|p| !same_rollout(&p.request, &old.request));
         if same_rollout(&old.request, &request)
             && old.target == target
             && old.console == rollout.console
+            && !unknown
         {
             return Ok(Deployed {
                 answer: format!(
@@ -496,7 +502,11 @@ pub fn deployed_still(rollout: &Rollout, deployed: &Deployed) -> bool {
         return pending(rollout, &deployed.request.store)
             .ok()
             .flatten()
-            .is_none_or(|p| same_rollout(&p.request, &deployed.request));
+            .is_none_or(|p| {
+                p.target != deployed.target
+                    || p.console != deployed.console
+                    || same_rollout(&p.request, &deployed.request)
+            });
     }
     let path = rollout
         .root
