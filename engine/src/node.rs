@@ -27,6 +27,15 @@ pub trait Node: Send + Sync {
     /// The hash of the node's own parameters (everything but its inputs).
     fn salt(&self) -> ContentHash;
 
+    /// The node's key, when it is also a key outside the graph (a build's
+    /// action key in a cache shared with other machines): computed from
+    /// the node's own parameters and `inputs` (each input's id and output,
+    /// sorted by id), and covering all of them. `None` (the default): the
+    /// engine's hash of [`Node::salt`] and the inputs.
+    fn key(&self, _inputs: &[(String, ContentHash)]) -> Option<ContentHash> {
+        None
+    }
+
     /// A volatile node reads the outside world and runs every time; only a
     /// change of its output dirties its dependents.
     fn volatile(&self) -> bool {

@@ -234,6 +234,11 @@ impl Engine {
         Ok(self.record(id)?.map(|r| r.output))
     }
 
+    /// The key recorded for node `id` by its last run.
+    pub fn recorded_key(&self, id: &str) -> Result<Option<ContentHash>> {
+        Ok(self.record(id)?.map(|r| r.key))
+    }
+
     fn record(&self, id: &str) -> Result<Option<Record>> {
         Ok(self
             .records
@@ -507,6 +512,7 @@ mod tests {
 #[cfg(test)]
 mod stress {
     use super::*;
+    use crate::hash::KeyHasher;
     use crate::node::Computed;
     use std::collections::HashMap;
     use std::sync::RwLock;
@@ -592,6 +598,49 @@ mod stress {
                 .collect();
             assert!(bad.is_empty(), "round {round}: skipped {bad:?}");
         }
+    }
+
+    /// A node whose key is also a key outside the graph (a build's action
+    /// key) gives it: the engine records that key, and an unchanged one
+    /// is cached.
+    #[test]
+    fn a_node_may_give_its_own_key() {
+        struct Keyed(World);
+        impl Node for Keyed {
+            type Value = i64;
+            type Error = Error;
+            fn id(&self) -> &str {
+                "keyed"
+            }
+            fn salt(&self) -> ContentHash {
+                ContentHash::of(b"keyed")
+            }
+            fn key(&self, inputs: &[(String, ContentHash)]) -> Option<ContentHash> {
+                let mut h = KeyHasher::new("action");
+                for (_, output) in inputs {
+                    h.hash(output);
+                }
+                Some(h.finish())
+            }
+            fn compute(&self, _inputs: &Inputs<'_, Self>) -> Result<Computed<i64>> {
+                let v = self.0.read().unwrap().len() as i64;
+                Ok(Computed::new(v, ContentHash::of(&v.to_le_bytes())))
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::new()));
+        world.write().unwrap().insert("a".into(), 1);
+        let graph = || {
+            let mut g: Graph<Keyed> = Graph::new();
+            g.add(Keyed(world.clone())).unwrap();
+            g
+        };
+        engine.run(&graph(), OnFailure::Stop).unwrap();
+        let want = KeyHasher::new("action").finish();
+        assert_eq!(engine.recorded_key("keyed").unwrap(), Some(want));
+        let outcome = engine.run(&graph(), OnFailure::Stop).unwrap();
+        assert_eq!(outcome.log.status("keyed"), Some(Status::Cached));
     }
 
     /// A node may read only what its key covers: a value it did not

@@ -20,7 +20,7 @@ use strata_engine::{
 
 use crate::config::StrataSettings;
 use crate::error::{Error, Result};
-use crate::toolchain::{PackageManager, dotenv_digests, which};
+use crate::toolchain::{PackageManager, which};
 
 /// Files and folders a build's outputs never include: the app's installed
 /// dependencies (its top-level `node_modules/`, as an install left it), tool
@@ -305,13 +305,16 @@ impl BuildSpec {
 
 /// The key of a build: the store-independent composition digest, the
 /// tools, the declared environment, the app's `.env*` files and what it
-/// builds on (`upstream`: the middleware's outputs, for a frontend).
+/// builds on (`upstream`: the middleware's outputs, for a frontend). It is
+/// both the build node's key in the graph and the action key of the local
+/// and remote caches: one key scheme.
 pub fn build_key(
     ctx: &BuildContext,
     spec: &BuildSpec,
     shared: ContentHash,
     upstream: Option<ContentHash>,
-) -> Result<ContentHash> {
+    dotenv: &[(String, ContentHash)],
+) -> ContentHash {
     let mut h = KeyHasher::new("build/v2");
     h.str(&spec.app)
         .str(&spec.script)
@@ -324,13 +327,13 @@ pub fn build_key(
         }
         h.str(settings.entry.as_deref().unwrap_or(""));
     }
-    for (name, digest) in dotenv_digests(&spec.dir(&ctx.root))? {
-        h.str(&name).hash(&digest);
+    for (name, digest) in dotenv {
+        h.str(name).hash(digest);
     }
     if let Some(up) = upstream {
         h.hash(&up);
     }
-    Ok(h.finish())
+    h.finish()
 }
 
 /// Whether the outputs recorded are still on disk as written.
@@ -350,11 +353,9 @@ pub fn outputs_valid(root: &Path, spec: &BuildSpec, record: &BuildRecord) -> boo
 pub fn build(
     ctx: &BuildContext,
     spec: &BuildSpec,
-    shared: ContentHash,
-    upstream: Option<ContentHash>,
+    key: ContentHash,
     prior: Option<&BuildRecord>,
 ) -> Result<BuildRecord> {
-    let key = build_key(ctx, spec, shared, upstream)?;
     let lock = ctx
         .keys
         .lock()

@@ -128,7 +128,7 @@ pub fn explain(
         }
         let state = match engine.recorded_output(&out_id(id, app))? {
             None => "never-composed",
-            Some(d) if d == comp.digest => "up-to-date",
+            Some(d) if d == comp.shared => "up-to-date",
             Some(_) => "stale",
         };
         let file = file.and_then(|f| {

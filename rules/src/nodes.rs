@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use strata_engine::{Computed, ContentHash, Inputs, KeyHasher, Node, StatCache};
 
-use crate::build::{BuildContext, BuildRecord, BuildSpec, build, outputs_valid};
+use crate::build::{BuildContext, BuildRecord, BuildSpec, build, build_key, outputs_valid};
 use crate::compose::{Composition, PACKAGE_JSON, composition};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
@@ -492,6 +492,30 @@ impl Node for StoreNode {
         h.finish()
     }
 
+    fn key(&self, inputs: &[(String, ContentHash)]) -> Option<ContentHash> {
+        // A build's key is its action key in the caches: the same
+        // function of the same inputs, so the graph and the caches agree.
+        let StoreNode::Build {
+            spec,
+            out,
+            upstream,
+            upstream_recorded,
+            dotenv,
+            ctx,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        let output = |id: &str| inputs.iter().find(|(i, _)| i == id).map(|(_, o)| *o);
+        let shared = output(out)?;
+        let upstream = match upstream {
+            Some(id) => Some(output(id)?),
+            None => *upstream_recorded,
+        };
+        Some(build_key(ctx, spec, shared, upstream, dotenv))
+    }
+
     fn volatile(&self) -> bool {
         matches!(
             self,
@@ -618,7 +642,11 @@ impl Node for StoreNode {
                     sources,
                     Strays::KeepIgnored,
                 )?;
-                let digest = record.composition;
+                // The store-independent digest (package.json as the base
+                // app has it): for one store and app it changes exactly
+                // when the composition does, and it is what a build's
+                // action key is made of, so stores share builds.
+                let digest = record.shared;
                 Ok(Computed::new(StoreValue::Out(record), digest))
             }
             StoreNode::Build {
@@ -626,6 +654,7 @@ impl Node for StoreNode {
                 out,
                 upstream,
                 upstream_recorded,
+                dotenv,
                 ctx,
                 ..
             } => {
@@ -643,7 +672,8 @@ impl Node for StoreNode {
                     Some(StoreValue::Build(record)) => Some(record),
                     _ => None,
                 };
-                let record = build(ctx, spec, composed.shared, upstream, prior)?;
+                let key = build_key(ctx, spec, composed.shared, upstream, dotenv);
+                let record = build(ctx, spec, key, prior)?;
                 let digest = record.digest();
                 Ok(Computed::new(StoreValue::Build(record), digest))
             }

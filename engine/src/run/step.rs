@@ -106,7 +106,8 @@ impl<'a, N: Node> Running<'a, N> {
             hasher.hash(&output);
             inputs.push((id.to_string(), output));
         }
-        Some((hasher.finish(), salt, inputs))
+        let key = node.key(&inputs).unwrap_or_else(|| hasher.finish());
+        Some((key, salt, inputs))
     }
 
     pub(super) fn step(&self, index: NodeIndex) -> (Status, Option<String>, Option<N::Error>) {
