@@ -302,6 +302,63 @@ fn a_real_next_app_deploys_the_same_runnable_images_fresh_shared_restored_and_re
     assert_eq!(digests(&remote), want_digests);
     assert_same_trees(&deploy_trees(&clone), &want_trees, "remote");
     every_image_serves_its_store(&clone, &tag);
+
+    // A one-line commit in store-b: its frontend alone is rebuilt and
+    // triggered, the others keep their digests under the new tag, and the
+    // new image differs from the old by its app layer only (the traced
+    // node_modules layer is the same blob): under 2 MB.
+    repo.write(
+        &format!("apps/stores/store-b/{FE}/components/banner.js"),
+        "export default function Banner() {\n  return <h1>Welcome to store-b, new season</h1>;\n}\n",
+    );
+    repo.commit("a new banner for store-b");
+    let next = deploy(&repo, &[]);
+    assert_eq!(next["build"]["scripts_run"], 1, "{}", next["build"]);
+    let got = digests(&next);
+    for (name, digest) in &want_digests {
+        if name == &format!("store-b/{FE}") {
+            assert_ne!(&got[name], digest);
+        } else {
+            assert_eq!(&got[name], digest, "{name}");
+        }
+    }
+    for store in next["stores"].as_array().unwrap() {
+        let want = if store["id"] == "store-b" {
+            "run"
+        } else {
+            "unchanged"
+        };
+        assert_eq!(store["stages"]["trigger"], want, "{store}");
+    }
+    let layers = |digest: &str| -> Vec<(String, u64)> {
+        let blob = repo
+            .path()
+            .join(".strata/oci/blobs/sha256")
+            .join(&digest[7..]);
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap();
+        manifest["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                (
+                    l["digest"].as_str().unwrap().to_string(),
+                    l["size"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let before = layers(&want_digests[&format!("store-b/{FE}")]);
+    let after = layers(&got[&format!("store-b/{FE}")]);
+    let new: Vec<&(String, u64)> = after.iter().filter(|l| !before.contains(l)).collect();
+    let new_bytes: u64 = new.iter().map(|(_, size)| size).sum();
+    assert_eq!(new.len(), 1, "only the app layer changed: {new:?}");
+    assert!(
+        new_bytes < 2_000_000,
+        "the changed layer is {new_bytes} bytes"
+    );
+    eprintln!("a one-line change in store-b: one new layer of {new_bytes} bytes");
 }
 
 /// The guard: a `.deploy` whose server cannot find `next` never becomes an
