@@ -415,3 +415,31 @@ fn env_files_are_build_inputs_but_never_cached_or_deployed() {
             .exists()
     );
 }
+
+/// Regression (review of the one key scheme): a committed `.env*` file is
+/// part of the composition and of the build key as materialize writes it,
+/// so a build from a fresh `.out` and the next run agree on the key: the
+/// second runs no script, and after `rm -rf .out` the build is restored.
+#[test]
+fn a_committed_env_file_gives_one_key_from_a_fresh_out_and_after() {
+    let repo = Repo::buildable();
+    repo.write(
+        "apps/storefront-middleware/.env.production",
+        "PUBLIC_API=https://api.example.invalid\n",
+    );
+    let (code, _, stderr) = repo.build_json(&["-s", "solo"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        repo.path()
+            .join(".out/solo/storefront-middleware/.env.production")
+            .is_file()
+    );
+    let runs = repo.builds().len();
+    let (_, report, _) = repo.build_json(&["-s", "solo"]);
+    assert_eq!(report["scripts_run"], 0, "{report}");
+    std::fs::remove_dir_all(repo.path().join(".out")).unwrap();
+    let (_, report, _) = repo.build_json(&["-s", "solo"]);
+    assert_eq!(report["scripts_run"], 0, "{report}");
+    assert_eq!(status(&report, "solo", MW, "build"), "restored");
+    assert_eq!(repo.builds().len(), runs);
+}

@@ -393,7 +393,8 @@ impl Node for StoreNode {
                 }
                 &mut h
             }
-            StoreNode::Materialize { out, .. } => h.str("out").str(out),
+            // v2: its output is the store-independent digest.
+            StoreNode::Materialize { out, .. } => h.str("out/v2").str(out),
             StoreNode::Build {
                 spec,
                 dotenv,
@@ -500,7 +501,6 @@ impl Node for StoreNode {
             out,
             upstream,
             upstream_recorded,
-            dotenv,
             ctx,
             ..
         } = self
@@ -508,12 +508,16 @@ impl Node for StoreNode {
             return None;
         };
         let output = |id: &str| inputs.iter().find(|(i, _)| i == id).map(|(_, o)| *o);
-        let shared = output(out)?;
+        let shared = output(out);
+        debug_assert!(shared.is_some(), "a build reads its materialize node");
         let upstream = match upstream {
             Some(id) => Some(output(id)?),
             None => *upstream_recorded,
         };
-        Some(build_key(ctx, spec, shared, upstream, dotenv))
+        // The app's `.env*` files as materialize left them (the key is
+        // asked only once every input is done).
+        let dotenv = crate::toolchain::dotenv_digests(&ctx.root.join(&spec.out)).ok()?;
+        Some(build_key(ctx, spec, shared?, upstream, &dotenv))
     }
 
     fn volatile(&self) -> bool {
@@ -615,8 +619,14 @@ impl Node for StoreNode {
                 let composition = composition(app, store, &dir_refs, &listings, || {
                     std::fs::read(&package).map_err(|e| Error::io(&package, e))
                 })?;
-                let digest = composition.digest;
-                Ok(Computed::new(StoreValue::Composition(composition), digest))
+                // Both digests: an edit of the base package.json that the
+                // store's renamed copy hides still changes what builds see.
+                let mut h = KeyHasher::new("composition/v2");
+                h.hash(&composition.digest).hash(&composition.shared);
+                Ok(Computed::new(
+                    StoreValue::Composition(composition),
+                    h.finish(),
+                ))
             }
             StoreNode::Materialize {
                 root,
@@ -654,7 +664,6 @@ impl Node for StoreNode {
                 out,
                 upstream,
                 upstream_recorded,
-                dotenv,
                 ctx,
                 ..
             } => {
@@ -672,7 +681,8 @@ impl Node for StoreNode {
                     Some(StoreValue::Build(record)) => Some(record),
                     _ => None,
                 };
-                let key = build_key(ctx, spec, composed.shared, upstream, dotenv);
+                let dotenv = crate::toolchain::dotenv_digests(&ctx.root.join(&spec.out))?;
+                let key = build_key(ctx, spec, composed.shared, upstream, &dotenv);
                 let record = build(ctx, spec, key, prior)?;
                 let digest = record.digest();
                 Ok(Computed::new(StoreValue::Build(record), digest))
