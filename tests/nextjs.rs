@@ -115,31 +115,6 @@ fn next_monorepo() -> Repo {
     repo
 }
 
-fn deploy(repo: &Repo, extra: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
-        .arg(repo.path())
-        .args([
-            "store",
-            "deploy",
-            "--all",
-            "--json",
-            "--base-image",
-            "scratch",
-        ])
-        .args(extra)
-        .env("NEXT_TELEMETRY_DISABLED", "1")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "deploy failed ({:?}):\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// `store/app` → manifest digest.
 fn digests(report: &serde_json::Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
@@ -242,7 +217,7 @@ fn a_real_next_app_deploys_the_same_runnable_images_fresh_shared_restored_and_re
     let tag = git(repo.path(), &["rev-parse", "HEAD"]);
 
     // Fresh, and shared: store-a2 composes what store-a does.
-    let fresh = deploy(&repo, &["--remote-cache", &url]);
+    let fresh = repo.deploy_ok(&["--remote-cache", &url]);
     let build = &fresh["build"];
     assert_eq!(
         build["scripts_run"], 4,
@@ -267,7 +242,7 @@ fn a_real_next_app_deploys_the_same_runnable_images_fresh_shared_restored_and_re
 
     // Restored from .strata after rm -rf .out: no script, same everything.
     std::fs::remove_dir_all(repo.path().join(".out")).unwrap();
-    let restored = deploy(&repo, &["--remote-cache", &url]);
+    let restored = repo.deploy_ok(&["--remote-cache", &url]);
     assert_eq!(restored["build"]["scripts_run"], 0, "{}", restored["build"]);
     assert_eq!(
         status(&restored["build"], "store-b", FE, "build"),
@@ -296,7 +271,7 @@ fn a_real_next_app_deploys_the_same_runnable_images_fresh_shared_restored_and_re
         &clone_dir.join("node_modules"),
     );
     let clone = Repo::at(clone_dir, holder);
-    let remote = deploy(&clone, &["--remote-cache", &url]);
+    let remote = clone.deploy_ok(&["--remote-cache", &url]);
     assert_eq!(remote["build"]["scripts_run"], 0, "{}", remote["build"]);
     assert_eq!(status(&remote["build"], "store-b", FE, "build"), "remote");
     assert_eq!(digests(&remote), want_digests);
@@ -312,7 +287,7 @@ fn a_real_next_app_deploys_the_same_runnable_images_fresh_shared_restored_and_re
         "export default function Banner() {\n  return <h1>Welcome to store-b, new season</h1>;\n}\n",
     );
     repo.commit("a new banner for store-b");
-    let next = deploy(&repo, &[]);
+    let next = repo.deploy_ok(&[]);
     assert_eq!(next["build"]["scripts_run"], 1, "{}", next["build"]);
     let got = digests(&next);
     for (name, digest) in &want_digests {

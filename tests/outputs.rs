@@ -6,7 +6,6 @@
 //! each image run from a copy of its `/var/www` with nothing above it.
 
 use std::collections::BTreeMap;
-use std::process::Command;
 
 use crate::fixtures::status;
 use crate::registry::unpack_layout;
@@ -77,21 +76,6 @@ fn nuxt_monorepo() -> Repo {
     repo
 }
 
-fn deploy(repo: &Repo) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
-        .arg("--root")
-        .arg(repo.path())
-        .args(["store", "deploy", "--json", "--base-image", "scratch"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "deploy failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn digests(report: &serde_json::Value) -> BTreeMap<String, String> {
     report["stores"]
         .as_array()
@@ -150,7 +134,7 @@ fn each_image_runs(repo: &Repo, tag: &str) {
 fn output_node_modules_and_links_are_kept_and_a_restored_build_is_the_fresh_one() {
     let repo = nuxt_monorepo();
     let tag = git(repo.path(), &["rev-parse", "HEAD"]);
-    let fresh = deploy(&repo);
+    let fresh = repo.deploy_ok(&[]);
     assert_eq!(fresh["build"]["scripts_run"], 2, "{}", fresh["build"]);
     each_image_runs(&repo, &tag);
     let outputs = trees(&repo, ".output");
@@ -162,7 +146,7 @@ fn output_node_modules_and_links_are_kept_and_a_restored_build_is_the_fresh_one(
     let deploys = trees(&repo, ".deploy");
 
     std::fs::remove_dir_all(repo.path().join(".out")).unwrap();
-    let restored = deploy(&repo);
+    let restored = repo.deploy_ok(&[]);
     assert_eq!(restored["build"]["scripts_run"], 0, "{}", restored["build"]);
     assert_eq!(status(&restored["build"], "eu", NUXT, "build"), "restored");
     assert_eq!(digests(&restored), digests(&fresh));

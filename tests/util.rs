@@ -129,6 +129,26 @@ impl Repo {
         serde_json::from_str(&self.ok(&["store", "compose", "--json"])).unwrap()
     }
 
+    /// Runs `strata store deploy --json --base-image scratch` with extra
+    /// arguments (no Next.js telemetry); the report, once it succeeded.
+    pub fn deploy_ok(&self, extra: &[&str]) -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+            .arg("--root")
+            .arg(self.path())
+            .args(["store", "deploy", "--json", "--base-image", "scratch"])
+            .args(extra)
+            .env("NEXT_TELEMETRY_DISABLED", "1")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "deploy failed ({:?}):\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// Every file under `.out`, except what tools own.
     pub fn out_tree(&self) -> BTreeMap<String, FileState> {
         tree(&self.path().join(".out"))

@@ -24,7 +24,7 @@ use crate::oci::layer::Compression;
 use crate::oci::layout::Layout;
 use crate::oci::push::BlobHomes;
 use crate::prepare::deployed_apps;
-use crate::revision::revision;
+use crate::revision::{Revision, revision};
 use crate::rollout::{RequestSettings, Rollout, forget_pending};
 use crate::workspace::Workspace;
 
@@ -225,6 +225,59 @@ fn base_name(ws: &Workspace, options: &DeployOptions, store: &str) -> String {
         .unwrap_or_else(|| DEFAULT_BASE.to_string())
 }
 
+/// The ids of the stores `options` selects.
+fn selected(ws: &Workspace, options: &DeployOptions) -> Result<Vec<String>> {
+    Ok(ws
+        .select(&options.build.stores)?
+        .into_iter()
+        .map(|s| s.id.clone())
+        .collect())
+}
+
+/// What the rollout nodes of a deploy with `options` to `target` (host,
+/// prefix, plain HTTP) share. `deploying` is the commit and tag it deploys;
+/// without it (the graph's picture) nothing is tagged, pulled or sent.
+fn rollout(
+    ws: &Workspace,
+    engine: &Engine,
+    options: &DeployOptions,
+    target: Option<&(String, String, bool)>,
+    deploying: Option<(&Revision, &str)>,
+) -> Result<Rollout> {
+    let insecure = options.insecure || target.is_some_and(|(_, _, http)| *http);
+    Ok(Rollout {
+        root: ws.root().to_path_buf(),
+        layout: Layout::open(&options.state_dir.join("oci"))?,
+        layers: engine.db().tree("layers")?,
+        bases: engine.db().tree("bases")?,
+        homes: BlobHomes::new(engine.db().tree("blob-homes")?),
+        registries: Registries::new(
+            target.map(|(h, _, _)| h.clone()),
+            options.credentials.clone(),
+            insecure,
+            options.ca_file.clone(),
+        ),
+        target: target.map(|(h, p, _)| (h.clone(), p.clone())),
+        tag: deploying
+            .map(|(_, tag)| tag.to_string())
+            .unwrap_or_default(),
+        sha: deploying
+            .map(|(rev, _)| rev.sha.clone())
+            .unwrap_or_default(),
+        epoch: deploying.map_or(0, |(rev, _)| rev.epoch),
+        source: deploying.and_then(|(rev, _)| rev.source.clone()),
+        platform: options.platform.clone(),
+        pull: deploying.is_some() && options.pull,
+        compression: options.compression,
+        console: options.console_url.clone(),
+        credentials: options.credentials.clone(),
+        pending: engine.db().tree("deploy-pending")?,
+        db: engine.db().clone(),
+        legacy: engine.db().tree("deployments")?,
+        dry_run: deploying.is_none() || options.build.dry_run,
+    })
+}
+
 /// The whole graph a deploy of `options` runs, for its picture: every
 /// node with its kind, its inputs and what it runs after. Nothing runs.
 pub fn deploy_graph(
@@ -237,33 +290,8 @@ pub fn deploy_graph(
         .as_deref()
         .map(parse_registry)
         .transpose()?;
-    let rollout = Arc::new(Rollout {
-        root: ws.root().to_path_buf(),
-        layout: Layout::open(&options.state_dir.join("oci"))?,
-        layers: engine.db().tree("layers")?,
-        bases: engine.db().tree("bases")?,
-        homes: BlobHomes::new(engine.db().tree("blob-homes")?),
-        registries: Registries::new(None, None, options.insecure, None),
-        target: target.as_ref().map(|(h, p, _)| (h.clone(), p.clone())),
-        tag: String::new(),
-        sha: String::new(),
-        epoch: 0,
-        source: None,
-        platform: options.platform.clone(),
-        pull: false,
-        compression: options.compression,
-        console: options.console_url.clone(),
-        credentials: None,
-        pending: engine.db().tree("deploy-pending")?,
-        db: engine.db().clone(),
-        legacy: engine.db().tree("deployments")?,
-        dry_run: true,
-    });
-    let selected: Vec<String> = ws
-        .select(&options.build.stores)?
-        .into_iter()
-        .map(|s| s.id.clone())
-        .collect();
+    let rollout = Arc::new(rollout(ws, engine, options, target.as_ref(), None)?);
+    let selected = selected(ws, options)?;
     let ctx = Arc::new(crate::builder::build_context(ws, engine, &options.build)?);
     let mut graph = crate::builder::build_graph(ws, engine, &options.build, &ctx)?;
     add_rollout(&mut graph, ws, options, &rollout, &selected)?;
@@ -498,43 +526,14 @@ pub fn deploy(
         .as_deref()
         .map(parse_registry)
         .transpose()?;
-    let insecure = options.insecure || target.as_ref().is_some_and(|(_, _, http)| *http);
-    let layout = Layout::open(&options.state_dir.join("oci"))?;
-    let registries = Registries::new(
-        target.as_ref().map(|(h, _, _)| h.clone()),
-        options.credentials.clone(),
-        insecure,
-        options.ca_file.clone(),
-    );
-    let layout_dir = layout.dir().to_path_buf();
-    let rollout = Arc::new(Rollout {
-        root: ws.root().to_path_buf(),
-        layout,
-        layers: engine.db().tree("layers")?,
-        bases: engine.db().tree("bases")?,
-        homes: BlobHomes::new(engine.db().tree("blob-homes")?),
-        registries,
-        target: target.as_ref().map(|(h, p, _)| (h.clone(), p.clone())),
-        tag: tag.clone(),
-        sha: rev.sha.clone(),
-        epoch: rev.epoch,
-        source: rev.source.clone(),
-        platform: options.platform.clone(),
-        pull: options.pull,
-        compression: options.compression,
-        console: options.console_url.clone(),
-        credentials: options.credentials.clone(),
-        pending: engine.db().tree("deploy-pending")?,
-        db: engine.db().clone(),
-        legacy: engine.db().tree("deployments")?,
-        dry_run: options.build.dry_run,
-    });
-
-    let selected: Vec<String> = ws
-        .select(&options.build.stores)?
-        .into_iter()
-        .map(|s| s.id.clone())
-        .collect();
+    let rollout = Arc::new(rollout(
+        ws,
+        engine,
+        options,
+        target.as_ref(),
+        Some((&rev, &tag)),
+    )?);
+    let selected = selected(ws, options)?;
     // Two stores must not claim one repository and tag.
     if let Some((_, prefix, _)) = &target {
         let mut owners: HashMap<String, String> = HashMap::new();
@@ -726,7 +725,7 @@ pub fn deploy(
     engine.db().flush()?;
     let target_text = match &target {
         Some((host, prefix, _)) => format!("{host}/{prefix}"),
-        None => format!("oci:{}", layout_dir.display()),
+        None => format!("oci:{}", rollout.layout.dir().display()),
     };
     build.warnings.extend(dirty_note);
     Ok(DeployReport {

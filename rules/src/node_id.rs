@@ -102,12 +102,16 @@ const WORDS: &[(NodeKind, &str)] = &[
 /// nodes): to list the engine's records of one kind. Settings are named
 /// for what they are (`lockfile/…`, `env/…`) and share no prefix.
 pub fn id_prefix(kind: NodeKind) -> String {
-    let word = WORDS
+    format!("{}/", word(kind))
+}
+
+/// A kind's word in ids.
+fn word(kind: NodeKind) -> &'static str {
+    WORDS
         .iter()
         .find(|(k, _)| *k == kind)
         .map(|(_, w)| *w)
-        .expect("every kind has a word");
-    format!("{word}/")
+        .expect("every kind has a word")
 }
 
 impl NodeId {
@@ -156,20 +160,11 @@ impl NodeId {
             _ => None,
         }
     }
-
-    fn word(&self) -> &'static str {
-        let kind = self.kind();
-        WORDS
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, w)| *w)
-            .expect("every kind has a word")
-    }
 }
 
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let word = self.word();
+        let word = word(self.kind());
         match self {
             NodeId::Scan { dir } => write!(f, "{word}/{dir}"),
             // A setting's id is its name: `lockfile/yarn.lock` reads as
@@ -200,32 +195,21 @@ impl FromStr for NodeId {
     fn from_str(text: &str) -> Result<NodeId, NotANodeId> {
         let bad = || NotANodeId(text.to_string());
         let (word, rest) = text.split_once('/').ok_or_else(bad)?;
-        let pair = || {
+        // `<store>/<app>`, made into the variant `make`.
+        let pair = |make: fn(String, String) -> NodeId| {
             rest.split_once('/')
                 .filter(|(s, a)| !s.is_empty() && !a.is_empty() && !a.contains('/'))
-                .map(|(s, a)| (s.to_string(), a.to_string()))
+                .map(|(s, a)| make(s.to_string(), a.to_string()))
                 .ok_or_else(bad)
         };
         Ok(match word {
             "scan" => NodeId::Scan { dir: rest.into() },
             "base" => NodeId::Base { name: rest.into() },
             "trigger" if !rest.contains('/') => NodeId::Trigger { store: rest.into() },
-            "compose" => {
-                let (store, app) = pair()?;
-                NodeId::Compose { store, app }
-            }
-            "out" => {
-                let (store, app) = pair()?;
-                NodeId::Materialize { store, app }
-            }
-            "build" => {
-                let (store, app) = pair()?;
-                NodeId::Build { store, app }
-            }
-            "deploy" => {
-                let (store, app) = pair()?;
-                NodeId::Prepare { store, app }
-            }
+            "compose" => pair(|store, app| NodeId::Compose { store, app })?,
+            "out" => pair(|store, app| NodeId::Materialize { store, app })?,
+            "build" => pair(|store, app| NodeId::Build { store, app })?,
+            "deploy" => pair(|store, app| NodeId::Prepare { store, app })?,
             "layer" => {
                 let mut parts = rest.split('/');
                 match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -241,14 +225,8 @@ impl FromStr for NodeId {
                     _ => return Err(bad()),
                 }
             }
-            "image" => {
-                let (store, app) = pair()?;
-                NodeId::Image { store, app }
-            }
-            "push" => {
-                let (store, app) = pair()?;
-                NodeId::Push { store, app }
-            }
+            "image" => pair(|store, app| NodeId::Image { store, app })?,
+            "push" => pair(|store, app| NodeId::Push { store, app })?,
             "lockfile" | "env" | "toolchain" | "root" => NodeId::Setting { name: text.into() },
             _ => return Err(bad()),
         })
