@@ -842,6 +842,26 @@ fn a_new_commit_retags_every_store_and_triggers_only_the_changed_one() {
     for store in third["stores"].as_array().unwrap() {
         assert_eq!(store["stages"]["push"], "unchanged", "{store}");
     }
+
+    // Someone moves a tag to another image: the push's check sees the
+    // registry's digest and pushes it again; the trigger stays put.
+    let host = registry.host();
+    skopeo(&[
+        "copy",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        &format!("docker://{host}/demo-fashion-eu/{FE}:{new_sha}"),
+        &format!("docker://{host}/demo-sports/{FE}:{new_sha}"),
+    ]);
+    let moved = inspect(&format!("{host}/demo-sports/{FE}:{new_sha}"));
+    assert_ne!(moved["Digest"], image_of(&second, "sports", FE)["digest"]);
+    let (code, fourth, stderr) = deploy_json(&repo, &args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stage(&fourth, "sports", "push"), "run");
+    assert_eq!(stage(&fourth, "fashion-eu", "push"), "unchanged");
+    let back = inspect(&format!("{host}/demo-sports/{FE}:{new_sha}"));
+    assert_eq!(back["Digest"], image_of(&second, "sports", FE)["digest"]);
+    assert_eq!(console.seen.lock().unwrap().len(), 4, "nothing triggered");
     let mut forced = args.to_vec();
     forced.push("--force");
     let (code, _, _) = deploy_json(&repo, &forced, &[]);

@@ -241,7 +241,9 @@ fn a_real_next_app_deploys_the_same_runnable_images_fresh_shared_restored_and_re
     let want_trees = deploy_trees(&repo);
 
     // Restored from .strata after rm -rf .out: no script, same everything.
+    // (The images too: a deploy whose images are cached reads no `.out`.)
     std::fs::remove_dir_all(repo.path().join(".out")).unwrap();
+    std::fs::remove_dir_all(repo.path().join(".strata/oci")).unwrap();
     let restored = repo.deploy_ok(&["--remote-cache", &url]);
     assert_eq!(restored["build"]["scripts_run"], 0, "{}", restored["build"]);
     assert_eq!(

@@ -145,7 +145,18 @@ fn output_node_modules_and_links_are_kept_and_a_restored_build_is_the_fresh_one(
     );
     let deploys = trees(&repo, ".deploy");
 
+    // Its images cached, a deploy does not read `.out`: nothing is made
+    // again for a deploy that has nothing to do.
     std::fs::remove_dir_all(repo.path().join(".out")).unwrap();
+    let again = repo.deploy_ok(&[]);
+    assert_eq!(again["build"]["scripts_run"], 0, "{}", again["build"]);
+    assert_eq!(digests(&again), digests(&fresh));
+    assert!(
+        !repo.path().join(format!(".out/eu/{NUXT}")).exists(),
+        "a deploy whose images are cached left .out alone"
+    );
+    // Without the images, they are made again from restored builds.
+    std::fs::remove_dir_all(repo.path().join(".strata/oci")).unwrap();
     let restored = repo.deploy_ok(&[]);
     assert_eq!(restored["build"]["scripts_run"], 0, "{}", restored["build"]);
     assert_eq!(status(&restored["build"], "eu", NUXT, "build"), "restored");

@@ -54,6 +54,14 @@ pub trait Node: Send + Sync {
         false
     }
 
+    /// Whether, in a run with [`crate::RunOptions::on_demand`], this node's
+    /// recorded value is checked with [`Node::still_valid`] only when a
+    /// dependent computes from it (an intermediate folder the run's goals
+    /// were made from), rather than whenever its key is unchanged.
+    fn checked_on_demand(&self) -> bool {
+        false
+    }
+
     /// For a node whose key is unchanged: whether the world still matches
     /// the recorded value (for example, files written earlier were not
     /// changed by someone else). When it does not, the node is computed

@@ -77,6 +77,11 @@ pub struct RunOptions {
     /// Compute nothing but volatile nodes (which only read), record
     /// nothing, and report what would run as [`Status::Planned`].
     pub dry_run: bool,
+    /// Check the recorded values of nodes that are
+    /// [`Node::checked_on_demand`] only when a dependent computes from
+    /// them: a run whose goals are all cached does not look at the
+    /// intermediate files they were made from.
+    pub on_demand: bool,
 }
 
 impl RunOptions {
@@ -86,6 +91,7 @@ impl RunOptions {
             on_failure,
             threads: None,
             dry_run: false,
+            on_demand: false,
         }
     }
 }
@@ -146,9 +152,13 @@ impl Engine {
                     value: OnceLock::new(),
                     failed: OnceLock::new(),
                     planned: OnceLock::new(),
+                    deferred: OnceLock::new(),
+                    demand: Mutex::new(()),
                 })
                 .collect(),
             dry_run: options.dry_run,
+            on_demand: options.on_demand,
+            late: Mutex::new(Vec::new()),
         };
         let schedule = Schedule {
             running: &running,
@@ -186,13 +196,25 @@ impl Engine {
         });
         self.db.flush()?;
         let Schedule { log, errors, .. } = schedule;
+        let mut log = log.into_inner().unwrap();
+        // A deferred check that found the files changed: the node ran
+        // inside the dependent that read it.
+        for (id, status) in running.late.lock().unwrap().drain(..) {
+            if let Some(event) = log.events.iter_mut().find(|e| e.id == id) {
+                event.status = status;
+                event.reason = Some(
+                    "its recorded outputs changed on disk (found when a dependent read them)"
+                        .into(),
+                );
+            }
+        }
         let mut errors = errors.into_inner().unwrap();
         errors.sort_by(|a, b| a.0.cmp(&b.0));
         let graph_ids = (0..graph.len())
             .map(|i| graph.node(NodeIndex::new(i)).id().to_string())
             .collect();
         Ok(Outcome {
-            log: log.into_inner().unwrap(),
+            log,
             errors,
             values: running
                 .slots
@@ -673,5 +695,113 @@ mod stress {
         g.depend("x", "b").unwrap();
         let outcome = engine.run(&g, OnFailure::Continue).unwrap();
         assert!(outcome.errors.is_empty());
+    }
+
+    /// A folder on "disk" (a cell of the world) made from a source cell,
+    /// checked on demand, and a goal made from it that checks itself.
+    enum Layered {
+        Source(World),
+        Folder(World),
+        Goal(World),
+    }
+
+    impl Node for Layered {
+        type Value = i64;
+        type Error = Error;
+
+        fn id(&self) -> &str {
+            match self {
+                Layered::Source(_) => "source",
+                Layered::Folder(_) => "folder",
+                Layered::Goal(_) => "goal",
+            }
+        }
+
+        fn salt(&self) -> ContentHash {
+            ContentHash::of(self.id().as_bytes())
+        }
+
+        fn volatile(&self) -> bool {
+            matches!(self, Layered::Source(_))
+        }
+
+        fn validates(&self) -> bool {
+            !self.volatile()
+        }
+
+        fn checked_on_demand(&self) -> bool {
+            matches!(self, Layered::Folder(_))
+        }
+
+        fn still_valid(&self, prior: &i64) -> Result<bool> {
+            Ok(match self {
+                Layered::Source(_) => true,
+                Layered::Folder(w) => w.read().unwrap()["disk"] == *prior,
+                Layered::Goal(w) => w.read().unwrap()["published"] == *prior,
+            })
+        }
+
+        fn compute(&self, inputs: &Inputs<'_, Self>) -> Result<Computed<i64>> {
+            let value = match self {
+                Layered::Source(w) => w.read().unwrap()["source"],
+                Layered::Folder(w) => {
+                    let v = *inputs.dependency("source")?;
+                    w.write().unwrap().insert("disk".into(), v);
+                    v
+                }
+                Layered::Goal(w) => {
+                    let v = *inputs.dependency("folder")? + 1;
+                    w.write().unwrap().insert("published".into(), v);
+                    v
+                }
+            };
+            Ok(Computed::new(value, ContentHash::of(&value.to_le_bytes())))
+        }
+    }
+
+    /// With `on_demand`, a folder whose goal is cached is not looked at; a
+    /// goal that computes checks the folder first and repairs it, and the
+    /// log says the folder ran. Without it, every folder is checked.
+    #[test]
+    fn on_demand_checks_wait_for_a_dependent_that_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(dir.path()).unwrap();
+        let world: World = Arc::new(RwLock::new(HashMap::from([("source".to_string(), 5)])));
+        let mut g = Graph::new();
+        g.add(Layered::Source(world.clone())).unwrap();
+        g.add(Layered::Folder(world.clone())).unwrap();
+        g.add(Layered::Goal(world.clone())).unwrap();
+        g.depend("folder", "source").unwrap();
+        g.depend("goal", "folder").unwrap();
+        let lazy = RunOptions {
+            on_demand: true,
+            ..RunOptions::new(OnFailure::Stop)
+        };
+        engine.run_with(&g, lazy, &|_| {}).unwrap();
+        assert_eq!(world.read().unwrap()["published"], 6);
+
+        // The folder is damaged; the goal holds: nothing looks at it.
+        world.write().unwrap().insert("disk".into(), 99);
+        let outcome = engine.run_with(&g, lazy, &|_| {}).unwrap();
+        assert_eq!(outcome.log.status("folder"), Some(Status::Cached));
+        assert_eq!(outcome.log.status("goal"), Some(Status::Cached));
+        assert_eq!(world.read().unwrap()["disk"], 99);
+
+        // The goal no longer holds: it reads the folder, which is checked,
+        // found damaged and made again before the goal uses it.
+        world.write().unwrap().insert("published".into(), 0);
+        let outcome = engine.run_with(&g, lazy, &|_| {}).unwrap();
+        assert_eq!(outcome.log.status("folder"), Some(Status::Unchanged));
+        assert_eq!(outcome.log.status("goal"), Some(Status::Unchanged));
+        assert_eq!(world.read().unwrap()["disk"], 5);
+        assert_eq!(world.read().unwrap()["published"], 6);
+        assert!(outcome.errors.is_empty());
+
+        // Checked eagerly, the damage is repaired though the goal holds.
+        world.write().unwrap().insert("disk".into(), 99);
+        let outcome = engine.run(&g, OnFailure::Stop).unwrap();
+        assert_eq!(outcome.log.status("folder"), Some(Status::Unchanged));
+        assert_eq!(outcome.log.status("goal"), Some(Status::Cached));
+        assert_eq!(world.read().unwrap()["disk"], 5);
     }
 }

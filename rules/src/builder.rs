@@ -350,18 +350,21 @@ pub fn build_stores(
     options: &BuildOptions,
     observe: &(dyn Fn(&Event) + Sync),
 ) -> Result<BuildReport> {
-    build_stores_with(ws, engine, options, observe, &|_| Ok(()))
+    build_stores_with(ws, engine, options, observe, &|_| Ok(()), false)
 }
 
 /// [`build_stores`] on the build graph with nodes `extend` adds above it
 /// (the rollout's images, pushes and triggers), run as one graph. Their
-/// failures are in [`BuildReport::rollout_errors`].
+/// failures are in [`BuildReport::rollout_errors`]. With `on_demand`, the
+/// folders under `.out` are checked only when a node computes from them
+/// (see [`strata_engine::RunOptions::on_demand`]).
 pub fn build_stores_with(
     ws: &Workspace,
     engine: &Engine,
     options: &BuildOptions,
     observe: &(dyn Fn(&Event) + Sync),
     extend: &dyn Fn(&mut strata_engine::Graph<StoreNode>) -> Result<()>,
+    on_demand: bool,
 ) -> Result<BuildReport> {
     let ctx = Arc::new(build_context(ws, engine, options)?);
     let mut graph = build_graph(ws, engine, options, &ctx)?;
@@ -379,6 +382,7 @@ pub fn build_stores_with(
         // beside the compositions.
         threads: Some(options.jobs.max(cores) + 2),
         dry_run: options.dry_run,
+        on_demand,
     };
     let kinds: std::collections::HashMap<String, NodeKind> = graph
         .edges()

@@ -24,7 +24,7 @@ use crate::oci::layer::Compression;
 use crate::oci::layout::Layout;
 use crate::oci::push::BlobHomes;
 use crate::prepare::deployed_apps;
-use crate::revision::{Revision, revision};
+use crate::revision::{self, Revision};
 use crate::rollout::{RequestSettings, Rollout, forget_pending};
 use crate::workspace::Workspace;
 
@@ -251,12 +251,13 @@ fn rollout(
         layers: engine.db().tree("layers")?,
         bases: engine.db().tree("bases")?,
         homes: BlobHomes::new(engine.db().tree("blob-homes")?),
-        registries: Registries::new(
+        registries: Arc::new(Registries::new(
             target.map(|(h, _, _)| h.clone()),
             options.credentials.clone(),
             insecure,
             options.ca_file.clone(),
-        ),
+        )),
+        tags: Arc::default(),
         target: target.map(|(h, p, _)| (h.clone(), p.clone())),
         tag: deploying
             .map(|(_, tag)| tag.to_string())
@@ -495,7 +496,42 @@ pub fn deploy(
     options: &DeployOptions,
     observe: &(dyn Fn(&Event) + Sync),
 ) -> Result<DeployReport> {
-    let rev = revision(ws.root())?;
+    let head = revision::head(ws.root())?;
+    let target = options
+        .registry
+        .as_deref()
+        .map(parse_registry)
+        .transpose()?;
+    let selected = selected(ws, options)?;
+    let mut rollout = rollout(
+        ws,
+        engine,
+        options,
+        target.as_ref(),
+        Some((&head, &head.sha)),
+    )?;
+    // The registry is asked what the commit's tags name while the working
+    // tree is read and the sources are scanned: the pushes' checks take
+    // the answers. Only pushes that ran before can be cached.
+    if let Some((host, prefix, _)) = &target
+        && let Ok(registry) = rollout.registries.get(host)
+    {
+        let mut repositories = Vec::new();
+        for store in &selected {
+            for app in deployed_apps(ws, store) {
+                if engine.recorded_key(&push_id(store, &app))?.is_some() {
+                    repositories.push(repository(ws, store, &app, prefix));
+                }
+            }
+        }
+        if !repositories.is_empty() {
+            rollout.tags.ask(registry, repositories, head.sha.clone());
+        }
+    }
+    let rev = Revision {
+        dirty: revision::uncommitted(ws.root())?,
+        ..head
+    };
     // Nothing leaves the machine with no registry and no console: a local
     // deploy of work in progress is tagged for what it is, not refused.
     let local = options.registry.is_none() && options.console_url.is_none();
@@ -521,19 +557,8 @@ pub fn deploy(
             ),
         });
     };
-    let target = options
-        .registry
-        .as_deref()
-        .map(parse_registry)
-        .transpose()?;
-    let rollout = Arc::new(rollout(
-        ws,
-        engine,
-        options,
-        target.as_ref(),
-        Some((&rev, &tag)),
-    )?);
-    let selected = selected(ws, options)?;
+    rollout.tag = tag.clone();
+    let rollout = Arc::new(rollout);
     // Two stores must not claim one repository and tag.
     if let Some((_, prefix, _)) = &target {
         let mut owners: HashMap<String, String> = HashMap::new();
@@ -565,7 +590,7 @@ pub fn deploy(
 
     let extend =
         |graph: &mut Graph<StoreNode>| add_rollout(graph, ws, options, &rollout, &selected);
-    let mut build = build_stores_with(ws, engine, &options.build, observe, &extend)?;
+    let mut build = build_stores_with(ws, engine, &options.build, observe, &extend, true)?;
     let log = &build.log;
     let mut errors: HashMap<String, Error> = std::mem::take(&mut build.rollout_errors)
         .into_iter()

@@ -271,6 +271,65 @@ pub enum StoreValue {
     Layer(Option<LayerBlob>),
 }
 
+/// A type one of [`StoreValue`]'s variants holds: a node reads an input's
+/// value as the type its kind computes, and a value of another kind (a
+/// record from another version of strata) is an error naming the node,
+/// never a panic.
+pub trait ValueOf: Sized {
+    /// What the variant holds, in words.
+    const WHAT: &'static str;
+    /// The value, when it is of this type.
+    fn of(value: &StoreValue) -> Option<&Self>;
+}
+
+macro_rules! value_of {
+    ($($variant:ident($ty:ty) = $what:literal;)*) => {
+        $(impl ValueOf for $ty {
+            const WHAT: &'static str = $what;
+            fn of(value: &StoreValue) -> Option<&Self> {
+                match value {
+                    StoreValue::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+        })*
+
+        impl StoreValue {
+            /// What this value holds, in words.
+            pub fn what(&self) -> &'static str {
+                match self {
+                    $(StoreValue::$variant(_) => $what,)*
+                }
+            }
+        }
+    };
+}
+
+value_of! {
+    Listing(Listing) = "a listing";
+    Composition(Composition) = "a composition";
+    Out(OutRecord) = "a record of files on disk";
+    Build(BuildRecord) = "a build record";
+    Base(BaseImage) = "a base image";
+    Image(ImageRecord) = "an image";
+    Published(Published) = "a published image";
+    Deployed(Deployed) = "a deployment";
+    Setting(ContentHash) = "a setting's digest";
+    Layer(Option<LayerBlob>) = "a layer";
+}
+
+impl StoreValue {
+    /// This value as the `T` node `id` computes.
+    pub fn get<T: ValueOf>(&self, id: &str) -> Result<&T> {
+        T::of(self).ok_or_else(|| {
+            Error::Engine(strata_engine::Error::Decode {
+                node: id.to_string(),
+                message: format!("it holds {} where {} was expected", self.what(), T::WHAT),
+            })
+        })
+    }
+}
+
 /// The id of the scan node of a layer folder.
 pub fn scan_id(dir: &str) -> String {
     NodeId::Scan { dir: dir.into() }.to_string()
@@ -549,6 +608,15 @@ impl Node for StoreNode {
         )
     }
 
+    fn checked_on_demand(&self) -> bool {
+        // The folders under `.out` an image is made from: a deploy whose
+        // images are cached does not read them.
+        matches!(
+            self,
+            StoreNode::Materialize { .. } | StoreNode::Build { .. } | StoreNode::Prepare { .. }
+        )
+    }
+
     fn still_valid(&self, prior: &StoreValue) -> Result<bool> {
         match (self, prior) {
             (StoreNode::Materialize { root, out, .. }, StoreValue::Out(record)) => Ok(still_valid(
@@ -613,7 +681,11 @@ impl Node for StoreNode {
                     .iter()
                     .map(|d| inputs.dependency(&scan_id(d)))
                     .collect::<Result<Vec<_>>>()?;
-                let listings: Vec<&Listing> = values.iter().map(|v| listing(v)).collect();
+                let listings = values
+                    .iter()
+                    .zip(dirs)
+                    .map(|(v, d)| v.get::<Listing>(&scan_id(d)))
+                    .collect::<Result<Vec<_>>>()?;
                 let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
                 let package = root.join(&dirs[0]).join(PACKAGE_JSON);
                 let composition = composition(app, store, &dir_refs, &listings, || {
@@ -636,9 +708,7 @@ impl Node for StoreNode {
                 ..
             } => {
                 let value = inputs.dependency(compose)?;
-                let StoreValue::Composition(composition) = &*value else {
-                    unreachable!("a compose node computes a composition")
-                };
+                let composition: &Composition = value.get(compose)?;
                 let prior = match inputs.prior() {
                     Some(StoreValue::Out(record)) => Some(record),
                     _ => None,
@@ -667,14 +737,10 @@ impl Node for StoreNode {
                 ctx,
                 ..
             } => {
-                let StoreValue::Out(composed) = &*inputs.dependency(out)? else {
-                    unreachable!("a materialize node records its output")
-                };
+                let composed = inputs.dependency(out)?;
+                let composed: &OutRecord = composed.get(out)?;
                 let upstream = match upstream {
-                    Some(id) => match &*inputs.dependency(id)? {
-                        StoreValue::Build(record) => Some(record.digest()),
-                        _ => None,
-                    },
+                    Some(id) => Some(inputs.dependency(id)?.get::<BuildRecord>(id)?.digest()),
                     None => *upstream_recorded,
                 };
                 let prior = match inputs.prior() {
@@ -702,10 +768,10 @@ impl Node for StoreNode {
                     Some(id) => Some(inputs.dependency(id)?),
                     None => None,
                 };
-                let record = built.as_deref().and_then(|v| match v {
-                    StoreValue::Build(r) => Some(r),
+                let record = match (&built, build) {
+                    (Some(value), Some(id)) => Some(value.get::<BuildRecord>(id)?),
                     _ => None,
-                });
+                };
                 let out_rel = out_dir(store, app);
                 debug_assert_eq!(out, &out_id(store, app));
                 let plan = DeployPlan {
@@ -750,9 +816,8 @@ impl Node for StoreNode {
                 rollout,
                 ..
             } => {
-                let StoreValue::Out(files) = &*inputs.dependency(deploy)? else {
-                    unreachable!("a .deploy node records its files")
-                };
+                let files = inputs.dependency(deploy)?;
+                let files: &OutRecord = files.get(deploy)?;
                 let blob = crate::rollout::layer(rollout, store, app, *part, files)?;
                 let digest = match &blob {
                     Some(b) => ContentHash::of(b.digest.as_bytes()),
@@ -769,17 +834,14 @@ impl Node for StoreNode {
                 rollout,
                 ..
             } => {
-                let StoreValue::Out(files) = &*inputs.dependency(deploy)? else {
-                    unreachable!("a .deploy node records its files")
-                };
-                let StoreValue::Base(base) = &*inputs.dependency(base)? else {
-                    unreachable!("a base node resolves a base")
-                };
+                let files = inputs.dependency(deploy)?;
+                let files: &OutRecord = files.get(deploy)?;
+                let base_value = inputs.dependency(base)?;
+                let base: &BaseImage = base_value.get(base)?;
                 let mut own = Vec::new();
                 for (id, part) in layers.iter().zip(LayerPart::ALL) {
-                    let StoreValue::Layer(blob) = &*inputs.dependency(id)? else {
-                        unreachable!("a layer node records a layer")
-                    };
+                    let blob = inputs.dependency(id)?;
+                    let blob: &Option<LayerBlob> = blob.get(id)?;
                     own.extend(blob.clone().map(|b| (b, part)));
                 }
                 let image = crate::rollout::image(rollout, store, app, base, &own, files)?;
@@ -793,12 +855,10 @@ impl Node for StoreNode {
                 rollout,
                 ..
             } => {
-                let StoreValue::Image(image) = &*inputs.dependency(image)? else {
-                    unreachable!("an image node records an image")
-                };
-                let StoreValue::Base(base) = &*inputs.dependency(base)? else {
-                    unreachable!("a base node resolves a base")
-                };
+                let image_value = inputs.dependency(image)?;
+                let image: &ImageRecord = image_value.get(image)?;
+                let base_value = inputs.dependency(base)?;
+                let base: &BaseImage = base_value.get(base)?;
                 let published = crate::rollout::publish(rollout, repository, base, image)?;
                 let mut h = KeyHasher::new("published/v1");
                 h.str(&published.pinned).str(&rollout.tag);
@@ -812,9 +872,8 @@ impl Node for StoreNode {
             } => {
                 let mut pinned = std::collections::BTreeMap::new();
                 for (app, image, repository) in images {
-                    let StoreValue::Image(image) = &*inputs.dependency(image)? else {
-                        unreachable!("an image node records an image")
-                    };
+                    let value = inputs.dependency(image)?;
+                    let image: &ImageRecord = value.get(image)?;
                     pinned.insert(
                         app.clone(),
                         rollout.names(repository, &image.manifest.digest).1,
@@ -831,11 +890,4 @@ impl Node for StoreNode {
 /// `.out/<store>/<app>/.deploy`.
 pub fn deploy_dir(root: &Path, store: &str, app: &str) -> PathBuf {
     root.join(out_dir(store, app)).join(DEPLOY)
-}
-
-fn listing(value: &StoreValue) -> &Listing {
-    match value {
-        StoreValue::Listing(l) => l,
-        _ => unreachable!("a scan node computes a listing"),
-    }
 }

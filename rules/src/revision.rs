@@ -25,23 +25,55 @@ pub struct Revision {
     pub source: Option<String>,
 }
 
-/// HEAD of the repository holding `root`.
+/// HEAD of the repository holding `root`, with its uncommitted changes.
 pub fn revision(root: &Path) -> Result<Revision> {
-    let git = |what: &str, e: git2::Error| Error::GitRef {
+    let mut rev = head(root)?;
+    rev.dirty = uncommitted(root)?;
+    Ok(rev)
+}
+
+fn git(what: &str, e: git2::Error) -> Error {
+    Error::GitRef {
         message: format!("{what}: {}", e.message()),
-    };
-    let repo = Repository::discover(root).map_err(|e| Error::GitRef {
+    }
+}
+
+fn discover(root: &Path) -> Result<Repository> {
+    Repository::discover(root).map_err(|e| Error::GitRef {
         message: format!(
             "{} is not in a git repository ({}); images are tagged with the commit SHA, so deploy from a git checkout",
             root.display(),
             e.message()
         ),
-    })?;
+    })
+}
+
+/// HEAD of the repository holding `root`, without looking at the working
+/// tree (`dirty` is empty): quick, where [`uncommitted`] reads every file.
+pub fn head(root: &Path) -> Result<Revision> {
+    let repo = discover(root)?;
     let head = repo
         .head()
         .and_then(|h| h.peel_to_commit())
         .map_err(|e| git("the repository has no commit to tag images with", e))?;
     let epoch = image_epoch()?;
+    let source = repo
+        .find_remote("origin")
+        .ok()
+        .and_then(|r| r.url().map(str::to_string))
+        .and_then(|u| public_url(&u));
+    Ok(Revision {
+        sha: head.id().to_string(),
+        epoch,
+        dirty: Vec::new(),
+        source,
+    })
+}
+
+/// Uncommitted changes under `apps/`, to the config or to root files that
+/// builds read (at most a few paths).
+pub fn uncommitted(root: &Path) -> Result<Vec<String>> {
+    let repo = discover(root)?;
     let workdir = repo.workdir().unwrap_or(root);
     let prefix = root
         .canonicalize()
@@ -75,25 +107,25 @@ pub fn revision(root: &Path) -> Result<Revision> {
     {
         options.pathspec(join(file));
     }
-    let statuses = repo
-        .statuses(Some(&mut options))
-        .map_err(|e| git("reading the working tree's status", e))?;
+    // As `git status` does, the index's stat data is refreshed when the
+    // index can be written: files whose stat data is stale (a checkout or
+    // a commit in the same second as the edit) are not hashed again on
+    // every run. A read-only or locked index is only read.
+    options.update_index(true);
+    let statuses = match repo.statuses(Some(&mut options)) {
+        Ok(statuses) => statuses,
+        Err(_) => {
+            options.update_index(false);
+            repo.statuses(Some(&mut options))
+                .map_err(|e| git("reading the working tree's status", e))?
+        }
+    };
     let dirty: Vec<String> = statuses
         .iter()
         .filter_map(|s| s.path().map(str::to_string))
         .take(5)
         .collect();
-    let source = repo
-        .find_remote("origin")
-        .ok()
-        .and_then(|r| r.url().map(str::to_string))
-        .and_then(|u| public_url(&u));
-    Ok(Revision {
-        sha: head.id().to_string(),
-        epoch,
-        dirty,
-        source,
-    })
+    Ok(dirty)
 }
 
 /// The repository's URL as it may be published in an image: `https://`

@@ -7,8 +7,9 @@
 //! store's apps: a commit that changes none of them triggers nothing, it
 //! only moves the tag).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
 
 use serde::{Deserialize, Serialize};
 use strata_engine::{ContentHash, Db, KeyHasher, Tree};
@@ -38,7 +39,9 @@ pub struct Rollout {
     /// Where each blob was seen, per registry (for cross-repository mounts).
     pub homes: BlobHomes,
     /// Registry clients.
-    pub registries: Registries,
+    pub registries: Arc<Registries>,
+    /// What the target registry said of tags asked ahead of the run.
+    pub tags: Arc<TagAnswers>,
     /// The target registry's host and repository prefix; none for the
     /// local layout.
     pub target: Option<(String, String)>,
@@ -356,11 +359,21 @@ pub fn publish(
 /// Whether the published tag still names the image.
 pub fn published_still(rollout: &Rollout, repository: &str, published: &Published) -> bool {
     match &rollout.target {
-        Some((host, _)) => rollout.registries.get(host).is_ok_and(|registry| {
-            registry
-                .has_manifest(repository, &rollout.tag)
-                .unwrap_or(false)
-        }),
+        // The tag still names what was pushed (one moved by someone else
+        // is pushed again).
+        Some((host, _)) => {
+            let answer = match rollout.tags.take(repository, &rollout.tag) {
+                Some(answer) => answer,
+                None => match rollout.registries.get(host) {
+                    Ok(registry) => registry
+                        .manifest_digest(repository, &rollout.tag)
+                        .ok()
+                        .flatten(),
+                    Err(_) => None,
+                },
+            };
+            answer.is_some_and(|d| d.is_empty() || d == published.digest)
+        }
         None => rollout
             .layout
             .resolve(Some(&format!("{repository}:{}", rollout.tag)))
@@ -529,4 +542,69 @@ pub fn deployed_digest(deployed: &Deployed) -> ContentHash {
         h.str(app).str(pinned);
     }
     h.finish()
+}
+
+/// The target registry's answers about tags, asked ahead of the run (while
+/// the working tree is read and the sources scanned) and taken by the push
+/// nodes' checks: what `HEAD /v2/<repository>/manifests/<tag>` said.
+#[derive(Default)]
+pub struct TagAnswers {
+    answers: Mutex<HashMap<String, Answer>>,
+    done: Condvar,
+}
+
+enum Answer {
+    Asking,
+    /// The tag asked for and the digest it names (`None`: no such tag).
+    Said(String, Option<String>),
+    /// The question failed: the check asks again itself.
+    Failed,
+}
+
+impl TagAnswers {
+    /// Asks `registry`, on a few threads of its own, what `tag` names in
+    /// each of `repositories`.
+    pub fn ask(
+        self: &Arc<Self>,
+        registry: Arc<crate::oci::registry::Registry>,
+        repositories: Vec<String>,
+        tag: String,
+    ) {
+        {
+            let mut answers = self.answers.lock().unwrap();
+            for repository in &repositories {
+                answers.insert(repository.clone(), Answer::Asking);
+            }
+        }
+        let threads = repositories.len().clamp(1, 8);
+        let chunk = repositories.len().div_ceil(threads).max(1);
+        for part in repositories.chunks(chunk) {
+            let part = part.to_vec();
+            let (me, registry, tag) = (self.clone(), registry.clone(), tag.clone());
+            std::thread::spawn(move || {
+                for repository in part {
+                    let answer = match registry.manifest_digest(&repository, &tag) {
+                        Ok(digest) => Answer::Said(tag.clone(), digest),
+                        Err(_) => Answer::Failed,
+                    };
+                    me.answers.lock().unwrap().insert(repository, answer);
+                    me.done.notify_all();
+                }
+            });
+        }
+    }
+
+    /// What the registry said `tag` names in `repository`, waiting for the
+    /// answer if it is being asked; `None` when it was not asked (or the
+    /// question failed, or was about another tag).
+    pub fn take(&self, repository: &str, tag: &str) -> Option<Option<String>> {
+        let mut answers = self.answers.lock().unwrap();
+        loop {
+            match answers.get(repository)? {
+                Answer::Asking => answers = self.done.wait(answers).unwrap(),
+                Answer::Said(asked, digest) if asked == tag => return Some(digest.clone()),
+                Answer::Said(..) | Answer::Failed => return None,
+            }
+        }
+    }
 }

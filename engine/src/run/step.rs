@@ -1,7 +1,7 @@
 //! One step of a run: a node's key from its inputs' outputs, the check of
 //! its record, and its computation, with what a node may read.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use petgraph::graph::NodeIndex;
 
@@ -20,6 +20,10 @@ pub(super) struct Slot<V> {
     pub(super) value: OnceLock<Arc<V>>,
     pub(super) failed: OnceLock<()>,
     pub(super) planned: OnceLock<()>,
+    /// Cached with its check deferred until a dependent reads it.
+    pub(super) deferred: OnceLock<()>,
+    /// Held while a deferred check (and computation) runs.
+    pub(super) demand: Mutex<()>,
 }
 
 /// A node's access to its inputs while it computes.
@@ -64,6 +68,10 @@ pub(super) struct Running<'a, N: Node> {
     pub(super) graph: &'a Graph<N>,
     pub(super) slots: Vec<Slot<N::Value>>,
     pub(super) dry_run: bool,
+    pub(super) on_demand: bool,
+    /// Nodes whose deferred check failed, computed again when a dependent
+    /// read them, and what came of it.
+    pub(super) late: Mutex<Vec<(String, Status)>>,
 }
 
 impl<'a, N: Node> Running<'a, N> {
@@ -71,6 +79,9 @@ impl<'a, N: Node> Running<'a, N> {
         let slot = &self.slots[index.index()];
         if let Some(v) = slot.value.get() {
             return Ok(v.clone());
+        }
+        if slot.deferred.get().is_some() {
+            return self.demand(index);
         }
         let node = self.graph.node(index);
         if node.persist()
@@ -89,6 +100,61 @@ impl<'a, N: Node> Running<'a, N> {
         let computed = node.compute(&inputs)?;
         let _ = slot.value.set(computed.value.clone());
         Ok(computed.value)
+    }
+
+    /// The value of a node cached with its check deferred: checked now, and
+    /// computed again (with the recorded value as its prior) when the world
+    /// no longer matches it. The dependent's key was made of the recorded
+    /// output; a computation that gives another output (a build that is not
+    /// reproducible) changes the dependent's key at the next run.
+    fn demand(&self, index: NodeIndex) -> Result<Arc<N::Value>, N::Error> {
+        let slot = &self.slots[index.index()];
+        let _held = slot.demand.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(v) = slot.value.get() {
+            return Ok(v.clone());
+        }
+        let node = self.graph.node(index);
+        let prior = self.engine.load::<N>(node.id())?;
+        if let Some(value) = &prior
+            && node.still_valid(value)?
+        {
+            let value = Arc::new(prior.expect("checked above"));
+            let _ = slot.value.set(value.clone());
+            return Ok(value);
+        }
+        let (key, salt, inputs) = self
+            .key(index)
+            .expect("a node cached in this run has every input's output");
+        let recorded = *slot.output.get().expect("a deferred node has its output");
+        let computing = Inputs {
+            run: self,
+            index,
+            prior: prior.map(Arc::new),
+        };
+        let Computed { value, output } = node.compute(&computing)?;
+        if node.persist() {
+            self.engine.store::<N>(node.id(), &value)?;
+        }
+        self.engine.set_record(
+            node.id(),
+            Record {
+                key,
+                output,
+                salt,
+                inputs,
+            },
+        )?;
+        let status = if output == recorded {
+            Status::Unchanged
+        } else {
+            Status::Changed
+        };
+        self.late
+            .lock()
+            .unwrap()
+            .push((node.id().to_string(), status));
+        let _ = slot.value.set(value.clone());
+        Ok(value)
     }
 
     /// The node's key, its salt and its inputs' outputs (`None` while an
@@ -187,6 +253,11 @@ impl<'a, N: Node> Running<'a, N> {
         {
             if !node.validates() {
                 let _ = slot.output.set(record.output);
+                return Ok((Status::Cached, None));
+            }
+            if self.on_demand && node.checked_on_demand() {
+                let _ = slot.output.set(record.output);
+                let _ = slot.deferred.set(());
                 return Ok((Status::Cached, None));
             }
             if let Some(value) = self.engine.load::<N>(node.id())? {

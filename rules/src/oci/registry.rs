@@ -607,15 +607,28 @@ impl Registry {
         Ok((bytes.to_vec(), media_type))
     }
 
-    /// Whether the repository has the manifest `digest`.
-    pub fn has_manifest(&self, repo: &str, digest: &str) -> Result<bool> {
-        let url = self.url(&format!("/v2/{repo}/manifests/{digest}"));
-        let response = self.send(&pull(repo), "checking a manifest", &|| {
+    /// The digest of the manifest `reference` (a tag) names, as the
+    /// registry says in `Docker-Content-Digest`; `None` when there is none.
+    /// A registry that does not say is taken at its word that the tag
+    /// exists (the digest returned is `""`).
+    pub fn manifest_digest(&self, repo: &str, reference: &str) -> Result<Option<String>> {
+        let url = self.url(&format!("/v2/{repo}/manifests/{reference}"));
+        let response = self.send(&pull(repo), "checking a tag", &|| {
             self.http
                 .head(&url)
                 .header(reqwest::header::ACCEPT, MANIFEST_TYPES.join(", "))
         })?;
-        Ok(response.status().is_success())
+        if !response.status().is_success() {
+            return Ok(None);
+        }
+        Ok(Some(
+            response
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string(),
+        ))
     }
 
     /// Puts a manifest under `reference` (a tag or its digest).
