@@ -368,7 +368,9 @@ fn main() {
     std::fs::write(&module, "export const edited = 1;\n").unwrap();
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "one file in one store"]);
-    let edit = run_strata(&root, &args);
+    let mut traced = args.to_vec();
+    traced.extend(["--profile", "/tmp/bt/edit.json"]);
+    let edit = run_strata(&root, &traced);
     let report: serde_json::Value = serde_json::from_str(&edit.stdout).unwrap();
     let stores_report = report["stores"].as_array().unwrap();
     let triggered: Vec<&str> = stores_report

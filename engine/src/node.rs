@@ -54,6 +54,14 @@ pub trait Node: Send + Sync {
         false
     }
 
+    /// Whether computing this node mostly waits on another machine (a
+    /// registry, a server): ready nodes that will compute and are not of
+    /// this kind go first, so that the work on the longest path (a build
+    /// waiting for its sources) is not queued behind network calls.
+    fn waits_on_network(&self) -> bool {
+        false
+    }
+
     /// Whether, in a run with [`crate::RunOptions::on_demand`], this node's
     /// recorded value is checked with [`Node::still_valid`] only when a
     /// dependent computes from it (an intermediate folder the run's goals

@@ -608,6 +608,10 @@ impl Node for StoreNode {
         )
     }
 
+    fn waits_on_network(&self) -> bool {
+        matches!(self, StoreNode::Push { .. } | StoreNode::Trigger { .. })
+    }
+
     fn checked_on_demand(&self) -> bool {
         // The folders under `.out` an image is made from: a deploy whose
         // images are cached does not read them.

@@ -31,12 +31,15 @@ pub(super) struct Schedule<'a, N: Node> {
 
 /// Nodes whose inputs are all done, waiting for a worker. `hot` ones will
 /// compute (their key changed, or they read the world); `cold` ones only
-/// check their record. Hot ones go first: the work an edit causes is on the
-/// critical path, the checks of everything else are not.
+/// check their record; `remote` ones will compute but mostly wait on the
+/// network ([`Node::waits_on_network`]). Hot ones go first: the work an
+/// edit causes is on the critical path, the checks of everything else and
+/// the calls to other machines are not.
 #[derive(Default)]
 pub(super) struct Ready {
     pub(super) hot: VecDeque<NodeIndex>,
     pub(super) cold: VecDeque<NodeIndex>,
+    pub(super) remote: VecDeque<NodeIndex>,
     pub(super) busy: usize,
 }
 
@@ -61,7 +64,9 @@ impl<'a, N: Node> Schedule<'a, N> {
     pub(super) fn push(&self, index: NodeIndex) {
         let hot = self.boosted[index.index()].load(Ordering::Acquire) || self.is_hot(index);
         let mut ready = self.ready.lock().unwrap();
-        if hot {
+        if hot && self.running.graph.node(index).waits_on_network() {
+            ready.remote.push_back(index);
+        } else if hot {
             ready.hot.push_back(index);
         } else {
             ready.cold.push_back(index);
@@ -108,7 +113,12 @@ impl<'a, N: Node> Schedule<'a, N> {
             let index = {
                 let mut ready = self.ready.lock().unwrap();
                 loop {
-                    if let Some(i) = ready.hot.pop_front().or_else(|| ready.cold.pop_front()) {
+                    if let Some(i) = ready
+                        .hot
+                        .pop_front()
+                        .or_else(|| ready.cold.pop_front())
+                        .or_else(|| ready.remote.pop_front())
+                    {
                         ready.busy += 1;
                         break i;
                     }
@@ -122,7 +132,11 @@ impl<'a, N: Node> Schedule<'a, N> {
             self.visit(index);
             let mut ready = self.ready.lock().unwrap();
             ready.busy -= 1;
-            if ready.busy == 0 && ready.hot.is_empty() && ready.cold.is_empty() {
+            if ready.busy == 0
+                && ready.hot.is_empty()
+                && ready.cold.is_empty()
+                && ready.remote.is_empty()
+            {
                 self.wake.notify_all();
             }
         }

@@ -133,6 +133,19 @@ pub fn push_image(
 ) -> Result<PushStats> {
     let mut blobs = vec![image.config.clone()];
     blobs.extend(image.layers.iter().cloned());
+    let manifest = layout.read_blob(&image.manifest.digest)?;
+    // A repository that has the manifest has its blobs (a registry keeps
+    // what a manifest names): a new tag of it is one PUT.
+    if registry
+        .manifest_digest(repo, &image.manifest.digest)?
+        .is_some()
+    {
+        registry.put_manifest(repo, tag, &manifest, &image.manifest.media_type)?;
+        return Ok(PushStats {
+            present: blobs.len(),
+            ..PushStats::default()
+        });
+    }
     let outcomes: Vec<Result<Outcome>> = blobs
         .par_iter()
         .map(|b| push_blob(registry, layout, homes, base, repo, b))
@@ -160,7 +173,6 @@ pub fn push_image(
             });
         }
     }
-    let manifest = layout.read_blob(&image.manifest.digest)?;
     registry.put_manifest(repo, tag, &manifest, &image.manifest.media_type)?;
     Ok(stats)
 }
