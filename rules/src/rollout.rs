@@ -582,29 +582,94 @@ impl TagAnswers {
             let part = part.to_vec();
             let (me, registry, tag) = (self.clone(), registry.clone(), tag.clone());
             std::thread::spawn(move || {
+                // Whatever happens to this thread, no check waits forever:
+                // what it did not answer is marked failed when it ends.
+                let unanswered = Unanswered(me.clone(), part.clone());
                 for repository in part {
                     let answer = match registry.manifest_digest(&repository, &tag) {
                         Ok(digest) => Answer::Said(tag.clone(), digest),
                         Err(_) => Answer::Failed,
                     };
-                    me.answers.lock().unwrap().insert(repository, answer);
+                    let mut answers = me.answers.lock().unwrap_or_else(|e| e.into_inner());
+                    answers.insert(repository, answer);
+                    drop(answers);
                     me.done.notify_all();
                 }
+                drop(unanswered);
             });
         }
+    }
+
+    /// Marks what is still being asked in `repositories` as failed.
+    fn give_up(&self, repositories: &[String]) {
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
+        for repository in repositories {
+            if let Some(answer @ Answer::Asking) = answers.get_mut(repository) {
+                *answer = Answer::Failed;
+            }
+        }
+        drop(answers);
+        self.done.notify_all();
     }
 
     /// What the registry said `tag` names in `repository`, waiting for the
     /// answer if it is being asked; `None` when it was not asked (or the
     /// question failed, or was about another tag).
     pub fn take(&self, repository: &str, tag: &str) -> Option<Option<String>> {
-        let mut answers = self.answers.lock().unwrap();
+        let mut answers = self.answers.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             match answers.get(repository)? {
-                Answer::Asking => answers = self.done.wait(answers).unwrap(),
+                Answer::Asking => {
+                    answers = self.done.wait(answers).unwrap_or_else(|e| e.into_inner())
+                }
                 Answer::Said(asked, digest) if asked == tag => return Some(digest.clone()),
                 Answer::Said(..) | Answer::Failed => return None,
             }
         }
+    }
+}
+
+/// The repositories a prefetching thread was given; on its end (or its
+/// unwinding) those it did not answer are marked failed.
+struct Unanswered(Arc<TagAnswers>, Vec<String>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        self.0.give_up(&self.1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A check waits for an answer being asked; a thread that ends without
+    /// answering (it failed, or panicked) never leaves a check waiting; an
+    /// answer about another tag, or a repository not asked, is no answer.
+    #[test]
+    fn tag_answers_never_leave_a_check_waiting() {
+        let answers = Arc::new(TagAnswers::default());
+        {
+            let mut map = answers.answers.lock().unwrap();
+            map.insert("a".into(), Answer::Asking);
+            map.insert("b".into(), Answer::Asking);
+        }
+        let asker = {
+            let answers = answers.clone();
+            std::thread::spawn(move || {
+                let _unanswered = Unanswered(answers.clone(), vec!["a".into(), "b".into()]);
+                answers.answers.lock().unwrap().insert(
+                    "a".into(),
+                    Answer::Said("t1".into(), Some("sha256:1".into())),
+                );
+                answers.done.notify_all();
+                panic!("the registry client panicked before asking about b");
+            })
+        };
+        assert_eq!(answers.take("b", "t1"), None, "b was given up");
+        assert!(asker.join().is_err());
+        assert_eq!(answers.take("a", "t1"), Some(Some("sha256:1".into())));
+        assert_eq!(answers.take("a", "t2"), None, "asked about another tag");
+        assert_eq!(answers.take("c", "t1"), None, "never asked");
     }
 }
