@@ -16,6 +16,7 @@ mod dev;
 mod error;
 mod explain;
 mod listing;
+pub mod lockfile;
 pub mod manage;
 mod materialize;
 mod node_id;
