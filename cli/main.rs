@@ -410,6 +410,9 @@ fn changed(cli: &Cli, args: &args::ChangedArgs) -> anyhow::Result<ExitCode> {
             global_dependencies: args.global_dependencies.clone(),
         },
     )?;
+    for warning in &report.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.condensed {
         println!("{}", serde_json::to_string(&report.ids())?);
     } else if args.json {

@@ -14,6 +14,7 @@ mod hostile;
 mod kill;
 mod large;
 mod lock;
+mod lockfiles;
 mod manage;
 mod nextjs;
 mod outputs;

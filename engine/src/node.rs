@@ -54,6 +54,13 @@ pub trait Node: Send + Sync {
         false
     }
 
+    /// For a volatile node whose output changed: what changed from its
+    /// recorded value `prior` to `now`, in words, for the run's log (the
+    /// reason its dependents give is then `<id> changed`, and this says how).
+    fn describe_change(&self, _prior: &Self::Value, _now: &Self::Value) -> Option<String> {
+        None
+    }
+
     /// Whether computing this node mostly waits on another machine (a
     /// registry, a server): ready nodes that will compute and are not of
     /// this kind go first, so that the work on the longest path (a build

@@ -117,6 +117,11 @@ pub struct BuildContext {
     pub env: Vec<(String, String)>,
     /// The root lockfile's digest.
     pub lock: ContentHash,
+    /// The digest of each app's dependency closure in the root lockfile
+    /// (by base app); an app without one depends on the whole lockfile.
+    pub closures: BTreeMap<String, ContentHash>,
+    /// The closures themselves.
+    pub closure_sets: BTreeMap<String, crate::lockfile::Closure>,
     /// The root lockfile's name, when there is one.
     pub lockfile: Option<String>,
     /// The digest of the root files builds read (`package.json`, `.npmrc`,
@@ -166,6 +171,8 @@ impl BuildContext {
             node_version,
             env,
             lock,
+            closures: BTreeMap::new(),
+            closure_sets: BTreeMap::new(),
             lockfile: None,
             globals: ContentHash::default(),
             cas,
@@ -187,12 +194,12 @@ impl BuildContext {
     /// setting nodes) and a digest. Environment values are hashed, never
     /// stored.
     pub fn settings_digests(&self) -> Vec<(String, ContentHash)> {
-        let mut out = vec![
-            (
-                format!("lockfile/{}", self.lockfile.as_deref().unwrap_or("none")),
-                self.lock,
-            ),
-            ("root/files".to_string(), self.globals),
+        let mut out = vec![("root/files".to_string(), self.globals)];
+        // One lockfile setting per app: its dependency closure.
+        for (app, digest) in &self.closures {
+            out.push((self.lockfile_setting(app), *digest));
+        }
+        out.extend([
             (
                 "toolchain/node".to_string(),
                 ContentHash::of(self.node_version.as_bytes()),
@@ -201,7 +208,7 @@ impl BuildContext {
                 format!("toolchain/{}", self.pm.program()),
                 ContentHash::of(self.pm.program().as_bytes()),
             ),
-        ];
+        ]);
         for (k, v) in &self.env {
             let mut h = KeyHasher::new("env");
             h.str(k).str(v);
@@ -210,15 +217,30 @@ impl BuildContext {
         out
     }
 
+    /// The name of `app`'s lockfile setting: `lockfile/yarn.lock/<app>`.
+    pub fn lockfile_setting(&self, app: &str) -> String {
+        format!(
+            "lockfile/{}/{app}",
+            self.lockfile.as_deref().unwrap_or("none")
+        )
+    }
+
+    /// The digest of `app`'s dependency closure (the whole lockfile for an
+    /// app the closures do not know).
+    pub fn closure(&self, app: &str) -> ContentHash {
+        self.closures.get(app).copied().unwrap_or(self.lock)
+    }
+
     /// The part of every build key that the run shares: tools and
-    /// environment. Environment values are hashed, never stored.
+    /// environment. Environment values are hashed, never stored. (The
+    /// lockfile is not: each build holds its app's closure.)
     pub fn salt(&self) -> ContentHash {
         // v2: outputs keep the `node_modules/` folders inside output folders;
-        // entries of v1 lack them and must never be restored.
-        let mut h = KeyHasher::new("build-env/v2");
+        // entries of v1 lack them and must never be restored. v3: the
+        // lockfile counts by app closure.
+        let mut h = KeyHasher::new("build-env/v3");
         h.str(self.pm.program())
             .str(&self.node_version)
-            .hash(&self.lock)
             .hash(&self.globals);
         for (k, v) in &self.env {
             h.str(k).str(v);
@@ -319,7 +341,8 @@ pub fn build_key(
     h.str(&spec.app)
         .str(&spec.script)
         .hash(&shared)
-        .hash(&ctx.salt());
+        .hash(&ctx.salt())
+        .hash(&ctx.closure(&spec.app));
     // The app's settings change what counts as its outputs.
     if let Some(settings) = ctx.settings.apps.get(&spec.app) {
         for o in &settings.outputs {

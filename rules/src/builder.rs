@@ -242,6 +242,18 @@ pub fn build_context(
         .as_deref()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned());
+    if let Some(path) = &lockfile {
+        let closures = crate::lockfile::read_closures(ws.root(), path, &ws.base_apps)?;
+        for (dir, closure) in &closures.apps {
+            let app = dir.rsplit('/').next().unwrap_or(dir);
+            ctx.closures
+                .insert(app.to_string(), closure.digest(ctx.lock));
+            ctx.closure_sets.insert(app.to_string(), closure.clone());
+        }
+        if let Some(warning) = closures.warning {
+            ctx.warnings.lock().unwrap().push(warning);
+        }
+    }
     ctx.used = Some(engine.db().tree(crate::cache::BUILD_USED)?);
     ctx.globals = globals_digest(ws.root())?;
     Ok(ctx)
@@ -266,9 +278,15 @@ pub fn build_graph(
     let settings = ctx.settings_digests();
     if scripts.iter().any(|(_, s)| s.is_some()) {
         for (id, digest) in &settings {
+            let closure = ctx
+                .closure_sets
+                .iter()
+                .find(|(app, _)| ctx.lockfile_setting(app) == *id)
+                .map(|(_, c)| Arc::new(c.clone()));
             graph.add(StoreNode::Setting {
                 id: crate::node_id::NodeId::Setting { name: id.clone() }.to_string(),
                 digest: *digest,
+                closure,
             })?;
         }
     }
@@ -312,6 +330,10 @@ pub fn build_graph(
                 graph.depend(&id, &up)?;
             }
             for (setting, _) in &settings {
+                // Of the lockfile, a build reads its own app's closure.
+                if setting.starts_with("lockfile/") && *setting != ctx.lockfile_setting(app) {
+                    continue;
+                }
                 graph.depend(&id, setting)?;
             }
         }

@@ -70,6 +70,10 @@ pub struct Reason {
     pub reason: ReasonKind,
     /// The changed files, relative to the monorepo's root.
     pub files: Vec<String>,
+    /// For a lockfile change: the packages that changed in the closures of
+    /// the store's apps (`express 4.21.1 -> 4.21.2 (storefront-middleware)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
 }
 
 /// An affected store.
@@ -94,6 +98,10 @@ pub struct ChangeReport {
     pub changed_files: usize,
     /// The affected deployable stores, in the config's order.
     pub stores: Vec<ChangedStore>,
+    /// What could not be read exactly (a lockfile that does not parse: every
+    /// store counts as affected by it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 impl ChangeReport {
@@ -208,7 +216,16 @@ pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
     // no stores: everything deployable now counts as new.
     let old_ws = workspace(root, &old).ok();
     let globs = globset(&options.global_dependencies)?;
-    let stores = affected(&new_ws, old_ws.as_ref(), &old, new.as_ref(), &paths, &globs)?;
+    let mut warnings = Vec::new();
+    let stores = affected(
+        &new_ws,
+        old_ws.as_ref(),
+        &old,
+        new.as_ref(),
+        &paths,
+        &globs,
+        &mut warnings,
+    )?;
     Ok(ChangeReport {
         since: since.id().to_string(),
         base: base_id.to_string(),
@@ -219,6 +236,7 @@ pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
         },
         changed_files: paths.len(),
         stores,
+        warnings,
     })
 }
 
@@ -336,6 +354,7 @@ fn affected(
     new: &dyn Snapshot,
     paths: &[String],
     globs: &GlobSet,
+    warnings: &mut Vec<String>,
 ) -> Result<Vec<ChangedStore>> {
     let base_apps_of = |ws: Option<&Workspace>| ws.map(|w| w.base_apps.clone()).unwrap_or_default();
     let old_apps = base_apps_of(old_ws);
@@ -351,6 +370,7 @@ fn affected(
             })
     };
     let locks: Vec<String> = paths.iter().filter(|p| is_lockfile(p)).cloned().collect();
+    let impact = lock_impact(new_ws, old_ws, old, new, &locks, warnings)?;
     let global: Vec<String> = paths
         .iter()
         .filter(|p| globs.is_match(p.as_str()))
@@ -368,6 +388,7 @@ fn affected(
         cache: HashMap::new(),
     };
     let mut result = Vec::new();
+    let mut lock_reasons: HashMap<String, Vec<String>> = HashMap::new();
     for store in new_ws.deployable() {
         let mut reasons: BTreeMap<ReasonKind, Vec<String>> = BTreeMap::new();
         let old_store = old_ws.and_then(|w| w.store(&store.id).filter(|s| s.deployable).map(|_| w));
@@ -420,8 +441,22 @@ fn affected(
                 reasons.insert(ReasonKind::StoreChanged, files);
             }
         }
-        if !locks.is_empty() {
-            reasons.insert(ReasonKind::PackageLockChanged, locks.clone());
+        match &impact {
+            LockImpact::None => {}
+            LockImpact::All => {
+                reasons.insert(ReasonKind::PackageLockChanged, locks.clone());
+            }
+            LockImpact::Apps(changes) => {
+                let packages: Vec<String> = crate::prepare::deployed_apps(new_ws, &store.id)
+                    .iter()
+                    .filter_map(|app| changes.get(app).map(|c| (app, c)))
+                    .flat_map(|(app, c)| c.iter().map(move |change| format!("{change} ({app})")))
+                    .collect();
+                if !packages.is_empty() {
+                    lock_reasons.insert(store.id.clone(), packages);
+                    reasons.insert(ReasonKind::PackageLockChanged, locks.clone());
+                }
+            }
         }
         if !global.is_empty() {
             reasons.insert(ReasonKind::GlobalDependenciesChanged, global.clone());
@@ -433,16 +468,123 @@ fn affected(
             }
         }
         if !reasons.is_empty() {
+            let packages = lock_reasons.remove(&store.id).unwrap_or_default();
             result.push(ChangedStore {
                 id: store.id.clone(),
                 reasons: reasons
                     .into_iter()
-                    .map(|(reason, files)| Reason { reason, files })
+                    .map(|(reason, files)| Reason {
+                        packages: if reason == ReasonKind::PackageLockChanged {
+                            packages.clone()
+                        } else {
+                            Vec::new()
+                        },
+                        reason,
+                        files,
+                    })
                     .collect(),
             });
         }
     }
     Ok(result)
+}
+
+/// Which apps a lockfile change reaches.
+enum LockImpact {
+    /// No lockfile changed.
+    None,
+    /// Every store (a lockfile in an app folder, one that does not parse,
+    /// a lockfile that appeared or went).
+    All,
+    /// The base apps whose dependency closure changed, with what changed.
+    Apps(BTreeMap<String, Vec<String>>),
+}
+
+/// The apps whose closure in the root lockfile differs between the sides.
+fn lock_impact(
+    new_ws: &Workspace,
+    old_ws: Option<&Workspace>,
+    old: &dyn Snapshot,
+    new: &dyn Snapshot,
+    locks: &[String],
+    warnings: &mut Vec<String>,
+) -> Result<LockImpact> {
+    if locks.is_empty() {
+        return Ok(LockImpact::None);
+    }
+    // Only root lockfiles are read by package; one in an app folder is not
+    // the workspace's.
+    if locks.iter().any(|l| l.contains('/')) {
+        return Ok(LockImpact::All);
+    }
+    let mut apps: Vec<String> = new_ws.base_apps.clone();
+    if let Some(w) = old_ws {
+        apps.extend(w.base_apps.iter().cloned());
+    }
+    apps.sort();
+    apps.dedup();
+    let closures = |side: &dyn Snapshot,
+                    name: &str|
+     -> Result<Option<(crate::lockfile::Closures, strata_engine::ContentHash)>> {
+        let Some(bytes) = side.read(name)? else {
+            return Ok(None);
+        };
+        let mut listed = Vec::new();
+        for app in &apps {
+            let path = format!("{APPS}/{app}/{PACKAGE_JSON}");
+            let manifest = side
+                .read(&path)?
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(serde_json::Value::Null);
+            listed.push(crate::lockfile::App {
+                dir: format!("{APPS}/{app}"),
+                manifest,
+            });
+        }
+        let mut patches = BTreeMap::new();
+        for (file, entry) in side.list(crate::lockfile::PATCHES)? {
+            if !file.contains('/') {
+                patches.insert(file, strata_engine::ContentHash::of(entry.0.as_bytes()));
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        Ok(Some((
+            crate::lockfile::closures(name, &text, &listed, &patches),
+            strata_engine::ContentHash::of(&bytes),
+        )))
+    };
+    let mut changes: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for lock in locks {
+        let (Some((before, old_digest)), Some((after, new_digest))) =
+            (closures(old, lock)?, closures(new, lock)?)
+        else {
+            // A lockfile that appeared or went: every store.
+            return Ok(LockImpact::All);
+        };
+        if let Some(w) = before.warning.iter().chain(&after.warning).next() {
+            warnings.push(format!("{w}; every store counts as changed by it"));
+            return Ok(LockImpact::All);
+        }
+        for app in &apps {
+            let dir = format!("{APPS}/{app}");
+            let (a, b) = (before.apps.get(&dir), after.apps.get(&dir));
+            let (Some(a), Some(b)) = (a, b) else {
+                changes
+                    .entry(app.clone())
+                    .or_default()
+                    .push(format!("{lock} (a new app)"));
+                continue;
+            };
+            if a.digest(old_digest) != b.digest(new_digest) {
+                let mut said = b.changes_from(a, 10);
+                if said.is_empty() {
+                    said.push(format!("{lock} changed"));
+                }
+                changes.entry(app.clone()).or_default().extend(said);
+            }
+        }
+    }
+    Ok(LockImpact::Apps(changes))
 }
 
 /// A store's whole composition in a snapshot: app -> path -> git entry.
@@ -509,9 +651,26 @@ impl fmt::Display for ChangeReport {
                 if files.is_empty() {
                     files.push("-");
                 }
+                let packages = if reason.packages.is_empty() {
+                    String::new()
+                } else {
+                    let shown: Vec<&str> = reason
+                        .packages
+                        .iter()
+                        .take(SHOWN)
+                        .map(String::as_str)
+                        .collect();
+                    let more = reason.packages.len().saturating_sub(SHOWN);
+                    let more = if more > 0 {
+                        format!(", +{more} more")
+                    } else {
+                        String::new()
+                    };
+                    format!(": {}{more}", shown.join(", "))
+                };
                 writeln!(
                     f,
-                    "{id:<width$}  {:<rwidth$}  {}{more}",
+                    "{id:<width$}  {:<rwidth$}  {}{more}{packages}",
                     reason.reason.to_string(),
                     files.join(", ")
                 )?;

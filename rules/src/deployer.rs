@@ -437,6 +437,15 @@ fn reason_chain(ws: &Workspace, engine: &Engine, log: &strata_engine::RunLog, id
                     .and_then(|r| r.parse::<NodeId>().ok())
                 {
                     Some(NodeId::Scan { dir }) => changed_files(ws, engine, &dir),
+                    // A lockfile setting says which packages changed.
+                    Some(NodeId::Setting { name }) => log
+                        .events
+                        .iter()
+                        .find(|e| e.id == name && e.status == Status::Changed)
+                        .and_then(|e| e.reason.clone())
+                        .filter(|r| !r.starts_with("it "))
+                        .into_iter()
+                        .collect(),
                     _ => Vec::new(),
                 };
                 return if files.is_empty() {

@@ -17,9 +17,13 @@ mod pnpm;
 mod yarn;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use strata_engine::{ContentHash, KeyHasher};
+
+use crate::error::{Error, Result};
+use crate::workspace::APPS;
 
 /// One resolved package of a closure.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -188,6 +192,49 @@ pub fn closures(
     }
     out
 }
+
+/// The closures of the base `apps` (folder names under `apps/`) from the
+/// lockfile at `lockfile` of the monorepo at `root`, with its `patches/`.
+pub fn read_closures(root: &Path, lockfile: &Path, apps: &[String]) -> Result<Closures> {
+    let name = lockfile
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let text = match std::fs::read(lockfile) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) => return Err(Error::io(lockfile, e)),
+    };
+    let mut listed = Vec::new();
+    for app in apps {
+        let path = root.join(APPS).join(app).join("package.json");
+        let manifest = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::Value::Null,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        listed.push(App {
+            dir: format!("{APPS}/{app}"),
+            manifest,
+        });
+    }
+    let mut patches = BTreeMap::new();
+    let dir = root.join(PATCHES);
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_file() {
+                patches.insert(
+                    entry.file_name().to_string_lossy().into_owned(),
+                    strata_engine::file_digest(&path)?,
+                );
+            }
+        }
+    }
+    Ok(closures(&name, &text, &listed, &patches))
+}
+
+/// patch-package's folder of patches, at the root.
+pub const PATCHES: &str = "patches";
 
 /// patch-package's patches (`patches/<name>+<version>.patch`, a scope as
 /// `@scope+name+…`): each counts in the closures holding its package; one

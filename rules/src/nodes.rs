@@ -11,6 +11,7 @@ use crate::build::{BuildContext, BuildRecord, BuildSpec, build, build_key, outpu
 use crate::compose::{Composition, PACKAGE_JSON, composition};
 use crate::error::{Error, Result};
 use crate::listing::Listing;
+use crate::lockfile::Closure;
 use crate::materialize::{OutRecord, Strays, materialize, still_valid};
 use crate::node_id::NodeId;
 use crate::oci::image::{BaseImage, LayerPart};
@@ -107,10 +108,14 @@ pub enum StoreNode {
     /// environment variable, its value only hashed): an input with a name,
     /// so that a reason says `lockfile/yarn.lock changed`.
     Setting {
-        /// `lockfile/<name>`, `root/files`, `toolchain/<tool>`, `env/<NAME>`.
+        /// `lockfile/<name>/<app>`, `root/files`, `toolchain/<tool>`,
+        /// `env/<NAME>`.
         id: String,
         /// Its digest.
         digest: ContentHash,
+        /// For a lockfile setting: the app's closure (recorded, so that a
+        /// change says which packages changed).
+        closure: Option<Arc<Closure>>,
     },
     /// Resolves a base image (volatile: a tag may move).
     Base {
@@ -269,6 +274,8 @@ pub enum StoreValue {
     /// A layer (none: an app without `node_modules` has no dependencies
     /// layer).
     Layer(Option<LayerBlob>),
+    /// An app's dependency closure in the lockfile.
+    Closure(Closure),
 }
 
 /// A type one of [`StoreValue`]'s variants holds: a node reads an input's
@@ -316,6 +323,7 @@ value_of! {
     Deployed(Deployed) = "a deployment";
     Setting(ContentHash) = "a setting's digest";
     Layer(Option<LayerBlob>) = "a layer";
+    Closure(Closure) = "a dependency closure";
 }
 
 impl StoreValue {
@@ -591,8 +599,20 @@ impl Node for StoreNode {
         // is read every run.
         !matches!(
             self,
-            StoreNode::Compose { .. } | StoreNode::Setting { .. } | StoreNode::Base { .. }
+            StoreNode::Compose { .. }
+                | StoreNode::Setting { closure: None, .. }
+                | StoreNode::Base { .. }
         )
+    }
+
+    fn describe_change(&self, prior: &StoreValue, now: &StoreValue) -> Option<String> {
+        match (prior, now) {
+            (StoreValue::Closure(before), StoreValue::Closure(after)) => {
+                let changes = after.changes_from(before, 5);
+                (!changes.is_empty()).then(|| changes.join(", "))
+            }
+            _ => None,
+        }
     }
 
     fn validates(&self) -> bool {
@@ -804,8 +824,14 @@ impl Node for StoreNode {
                 let digest = record.composition;
                 Ok(Computed::new(StoreValue::Out(record), digest))
             }
-            StoreNode::Setting { digest, .. } => {
-                Ok(Computed::new(StoreValue::Setting(*digest), *digest))
+            StoreNode::Setting {
+                digest, closure, ..
+            } => {
+                let value = match closure {
+                    Some(c) => StoreValue::Closure((**c).clone()),
+                    None => StoreValue::Setting(*digest),
+                };
+                Ok(Computed::new(value, *digest))
             }
             StoreNode::Base { name, rollout, .. } => {
                 let base = crate::rollout::base(rollout, name)?;

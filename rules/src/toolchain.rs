@@ -160,14 +160,46 @@ pub const GLOBAL_INPUTS: &[&str] = &[
     "tsconfig.base.json",
 ];
 
-/// The digest of the [`GLOBAL_INPUTS`] present at `root`.
+/// The digest of the [`GLOBAL_INPUTS`] present at `root`. The root
+/// `package.json` counts without its dependency fields: what the root
+/// installs is in the lockfile, and each build holds its own app's closure
+/// of it (a root-only tool reaches no app's build).
 pub fn globals_digest(root: &Path) -> Result<ContentHash> {
-    let mut h = KeyHasher::new("globals/v1");
+    let mut h = KeyHasher::new("globals/v2");
     for name in GLOBAL_INPUTS {
         let path = root.join(name);
-        if path.is_file() {
+        if !path.is_file() {
+            continue;
+        }
+        if *name == "package.json" {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            h.str(name).hash(&root_manifest_digest(&bytes));
+        } else {
             h.str(name).hash(&file_digest(&path)?);
         }
     }
     Ok(h.finish())
+}
+
+/// The fields of a `package.json` that say what is installed.
+pub const DEPENDENCY_FIELDS: [&str; 4] = [
+    "dependencies",
+    "devDependencies",
+    "optionalDependencies",
+    "peerDependencies",
+];
+
+/// The root manifest's digest without its dependency fields (the bytes'
+/// digest when it is not a JSON object).
+pub fn root_manifest_digest(bytes: &[u8]) -> ContentHash {
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            for field in DEPENDENCY_FIELDS {
+                map.remove(field);
+            }
+            let text = serde_json::to_vec(&map).expect("a JSON object serializes");
+            ContentHash::of(&text)
+        }
+        _ => ContentHash::of(bytes),
+    }
 }

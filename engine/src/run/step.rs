@@ -287,6 +287,15 @@ impl<'a, N: Node> Running<'a, N> {
             Some(r) if r.output == output => Status::Unchanged,
             _ => Status::Changed,
         };
+        // A volatile node that changed may say how, from its recorded value.
+        let reason = match (status, node.volatile() && node.persist()) {
+            (Status::Changed, true) => self
+                .engine
+                .load::<N>(node.id())?
+                .and_then(|prior| node.describe_change(&prior, &value))
+                .unwrap_or(reason),
+            _ => reason,
+        };
         if status != Status::Checked && !self.dry_run {
             if node.persist() {
                 self.engine.store::<N>(node.id(), &value)?;
