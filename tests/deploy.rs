@@ -1000,16 +1000,23 @@ fn explain_deploy_says_what_would_run_and_why() {
 fn a_dry_run_names_the_lockfile_or_variable_that_changed() {
     let repo = committed_example();
     repo.ok(&["store", "deploy"]);
+    // The frontend now installs left-pad: its closure changed.
     let lock = std::fs::read_to_string(repo.path().join("package-lock.json")).unwrap();
+    let mut lock: serde_json::Value = serde_json::from_str(&lock).unwrap();
+    lock["packages"]["apps/storefront-unified-nextjs"] =
+        serde_json::json!({"name": FE, "dependencies": {"left-pad": "^1.3.0"}});
+    lock["packages"]["node_modules/left-pad"] =
+        serde_json::json!({"version": "1.3.0", "integrity": "sha512-left-pad"});
     repo.write(
         "package-lock.json",
-        &lock.replacen("\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"", 1),
+        &serde_json::to_string_pretty(&lock).unwrap(),
     );
     repo.commit("lockfile edit");
     let (_, report, _) = deploy_json(&repo, &["--dry-run"], &[]);
     let message = report["stores"][0]["message"].as_str().unwrap().to_string();
     assert!(
-        message.contains("lockfile/package-lock.json changed"),
+        message.contains("lockfile/package-lock.json/storefront-unified-nextjs changed")
+            && message.contains("+ left-pad 1.3.0"),
         "{message}"
     );
     repo.ok(&["store", "deploy"]);

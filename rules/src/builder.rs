@@ -358,6 +358,12 @@ pub fn build_graph(
             if let Some(b) = build {
                 graph.depend(&id, &b)?;
             }
+            // The dependencies it copies are its app's closure: named as an
+            // input where the setting is a node.
+            let setting = ctx.lockfile_setting(&app);
+            if settings.iter().any(|(s, _)| *s == setting) {
+                graph.depend(&id, &setting)?;
+            }
         }
     }
     Ok(graph)

@@ -488,11 +488,12 @@ impl Node for StoreNode {
             } => {
                 let entry = ctx.settings.apps.get(app).and_then(|a| a.entry.clone());
                 // v2: links settled and imports checked (issue 12).
-                h.str("prepare/v2")
+                // v3: the app's dependency closure, not the whole lockfile.
+                h.str("prepare/v3")
                     .str(store)
                     .str(app)
                     .str(&format!("{kind:?}"))
-                    .hash(&ctx.lock)
+                    .hash(&ctx.closure(app))
                     .str(entry.as_deref().unwrap_or(""))
             }
             StoreNode::Setting { id, .. } => h.str("setting").str(id),
