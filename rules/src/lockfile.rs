@@ -504,3 +504,88 @@ mod real {
         }
     }
 }
+
+/// When in doubt, the whole lockfile counts: each kind of doubt, in a
+/// lockfile Yarn 4 wrote (edited), and pnpm's patches.
+#[cfg(test)]
+mod doubt {
+    use super::*;
+
+    fn yarn4_with(extra: &str) -> Closures {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/lockfiles/yarn4/base");
+        let text = std::fs::read_to_string(dir.join("yarn.lock")).unwrap();
+        let anchor = "    express: \"npm:4.21.1\"\n";
+        assert!(text.contains(anchor));
+        let text = text.replacen(anchor, &format!("{anchor}{extra}"), 1);
+        let apps = [
+            "apps/storefront-middleware",
+            "apps/storefront-unified-nextjs",
+        ]
+        .map(|d| App {
+            dir: d.into(),
+            manifest: serde_json::from_slice(
+                &std::fs::read(dir.join(d).join("package.json")).unwrap(),
+            )
+            .unwrap(),
+        });
+        let out = closures("yarn.lock", &text, &apps, &BTreeMap::new());
+        assert!(out.warning.is_none(), "{:?}", out.warning);
+        assert!(
+            out.apps["apps/storefront-unified-nextjs"].whole.is_none(),
+            "the other app keeps its closure"
+        );
+        out
+    }
+
+    #[test]
+    fn portal_patch_and_unknown_workspace_dependencies_count_the_whole_lockfile() {
+        for (extra, said) in [
+            ("    local: \"portal:../local\"\n", "portal:"),
+            (
+                "    left-pad: \"patch:left-pad@npm%3A1.3.0#./patches/left-pad.patch\"\n",
+                "patch:",
+            ),
+            ("    nowhere: \"workspace:^\"\n", "no such workspace"),
+        ] {
+            let out = yarn4_with(extra);
+            let why = out.apps["apps/storefront-middleware"]
+                .whole
+                .clone()
+                .unwrap_or_else(|| panic!("{extra}: not whole"));
+            assert!(why.contains(said), "{why}");
+        }
+    }
+
+    #[test]
+    fn pnpm_patched_dependencies_count_in_the_closures_holding_them() {
+        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata/lockfiles/pnpm/base");
+        let text = std::fs::read_to_string(dir.join("pnpm-lock.yaml")).unwrap();
+        let apps = [
+            "apps/storefront-middleware",
+            "apps/storefront-unified-nextjs",
+        ]
+        .map(|d| App {
+            dir: d.into(),
+            manifest: serde_json::Value::Null,
+        });
+        let before = closures("pnpm-lock.yaml", &text, &apps, &BTreeMap::new());
+        let patched = text.replacen(
+            "\nimporters:",
+            "\npatchedDependencies:\n  left-pad@1.3.0:\n    hash: abc123\n    path: patches/left-pad@1.3.0.patch\n\nimporters:",
+            1,
+        );
+        assert_ne!(patched, text);
+        let after = closures("pnpm-lock.yaml", &patched, &apps, &BTreeMap::new());
+        let lock = ContentHash::default();
+        let fe = "apps/storefront-unified-nextjs";
+        let mw = "apps/storefront-middleware";
+        assert_ne!(before.apps[fe].digest(lock), after.apps[fe].digest(lock));
+        assert_eq!(before.apps[mw].digest(lock), after.apps[mw].digest(lock));
+        assert_eq!(
+            after.apps[fe].changes_from(&before.apps[fe], 5),
+            ["patches changed"]
+        );
+    }
+}

@@ -4,7 +4,9 @@
 //! in each `node_modules` above it. Workspaces are entries at their folder
 //! (`apps/x`), linked from `node_modules/<name>`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
 
 use serde_json::{Map, Value};
 
@@ -21,9 +23,13 @@ pub(super) fn closures(text: &str, apps: &[App]) -> Result<BTreeMap<String, Clos
                 lock.get("lockfileVersion").unwrap_or(&Value::Null)
             )
         })?;
+    let walker = Walker {
+        packages,
+        steps: RefCell::new(HashMap::new()),
+    };
     Ok(apps
         .iter()
-        .map(|app| (app.dir.clone(), closure(packages, app)))
+        .map(|app| (app.dir.clone(), walker.closure(app)))
         .collect())
 }
 
@@ -35,10 +41,10 @@ const FIELDS: [(&str, bool); 4] = [
 ];
 
 /// A dependency asked for: (name, range, may be absent).
-type Want = (String, String, bool);
+type Want<'a> = (&'a str, &'a str, bool);
 
 /// The dependencies an entry asks for.
-fn wanted(entry: &Map<String, Value>, importer: bool) -> Vec<Want> {
+fn wanted(entry: &Map<String, Value>, importer: bool) -> Vec<Want<'_>> {
     let mut out = Vec::new();
     for (field, optional) in FIELDS {
         // A package's devDependencies are not installed; an importer's are.
@@ -54,32 +60,28 @@ fn wanted(entry: &Map<String, Value>, importer: bool) -> Vec<Want> {
                         .and_then(|m| m.get("optional"))
                         .and_then(Value::as_bool)
                         .unwrap_or(false);
-                out.push((
-                    name.clone(),
-                    range.as_str().unwrap_or("").to_string(),
-                    optional,
-                ));
+                out.push((name.as_str(), range.as_str().unwrap_or(""), optional));
             }
         }
     }
     out
 }
 
-/// Where Node finds `name` from the package installed at `from`.
-fn resolve<'a>(
-    packages: &'a Map<String, Value>,
-    from: &str,
-    name: &str,
-) -> Option<(String, &'a Map<String, Value>)> {
-    let mut at = from.to_string();
+/// Where Node finds `name` from the package installed at `from`: the key
+/// of its entry.
+fn resolve<'a>(packages: &'a Map<String, Value>, from: &str, name: &str) -> Option<&'a str> {
+    let mut at = from;
+    let mut candidate = String::new();
     loop {
-        let candidate = if at.is_empty() {
-            format!("node_modules/{name}")
-        } else {
-            format!("{at}/node_modules/{name}")
-        };
-        if let Some(entry) = packages.get(&candidate).and_then(Value::as_object) {
-            return Some((candidate, entry));
+        candidate.clear();
+        if !at.is_empty() {
+            candidate.push_str(at);
+            candidate.push('/');
+        }
+        candidate.push_str("node_modules/");
+        candidate.push_str(name);
+        if let Some((key, _)) = packages.get_key_value(candidate.as_str()) {
+            return Some(key.as_str());
         }
         if at.is_empty() {
             return None;
@@ -87,91 +89,166 @@ fn resolve<'a>(
         // Up one level: past the last `node_modules/<pkg>` (a scoped
         // package is two segments), or from a workspace folder to the root.
         at = match at.rfind("node_modules/") {
-            Some(i) => at[..i].trim_end_matches('/').to_string(),
-            None => String::new(),
+            Some(i) => at[..i].trim_end_matches('/'),
+            None => "",
         };
     }
 }
 
-fn closure(packages: &Map<String, Value>, app: &App) -> Closure {
-    let mut closure = Closure::default();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
-    let mut queue: VecDeque<(String, Vec<Want>)> = VecDeque::new();
-    let importer = match packages.get(&app.dir).and_then(Value::as_object) {
-        Some(entry) => wanted(entry, true),
-        // An app the lockfile does not list as a workspace: its manifest.
-        None => super::manifest_dependencies(&app.manifest)
-            .into_iter()
-            .map(|(n, r)| (n, r, false))
-            .collect(),
-    };
-    seen.insert(app.dir.clone());
-    queue.push_back((app.dir.clone(), importer));
-    while let Some((from, deps)) = queue.pop_front() {
-        for (name, range, optional) in deps {
-            if let Some(protocol) = unpinned_protocol(&range) {
-                closure.whole = Some(format!(
+/// What following one dependency gives.
+#[derive(Clone)]
+enum Step<'a> {
+    /// An installed package, by its entry's key.
+    Package(&'a str),
+    /// Another workspace, by its folder.
+    Workspace(&'a str),
+    /// The whole lockfile counts, and why.
+    Whole(String),
+}
+
+/// The lockfile's entries, and each entry's steps once computed (the apps
+/// share most of their packages).
+struct Walker<'a> {
+    packages: &'a Map<String, Value>,
+    steps: RefCell<HashMap<&'a str, Rc<Vec<Step<'a>>>>>,
+}
+
+impl<'a> Walker<'a> {
+    fn entry(&self, key: &str) -> Option<&'a Map<String, Value>> {
+        self.packages.get(key).and_then(Value::as_object)
+    }
+
+    /// The steps from the entry at `from` (an importer's dev dependencies
+    /// included).
+    fn steps(&self, from: &'a str, wants: Vec<Want<'a>>) -> Rc<Vec<Step<'a>>> {
+        if let Some(steps) = self.steps.borrow().get(from) {
+            return steps.clone();
+        }
+        let mut steps = Vec::new();
+        for (name, range, optional) in wants {
+            if let Some(protocol) = unpinned_protocol(range) {
+                steps.push(Step::Whole(format!(
                     "{name} is a {protocol} dependency of {}",
-                    display(&from)
-                ));
+                    display(from)
+                )));
                 continue;
             }
-            let Some((path, entry)) = resolve(packages, &from, &name) else {
+            let Some(key) = resolve(self.packages, from, name) else {
                 if !optional {
-                    closure.whole = Some(format!(
+                    steps.push(Step::Whole(format!(
                         "{name}, a dependency of {}, is not in the lockfile",
-                        display(&from)
-                    ));
+                        display(from)
+                    )));
                 }
                 continue;
             };
-            if !seen.insert(path.clone()) {
-                continue;
-            }
+            let entry = self.entry(key).expect("resolved to an entry");
             if entry.get("link").and_then(Value::as_bool) == Some(true) {
                 let target = entry.get("resolved").and_then(Value::as_str).unwrap_or("");
-                match packages.get(target).and_then(Value::as_object) {
+                match self.packages.get_key_value(target) {
                     // Another workspace: its dependencies are installed too.
-                    Some(ws) if !target.starts_with("..") && seen.insert(target.to_string()) => {
-                        queue.push_back((target.to_string(), wanted(ws, false)));
+                    Some((target, _)) if !target.starts_with("..") => {
+                        steps.push(Step::Workspace(target.as_str()));
                     }
-                    Some(_) => {}
-                    None => {
-                        closure.whole = Some(format!(
-                            "{name} links to {target}, outside the lockfile's workspaces"
-                        ));
-                    }
+                    _ => steps.push(Step::Whole(format!(
+                        "{name} links to {target}, outside the lockfile's workspaces"
+                    ))),
                 }
                 continue;
             }
-            let version = entry.get("version").and_then(Value::as_str).unwrap_or("");
-            let resolved = entry.get("resolved").and_then(Value::as_str).unwrap_or("");
-            if resolved.starts_with("file:") {
-                closure.whole = Some(format!("{name} resolves to {resolved}"));
-            }
-            let pin = entry
-                .get("integrity")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .unwrap_or(if resolved.is_empty() {
-                    version
-                } else {
-                    resolved
-                });
-            let real = entry
-                .get("name")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| name.clone());
-            closure.packages.insert(Package {
-                name: real,
-                version: version.to_string(),
-                pin: pin.to_string(),
-            });
-            queue.push_back((path, wanted(entry, false)));
+            steps.push(Step::Package(key));
         }
+        let steps = Rc::new(steps);
+        self.steps.borrow_mut().insert(from, steps.clone());
+        steps
     }
-    closure
+
+    fn closure(&self, app: &App) -> Closure {
+        let mut closure = Closure::default();
+        let importer: Vec<Want<'_>> = match self.entry(&app.dir) {
+            Some(entry) => wanted(entry, true),
+            // An app the lockfile does not list as a workspace: its manifest.
+            None => {
+                let deps = super::manifest_dependencies(&app.manifest);
+                let mut steps = Vec::new();
+                for (name, range) in &deps {
+                    if let Some(protocol) = unpinned_protocol(range) {
+                        closure.whole = Some(format!("{name} is a {protocol} dependency"));
+                    } else if let Some(key) = resolve(self.packages, "", name) {
+                        steps.push(Step::Package(key));
+                    } else {
+                        closure.whole = Some(format!("{name} is not in the lockfile"));
+                    }
+                }
+                return self.walk(closure, steps);
+            }
+        };
+        let dir = self
+            .packages
+            .get_key_value(app.dir.as_str())
+            .map(|(k, _)| k.as_str())
+            .expect("the importer is an entry");
+        let first = self.steps(dir, importer);
+        let mut seen_ws: HashSet<&str> = HashSet::from([dir]);
+        let mut steps: Vec<Step<'a>> = Vec::new();
+        for step in first.iter() {
+            if let Step::Workspace(ws) = step
+                && !seen_ws.insert(ws)
+            {
+                continue;
+            }
+            steps.push(step.clone());
+        }
+        self.walk(closure, steps)
+    }
+
+    fn walk(&self, mut closure: Closure, start: Vec<Step<'a>>) -> Closure {
+        let mut seen: HashSet<&str> = HashSet::new();
+        let mut queue: VecDeque<Step<'a>> = start.into();
+        while let Some(step) = queue.pop_front() {
+            match step {
+                Step::Whole(why) => closure.whole = Some(why),
+                Step::Workspace(dir) => {
+                    if seen.insert(dir)
+                        && let Some(entry) = self.entry(dir)
+                    {
+                        queue.extend(self.steps(dir, wanted(entry, false)).iter().cloned());
+                    }
+                }
+                Step::Package(key) => {
+                    if !seen.insert(key) {
+                        continue;
+                    }
+                    let entry = self.entry(key).expect("a step names an entry");
+                    let version = entry.get("version").and_then(Value::as_str).unwrap_or("");
+                    let resolved = entry.get("resolved").and_then(Value::as_str).unwrap_or("");
+                    if resolved.starts_with("file:") {
+                        closure.whole = Some(format!("{} resolves to {resolved}", display(key)));
+                    }
+                    let pin = entry
+                        .get("integrity")
+                        .and_then(Value::as_str)
+                        .filter(|s| !s.is_empty())
+                        .unwrap_or(if resolved.is_empty() {
+                            version
+                        } else {
+                            resolved
+                        });
+                    let real = entry
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_else(|| display(key));
+                    closure.packages.insert(Package {
+                        name: real.to_string(),
+                        version: version.to_string(),
+                        pin: pin.to_string(),
+                    });
+                    queue.extend(self.steps(key, wanted(entry, false)).iter().cloned());
+                }
+            }
+        }
+        closure
+    }
 }
 
 fn display(path: &str) -> &str {

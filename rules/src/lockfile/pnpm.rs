@@ -5,7 +5,7 @@
 //! `/name/version` (5.4). Versions may carry peer suffixes
 //! (`1.0.0(react@18.2.0)`), and `link:` points at another workspace.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -24,9 +24,9 @@ pub(super) fn closures(text: &str, apps: &[App]) -> Result<BTreeMap<String, Clos
             .iter()
             .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v)))
             .collect(),
-        packages: &doc["packages"],
-        snapshots: &doc["snapshots"],
-        patched: &doc["patchedDependencies"],
+        packages: index(&doc["packages"]),
+        snapshots: index(&doc["snapshots"]),
+        patched: index(&doc["patchedDependencies"]),
     };
     Ok(apps
         .iter()
@@ -34,11 +34,23 @@ pub(super) fn closures(text: &str, apps: &[App]) -> Result<BTreeMap<String, Clos
         .collect())
 }
 
+/// A mapping by its string keys, indexed once: a lookup by `Yaml` key
+/// allocates a key each time.
+fn index(y: &Yaml) -> HashMap<String, &Yaml> {
+    y.as_hash()
+        .map(|h| {
+            h.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 struct Lock<'a> {
     importers: BTreeMap<String, &'a Yaml>,
-    packages: &'a Yaml,
-    snapshots: &'a Yaml,
-    patched: &'a Yaml,
+    packages: HashMap<String, &'a Yaml>,
+    snapshots: HashMap<String, &'a Yaml>,
+    patched: HashMap<String, &'a Yaml>,
 }
 
 /// (name, version as the lockfile writes it, may be absent).
@@ -108,15 +120,14 @@ impl Lock<'_> {
             candidates.insert(1, version.to_string());
         }
         for key in candidates {
-            let has_snapshot = !self.snapshots[key.as_str()].is_badvalue();
+            let has_snapshot = self.snapshots.contains_key(&key);
             let base = without_peers(&key).to_string();
-            let has_package = !self.packages[key.as_str()].is_badvalue()
-                || !self.packages[base.as_str()].is_badvalue();
+            let has_package = self.packages.contains_key(&key) || self.packages.contains_key(&base);
             if has_snapshot || has_package {
-                let resolution_key = if self.packages[key.as_str()].is_badvalue() {
-                    base
-                } else {
+                let resolution_key = if self.packages.contains_key(&key) {
                     key.clone()
+                } else {
+                    base
                 };
                 let (real, v) = split_key(&key)
                     .map(|(n, v)| (n.to_string(), without_peers(v).to_string()))
@@ -181,7 +192,11 @@ impl Lock<'_> {
             if !seen.insert(key.clone()) {
                 continue;
             }
-            let resolution = &self.packages[resolution_key.as_str()]["resolution"];
+            let resolution = self
+                .packages
+                .get(&resolution_key)
+                .map(|p| &p["resolution"])
+                .unwrap_or(&Yaml::BadValue);
             let pin = [
                 &resolution["integrity"],
                 &resolution["tarball"],
@@ -194,8 +209,7 @@ impl Lock<'_> {
             if !resolution["directory"].is_badvalue() {
                 closure.whole = Some(format!("{name} is a local directory"));
             }
-            let patched = &self.patched[format!("{real}@{v}").as_str()];
-            if !patched.is_badvalue() {
+            if let Some(patched) = self.patched.get(&format!("{real}@{v}")) {
                 let hash = match patched {
                     Yaml::Hash(_) => scalar(&patched["hash"]),
                     other => scalar(other),
@@ -210,11 +224,12 @@ impl Lock<'_> {
                 pin,
             });
             // Its dependencies: in `snapshots` (9) or beside its resolution.
-            let deps_entry = if self.snapshots[key.as_str()].is_badvalue() {
-                &self.packages[key.as_str()]
-            } else {
-                &self.snapshots[key.as_str()]
-            };
+            let deps_entry = self
+                .snapshots
+                .get(&key)
+                .or_else(|| self.packages.get(&key))
+                .copied()
+                .unwrap_or(&Yaml::BadValue);
             queue.extend(
                 installed(deps_entry, false)
                     .into_iter()
