@@ -5,7 +5,9 @@
 //! `/name/version` (5.4). Versions may carry peer suffixes
 //! (`1.0.0(react@18.2.0)`), and `link:` points at another workspace.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::rc::Rc;
 
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -27,6 +29,9 @@ pub(super) fn closures(text: &str, apps: &[App]) -> Result<BTreeMap<String, Clos
         packages: index(&doc["packages"]),
         snapshots: index(&doc["snapshots"]),
         patched: index(&doc["patchedDependencies"]),
+        found: RefCell::default(),
+        visits: RefCell::default(),
+        succ: RefCell::default(),
     };
     Ok(apps
         .iter()
@@ -51,6 +56,9 @@ struct Lock<'a> {
     packages: HashMap<String, &'a Yaml>,
     snapshots: HashMap<String, &'a Yaml>,
     patched: HashMap<String, &'a Yaml>,
+    found: RefCell<HashMap<String, Option<Rc<Found>>>>,
+    visits: RefCell<HashMap<String, Rc<Visit>>>,
+    succ: RefCell<HashMap<usize, Rc<Vec<Succ>>>>,
 }
 
 /// (name, version as the lockfile writes it, may be absent).
@@ -105,7 +113,114 @@ fn split_key(key: &str) -> Option<(&str, &str)> {
     Some((&key[..at], &key[at + 1..]))
 }
 
+/// What visiting one package gives, computed once for all apps.
+struct Visit {
+    id: usize,
+    package: Package,
+    whole: Option<String>,
+    patch: Option<(String, ContentHash)>,
+    wants: Vec<Want>,
+}
+
+/// (key for its dependencies, key for its resolution, name, version).
+type Found = (String, String, String, String);
+
+/// A dependency of a package, resolved.
+enum Succ {
+    Found(Rc<Found>),
+    Whole(String),
+}
+
 impl Lock<'_> {
+    /// What a package's dependencies resolve to, once.
+    fn successors(&self, found: &Found, node: &Visit) -> Rc<Vec<Succ>> {
+        if let Some(succ) = self.succ.borrow().get(&node.id) {
+            return succ.clone();
+        }
+        let mut out = Vec::new();
+        for (name, version, optional) in &node.wants {
+            if version.starts_with("link:") {
+                out.push(Succ::Whole(format!(
+                    "{name}, a dependency of {}, links to a folder",
+                    found.0
+                )));
+            } else if let Some(protocol) = unpinned_protocol(version) {
+                out.push(Succ::Whole(format!("{name} is a {protocol} dependency")));
+            } else if let Some(f) = self.find_once(name, version) {
+                out.push(Succ::Found(f));
+            } else if !optional {
+                out.push(Succ::Whole(format!(
+                    "{name}@{version}, a dependency of {}, is not in pnpm-lock.yaml",
+                    found.0
+                )));
+            }
+        }
+        let out = Rc::new(out);
+        self.succ.borrow_mut().insert(node.id, out.clone());
+        out
+    }
+
+    fn find_once(&self, name: &str, version: &str) -> Option<Rc<Found>> {
+        let memo_key = format!("{name}\u{0}{version}");
+        if let Some(found) = self.found.borrow().get(&memo_key) {
+            return found.clone();
+        }
+        let found = self.find(name, version).map(Rc::new);
+        self.found.borrow_mut().insert(memo_key, found.clone());
+        found
+    }
+
+    fn visit(&self, found: &Found) -> Rc<Visit> {
+        let (key, resolution_key, real, v) = found;
+        if let Some(visit) = self.visits.borrow().get(key) {
+            return visit.clone();
+        }
+        let resolution = self
+            .packages
+            .get(resolution_key)
+            .map(|p| &p["resolution"])
+            .unwrap_or(&Yaml::BadValue);
+        let pin = [
+            &resolution["integrity"],
+            &resolution["tarball"],
+            &resolution["commit"],
+        ]
+        .into_iter()
+        .map(scalar)
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| key.clone());
+        let whole = (!resolution["directory"].is_badvalue())
+            .then(|| format!("{real} is a local directory"));
+        let patch = self.patched.get(&format!("{real}@{v}")).map(|patched| {
+            let hash = match patched {
+                Yaml::Hash(_) => scalar(&patched["hash"]),
+                other => scalar(other),
+            };
+            (format!("{real}@{v}"), ContentHash::of(hash.as_bytes()))
+        });
+        // Its dependencies: in `snapshots` (9) or beside its resolution.
+        let deps_entry = self
+            .snapshots
+            .get(key)
+            .or_else(|| self.packages.get(key))
+            .copied()
+            .unwrap_or(&Yaml::BadValue);
+        let id = self.visits.borrow().len();
+        let visit = Rc::new(Visit {
+            id,
+            package: Package {
+                name: real.clone(),
+                version: v.clone(),
+                pin,
+            },
+            whole,
+            patch,
+            wants: installed(deps_entry, false),
+        });
+        self.visits.borrow_mut().insert(key.clone(), visit.clone());
+        visit
+    }
+
     /// The keys of the entry `name` at `version` resolves to: (key for its
     /// dependencies, key for its resolution, name, version).
     fn find(&self, name: &str, version: &str) -> Option<(String, String, String, String)> {
@@ -150,7 +265,7 @@ impl Lock<'_> {
             closure.whole = Some(format!("{} is not an importer of pnpm-lock.yaml", app.dir));
             return closure;
         };
-        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut nodes: VecDeque<Rc<Found>> = VecDeque::new();
         let mut queue: VecDeque<(String, Want)> = installed(importer, true)
             .into_iter()
             .map(|w| (app.dir.clone(), w))
@@ -181,7 +296,7 @@ impl Lock<'_> {
                 closure.whole = Some(format!("{name} is a {protocol} dependency"));
                 continue;
             }
-            let Some((key, resolution_key, real, v)) = self.find(&name, &version) else {
+            let Some(found) = self.find_once(&name, &version) else {
                 if !optional {
                     closure.whole = Some(format!(
                         "{name}@{version}, a dependency of {from}, is not in pnpm-lock.yaml"
@@ -189,52 +304,29 @@ impl Lock<'_> {
                 }
                 continue;
             };
-            if !seen.insert(key.clone()) {
+            nodes.push_back(found);
+        }
+        // Then the packages, each one's successors resolved once for all
+        // apps.
+        let mut seen: HashSet<usize> = HashSet::new();
+        while let Some(found) = nodes.pop_front() {
+            let node = self.visit(&found);
+            if !seen.insert(node.id) {
                 continue;
             }
-            let resolution = self
-                .packages
-                .get(&resolution_key)
-                .map(|p| &p["resolution"])
-                .unwrap_or(&Yaml::BadValue);
-            let pin = [
-                &resolution["integrity"],
-                &resolution["tarball"],
-                &resolution["commit"],
-            ]
-            .into_iter()
-            .map(scalar)
-            .find(|s| !s.is_empty())
-            .unwrap_or_else(|| key.clone());
-            if !resolution["directory"].is_badvalue() {
-                closure.whole = Some(format!("{name} is a local directory"));
+            if let Some(why) = &node.whole {
+                closure.whole = Some(why.clone());
             }
-            if let Some(patched) = self.patched.get(&format!("{real}@{v}")) {
-                let hash = match patched {
-                    Yaml::Hash(_) => scalar(&patched["hash"]),
-                    other => scalar(other),
-                };
-                closure
-                    .patches
-                    .insert(format!("{real}@{v}"), ContentHash::of(hash.as_bytes()));
+            if let Some((name, hash)) = &node.patch {
+                closure.patches.insert(name.clone(), *hash);
             }
-            closure.packages.insert(Package {
-                name: real,
-                version: v,
-                pin,
-            });
-            // Its dependencies: in `snapshots` (9) or beside its resolution.
-            let deps_entry = self
-                .snapshots
-                .get(&key)
-                .or_else(|| self.packages.get(&key))
-                .copied()
-                .unwrap_or(&Yaml::BadValue);
-            queue.extend(
-                installed(deps_entry, false)
-                    .into_iter()
-                    .map(|w| (key.clone(), w)),
-            );
+            closure.packages.insert(node.package.clone());
+            for next in self.successors(&found, &node).iter() {
+                match next {
+                    Succ::Found(f) => nodes.push_back(f.clone()),
+                    Succ::Whole(why) => closure.whole = Some(why.clone()),
+                }
+            }
         }
         closure
     }
