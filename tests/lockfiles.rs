@@ -178,9 +178,17 @@ fn doubtful_lockfiles_fall_back_to_every_app() {
         built(&report, FE)
     );
 
-    // A patch of left-pad (the frontend's): the frontends alone.
+    // A patch of left-pad (the frontend's): the frontends alone, and
+    // `store changed` says so though no lockfile changed.
     repo.write("patches/left-pad+1.3.0.patch", "--- a\n+++ b\n");
     repo.commit("patch left-pad");
+    let report = changed(&repo);
+    assert_eq!(report["stores"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(
+        report["stores"][0]["reasons"][0]["packages"],
+        serde_json::json!(["patches changed (storefront-unified-nextjs)"]),
+        "{report}"
+    );
     let (code, report, _) = repo.build_json(&[]);
     assert_eq!(code, 0);
     assert_eq!(built(&report, MW), ["cached"; 3]);

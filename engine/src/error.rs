@@ -71,6 +71,13 @@ pub enum Error {
         /// What it read.
         dependency: String,
     },
+    /// An input checked on demand had to be computed again, and failed
+    /// (its own error is reported under its id).
+    #[error("input {node} failed")]
+    InputFailed {
+        /// The failed input.
+        node: String,
+    },
     /// Two nodes were added with the same id.
     #[error("node {node} was added twice")]
     DuplicateNode {

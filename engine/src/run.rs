@@ -159,6 +159,7 @@ impl Engine {
             dry_run: options.dry_run,
             on_demand: options.on_demand,
             late: Mutex::new(Vec::new()),
+            late_errors: Mutex::new(Vec::new()),
         };
         let schedule = Schedule {
             running: &running,
@@ -202,13 +203,13 @@ impl Engine {
         for (id, status) in running.late.lock().unwrap().drain(..) {
             if let Some(event) = log.events.iter_mut().find(|e| e.id == id) {
                 event.status = status;
-                event.reason = Some(
-                    "its recorded outputs changed on disk (found when a dependent read them)"
-                        .into(),
-                );
+                event.reason = (status != Status::Failed).then(|| {
+                    "its recorded outputs changed on disk (found when a dependent read them)".into()
+                });
             }
         }
         let mut errors = errors.into_inner().unwrap();
+        errors.append(&mut running.late_errors.lock().unwrap());
         errors.sort_by(|a, b| a.0.cmp(&b.0));
         let graph_ids = (0..graph.len())
             .map(|i| graph.node(NodeIndex::new(i)).id().to_string())
@@ -746,7 +747,14 @@ mod stress {
                 Layered::Source(w) => w.read().unwrap()["source"],
                 Layered::Folder(w) => {
                     let v = *inputs.dependency("source")?;
-                    w.write().unwrap().insert("disk".into(), v);
+                    let mut w = w.write().unwrap();
+                    *w.entry("folder runs".into()).or_default() += 1;
+                    if w.get("fail") == Some(&1) {
+                        return Err(Error::Url {
+                            message: "the folder cannot be made".into(),
+                        });
+                    }
+                    w.insert("disk".into(), v);
                     v
                 }
                 Layered::Goal(w) => {
@@ -796,6 +804,37 @@ mod stress {
         assert_eq!(world.read().unwrap()["disk"], 5);
         assert_eq!(world.read().unwrap()["published"], 6);
         assert!(outcome.errors.is_empty());
+
+        // A folder that fails when a goal reads it fails once, under its
+        // own id; the goal fails because of it.
+        {
+            let mut w = world.write().unwrap();
+            w.insert("disk".into(), 98);
+            w.insert("published".into(), 0);
+            w.insert("fail".into(), 1);
+            w.insert("folder runs".into(), 0);
+        }
+        let outcome = engine.run_with(&g, lazy, &|_| {}).unwrap();
+        assert_eq!(outcome.log.status("folder"), Some(Status::Failed));
+        assert_eq!(outcome.log.status("goal"), Some(Status::Failed));
+        let errors: Vec<(String, String)> = outcome
+            .errors
+            .iter()
+            .map(|(id, e)| (id.clone(), e.to_string()))
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                (
+                    "folder".to_string(),
+                    "the folder cannot be made".to_string()
+                ),
+                ("goal".to_string(), "input folder failed".to_string()),
+            ]
+        );
+        assert_eq!(world.read().unwrap()["folder runs"], 1);
+        world.write().unwrap().insert("fail".into(), 0);
+        engine.run_with(&g, lazy, &|_| {}).unwrap();
 
         // Checked eagerly, the damage is repaired though the goal holds.
         world.write().unwrap().insert("disk".into(), 99);

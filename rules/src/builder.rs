@@ -361,7 +361,7 @@ pub fn build_graph(
             // The dependencies it copies are its app's closure: named as an
             // input where the setting is a node.
             let setting = ctx.lockfile_setting(&app);
-            if settings.iter().any(|(s, _)| *s == setting) {
+            if graph.contains(&setting) {
                 graph.depend(&id, &setting)?;
             }
         }

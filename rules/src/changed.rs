@@ -369,8 +369,24 @@ fn affected(
                     })
             })
     };
-    let locks: Vec<String> = paths.iter().filter(|p| is_lockfile(p)).cloned().collect();
-    let impact = lock_impact(new_ws, old_ws, old, new, &locks, warnings)?;
+    let mut locks: Vec<String> = paths.iter().filter(|p| is_lockfile(p)).cloned().collect();
+    // A patch-package patch changes the closures of what it patches: the
+    // root lockfile is read on both sides as if it had changed.
+    let patched: Vec<&String> = paths
+        .iter()
+        .filter(|p| p.starts_with(&format!("{}/", crate::lockfile::PATCHES)))
+        .collect();
+    let mut read = locks.clone();
+    if !patched.is_empty() && read.is_empty() {
+        for name in LOCKFILES {
+            if new.read(name)?.is_some() {
+                read.push((*name).to_string());
+                locks.extend(patched.iter().map(|p| (*p).clone()));
+                break;
+            }
+        }
+    }
+    let impact = lock_impact(new_ws, old_ws, old, new, &read, warnings)?;
     let global: Vec<String> = paths
         .iter()
         .filter(|p| globs.is_match(p.as_str()))

@@ -789,6 +789,9 @@ impl Node for StoreNode {
                 sources,
                 ..
             } => {
+                // The composed folder it copies from: read through its node,
+                // so that a check deferred until now happens first.
+                inputs.dependency(out)?;
                 let built = match build {
                     Some(id) => Some(inputs.dependency(id)?),
                     None => None,

@@ -72,6 +72,8 @@ pub(super) struct Running<'a, N: Node> {
     /// Nodes whose deferred check failed, computed again when a dependent
     /// read them, and what came of it.
     pub(super) late: Mutex<Vec<(String, Status)>>,
+    /// The errors of nodes that failed when a dependent read them.
+    pub(super) late_errors: Mutex<Vec<(String, N::Error)>>,
 }
 
 impl<'a, N: Node> Running<'a, N> {
@@ -113,6 +115,40 @@ impl<'a, N: Node> Running<'a, N> {
         if let Some(v) = slot.value.get() {
             return Ok(v.clone());
         }
+        let node = self.graph.node(index);
+        let failed = || -> N::Error {
+            Error::InputFailed {
+                node: node.id().to_string(),
+            }
+            .into()
+        };
+        // Failed once: not computed again for the next reader.
+        if slot.failed.get().is_some() {
+            return Err(failed());
+        }
+        match self.check_or_compute(index) {
+            Ok(value) => Ok(value),
+            Err(e) => {
+                // Reported under the node that failed; its readers fail
+                // because of it.
+                let _ = slot.failed.set(());
+                self.late
+                    .lock()
+                    .unwrap()
+                    .push((node.id().to_string(), Status::Failed));
+                self.late_errors
+                    .lock()
+                    .unwrap()
+                    .push((node.id().to_string(), e));
+                Err(failed())
+            }
+        }
+    }
+
+    /// [`Running::demand`]'s work: the deferred check, and the computation
+    /// when the check fails.
+    fn check_or_compute(&self, index: NodeIndex) -> Result<Arc<N::Value>, N::Error> {
+        let slot = &self.slots[index.index()];
         let node = self.graph.node(index);
         let prior = self.engine.load::<N>(node.id())?;
         if let Some(value) = &prior

@@ -106,11 +106,16 @@ enum Step<'a> {
     Whole(String),
 }
 
+/// The steps from one entry, shared between the apps that reach it.
+type Steps<'a> = Rc<Vec<Step<'a>>>;
+
 /// The lockfile's entries, and each entry's steps once computed (the apps
 /// share most of their packages).
 struct Walker<'a> {
     packages: &'a Map<String, Value>,
-    steps: RefCell<HashMap<&'a str, Rc<Vec<Step<'a>>>>>,
+    /// By entry, and whether it was read as an importer (an app's own
+    /// devDependencies are installed, a workspace dependency's are not).
+    steps: RefCell<HashMap<(&'a str, bool), Steps<'a>>>,
 }
 
 impl<'a> Walker<'a> {
@@ -118,12 +123,16 @@ impl<'a> Walker<'a> {
         self.packages.get(key).and_then(Value::as_object)
     }
 
-    /// The steps from the entry at `from` (an importer's dev dependencies
-    /// included).
-    fn steps(&self, from: &'a str, wants: Vec<Want<'a>>) -> Rc<Vec<Step<'a>>> {
-        if let Some(steps) = self.steps.borrow().get(from) {
+    /// The steps from the entry at `from` (as an importer: its dev
+    /// dependencies included).
+    fn steps(&self, from: &'a str, importer: bool) -> Rc<Vec<Step<'a>>> {
+        if let Some(steps) = self.steps.borrow().get(&(from, importer)) {
             return steps.clone();
         }
+        let wants = self
+            .entry(from)
+            .map(|e| wanted(e, importer))
+            .unwrap_or_default();
         let mut steps = Vec::new();
         for (name, range, optional) in wants {
             if let Some(protocol) = unpinned_protocol(range) {
@@ -142,7 +151,10 @@ impl<'a> Walker<'a> {
                 }
                 continue;
             };
-            let entry = self.entry(key).expect("resolved to an entry");
+            let Some(entry) = self.entry(key) else {
+                steps.push(Step::Whole(format!("the entry of {key} is not an object")));
+                continue;
+            };
             if entry.get("link").and_then(Value::as_bool) == Some(true) {
                 let target = entry.get("resolved").and_then(Value::as_str).unwrap_or("");
                 match self.packages.get_key_value(target) {
@@ -159,14 +171,16 @@ impl<'a> Walker<'a> {
             steps.push(Step::Package(key));
         }
         let steps = Rc::new(steps);
-        self.steps.borrow_mut().insert(from, steps.clone());
+        self.steps
+            .borrow_mut()
+            .insert((from, importer), steps.clone());
         steps
     }
 
     fn closure(&self, app: &App) -> Closure {
         let mut closure = Closure::default();
-        let importer: Vec<Want<'_>> = match self.entry(&app.dir) {
-            Some(entry) => wanted(entry, true),
+        match self.entry(&app.dir) {
+            Some(_) => {}
             // An app the lockfile does not list as a workspace: its manifest.
             None => {
                 let deps = super::manifest_dependencies(&app.manifest);
@@ -182,13 +196,12 @@ impl<'a> Walker<'a> {
                 }
                 return self.walk(closure, steps);
             }
+        }
+        let Some((dir, _)) = self.packages.get_key_value(app.dir.as_str()) else {
+            return closure;
         };
-        let dir = self
-            .packages
-            .get_key_value(app.dir.as_str())
-            .map(|(k, _)| k.as_str())
-            .expect("the importer is an entry");
-        let first = self.steps(dir, importer);
+        let dir = dir.as_str();
+        let first = self.steps(dir, true);
         let mut seen_ws: HashSet<&str> = HashSet::from([dir]);
         let mut steps: Vec<Step<'a>> = Vec::new();
         for step in first.iter() {
@@ -209,17 +222,18 @@ impl<'a> Walker<'a> {
             match step {
                 Step::Whole(why) => closure.whole = Some(why),
                 Step::Workspace(dir) => {
-                    if seen.insert(dir)
-                        && let Some(entry) = self.entry(dir)
-                    {
-                        queue.extend(self.steps(dir, wanted(entry, false)).iter().cloned());
+                    if seen.insert(dir) {
+                        queue.extend(self.steps(dir, false).iter().cloned());
                     }
                 }
                 Step::Package(key) => {
                     if !seen.insert(key) {
                         continue;
                     }
-                    let entry = self.entry(key).expect("a step names an entry");
+                    let Some(entry) = self.entry(key) else {
+                        closure.whole = Some(format!("the entry of {key} is not an object"));
+                        continue;
+                    };
                     let version = entry.get("version").and_then(Value::as_str).unwrap_or("");
                     let resolved = entry.get("resolved").and_then(Value::as_str).unwrap_or("");
                     if resolved.starts_with("file:") {
@@ -243,7 +257,7 @@ impl<'a> Walker<'a> {
                         version: version.to_string(),
                         pin: pin.to_string(),
                     });
-                    queue.extend(self.steps(key, wanted(entry, false)).iter().cloned());
+                    queue.extend(self.steps(key, false).iter().cloned());
                 }
             }
         }
@@ -290,6 +304,27 @@ mod tests {
             .collect();
         assert_eq!(got, ["@s/y@2.0.0", "x@1.0.0", "z@2.0.0", "z@3.0.0"]);
         assert!(c["apps/a"].whole.is_none());
+    }
+
+    /// An app's own devDependencies are installed; those of a workspace it
+    /// depends on are not, whichever app is walked first.
+    #[test]
+    fn dev_dependencies_count_for_the_app_itself_only() {
+        let lock = serde_json::json!({
+            "lockfileVersion": 3,
+            "packages": {
+                "apps/a": {"dependencies": {"b": "*"}},
+                "apps/b": {"dependencies": {"x": "^1"}, "devDependencies": {"tool": "^1"}},
+                "node_modules/b": {"resolved": "apps/b", "link": true},
+                "node_modules/x": {"version": "1.0.0", "integrity": "sha-x"},
+                "node_modules/tool": {"version": "1.0.0", "integrity": "sha-t"}
+            }
+        });
+        let c = closures(&lock.to_string(), &[app("apps/a"), app("apps/b")]).unwrap();
+        let names =
+            |dir: &str| -> Vec<String> { c[dir].packages.iter().map(|p| p.name.clone()).collect() };
+        assert_eq!(names("apps/a"), ["x"]);
+        assert_eq!(names("apps/b"), ["tool", "x"]);
     }
 
     #[test]

@@ -109,7 +109,7 @@ fn without_peers(version: &str) -> &str {
 fn split_key(key: &str) -> Option<(&str, &str)> {
     let key = key.strip_prefix('/').unwrap_or(key);
     let base = without_peers(key);
-    let at = base[1..].find('@').map(|i| i + 1)?;
+    let at = base.get(1..)?.find('@').map(|i| i + 1)?;
     Some((&key[..at], &key[at + 1..]))
 }
 

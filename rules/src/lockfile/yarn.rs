@@ -113,9 +113,17 @@ impl Walk<'_> {
             }
             let entry = &self.entries[i];
             let resolved = entry.resolved;
-            if let Some(protocol) = unpinned_protocol(resolved).or_else(|| {
-                (resolved.contains("@patch:") && !is_builtin_patch(resolved)).then_some("patch:")
-            }) {
+            // Berry writes `name@protocol:…`; Yarn 1 a URL or `file:…`.
+            let protocol = unpinned_protocol(resolved).or_else(|| {
+                ["portal:", "link:", "file:"]
+                    .into_iter()
+                    .find(|p| resolved.contains(&format!("@{p}")))
+                    .or_else(|| {
+                        (resolved.contains("@patch:") && !is_builtin_patch(resolved))
+                            .then_some("patch:")
+                    })
+            });
+            if let Some(protocol) = protocol {
                 closure.whole = Some(format!("{name} resolves to a {protocol} package"));
             }
             if resolved.contains("@workspace:") {

@@ -134,17 +134,27 @@ pub fn push_image(
     let mut blobs = vec![image.config.clone()];
     blobs.extend(image.layers.iter().cloned());
     let manifest = layout.read_blob(&image.manifest.digest)?;
-    // A repository that has the manifest has its blobs (a registry keeps
-    // what a manifest names): a new tag of it is one PUT.
+    // A repository that has the manifest: a new tag of it is one PUT,
+    // once its blobs are confirmed there (a tag never names a missing
+    // blob, even on a registry that lost some).
     if registry
         .manifest_digest(repo, &image.manifest.digest)?
         .is_some()
     {
-        registry.put_manifest(repo, tag, &manifest, &image.manifest.media_type)?;
-        return Ok(PushStats {
-            present: blobs.len(),
-            ..PushStats::default()
-        });
+        let present: Vec<Result<bool>> = blobs
+            .par_iter()
+            .map(|b| registry.has_blob(repo, &b.digest, b.size))
+            .collect();
+        if present.iter().all(|p| matches!(p, Ok(true))) {
+            for b in &blobs {
+                homes.add(registry.host(), &b.digest, repo)?;
+            }
+            registry.put_manifest(repo, tag, &manifest, &image.manifest.media_type)?;
+            return Ok(PushStats {
+                present: blobs.len(),
+                ..PushStats::default()
+            });
+        }
     }
     let outcomes: Vec<Result<Outcome>> = blobs
         .par_iter()
