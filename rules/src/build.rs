@@ -119,9 +119,8 @@ pub struct BuildContext {
     pub lock: ContentHash,
     /// The digest of each app's dependency closure in the root lockfile
     /// (by base app); an app without one depends on the whole lockfile.
-    pub closures: BTreeMap<String, ContentHash>,
-    /// The closures themselves.
-    pub closure_sets: BTreeMap<String, crate::lockfile::Closure>,
+    /// With each digest, the closure itself (what its setting node records).
+    pub closures: BTreeMap<String, (ContentHash, Arc<crate::lockfile::Closure>)>,
     /// The root lockfile's name, when there is one.
     pub lockfile: Option<String>,
     /// The digest of the root files builds read (`package.json`, `.npmrc`,
@@ -172,7 +171,6 @@ impl BuildContext {
             env,
             lock,
             closures: BTreeMap::new(),
-            closure_sets: BTreeMap::new(),
             lockfile: None,
             globals: ContentHash::default(),
             cas,
@@ -196,7 +194,7 @@ impl BuildContext {
     pub fn settings_digests(&self) -> Vec<(String, ContentHash)> {
         let mut out = vec![("root/files".to_string(), self.globals)];
         // One lockfile setting per app: its dependency closure.
-        for (app, digest) in &self.closures {
+        for (app, (digest, _)) in &self.closures {
             out.push((self.lockfile_setting(app), *digest));
         }
         out.extend([
@@ -228,7 +226,9 @@ impl BuildContext {
     /// The digest of `app`'s dependency closure (the whole lockfile for an
     /// app the closures do not know).
     pub fn closure(&self, app: &str) -> ContentHash {
-        self.closures.get(app).copied().unwrap_or(self.lock)
+        self.closures
+            .get(app)
+            .map_or(self.lock, |(digest, _)| *digest)
     }
 
     /// The part of every build key that the run shares: tools and

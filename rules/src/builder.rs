@@ -243,14 +243,14 @@ pub fn build_context(
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned());
     if let Some(path) = &lockfile {
-        let closures = crate::lockfile::read_closures(ws.root(), path, &ws.base_apps)?;
-        for (dir, closure) in &closures.apps {
-            let app = dir.rsplit('/').next().unwrap_or(dir);
-            ctx.closures
-                .insert(app.to_string(), closure.digest(ctx.lock));
-            ctx.closure_sets.insert(app.to_string(), closure.clone());
+        let crate::lockfile::Closures { apps, warning } =
+            crate::lockfile::read_closures(ws.root(), path, &ws.base_apps)?;
+        for (dir, closure) in apps {
+            let app = dir.rsplit('/').next().unwrap_or(&dir).to_string();
+            let digest = closure.digest(ctx.lock);
+            ctx.closures.insert(app, (digest, Arc::new(closure)));
         }
-        if let Some(warning) = closures.warning {
+        if let Some(warning) = warning {
             ctx.warnings.lock().unwrap().push(warning);
         }
     }
@@ -279,10 +279,10 @@ pub fn build_graph(
     if scripts.iter().any(|(_, s)| s.is_some()) {
         for (id, digest) in &settings {
             let closure = ctx
-                .closure_sets
+                .closures
                 .iter()
                 .find(|(app, _)| ctx.lockfile_setting(app) == *id)
-                .map(|(_, c)| Arc::new(c.clone()));
+                .map(|(_, (_, c))| c.clone());
             graph.add(StoreNode::Setting {
                 id: crate::node_id::NodeId::Setting { name: id.clone() }.to_string(),
                 digest: *digest,

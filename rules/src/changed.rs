@@ -13,12 +13,9 @@ use serde::Serialize;
 use crate::compose::PACKAGE_JSON;
 use crate::config::CONFIG_FILE;
 use crate::error::{Error, Result};
+use crate::lockfile::LOCKFILES;
 use crate::snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot, workspace};
 use crate::workspace::{APPS, STORES, Workspace};
-
-/// Lockfiles: a change to one, at the root or in a base app, affects every
-/// store.
-pub const LOCKFILES: &[&str] = &["yarn.lock", "package-lock.json", "pnpm-lock.yaml"];
 
 /// What to compare.
 #[derive(Clone, Debug)]
@@ -652,48 +649,42 @@ impl fmt::Display for ChangeReport {
         for store in &self.stores {
             for (i, reason) in store.reasons.iter().enumerate() {
                 let id = if i == 0 { store.id.as_str() } else { "" };
-                let mut files: Vec<&str> = reason
-                    .files
-                    .iter()
-                    .take(SHOWN)
-                    .map(String::as_str)
-                    .collect();
-                let more = reason.files.len().saturating_sub(SHOWN);
+                let (mut files, more) = first_few(&reason.files, SHOWN);
                 let more = if more > 0 {
                     format!(" (+{more} more)")
                 } else {
                     String::new()
                 };
                 if files.is_empty() {
-                    files.push("-");
+                    files.push('-');
                 }
                 let packages = if reason.packages.is_empty() {
                     String::new()
                 } else {
-                    let shown: Vec<&str> = reason
-                        .packages
-                        .iter()
-                        .take(SHOWN)
-                        .map(String::as_str)
-                        .collect();
-                    let more = reason.packages.len().saturating_sub(SHOWN);
+                    let (shown, more) = first_few(&reason.packages, SHOWN);
                     let more = if more > 0 {
                         format!(", +{more} more")
                     } else {
                         String::new()
                     };
-                    format!(": {}{more}", shown.join(", "))
+                    format!(": {shown}{more}")
                 };
                 writeln!(
                     f,
-                    "{id:<width$}  {:<rwidth$}  {}{more}{packages}",
+                    "{id:<width$}  {:<rwidth$}  {files}{more}{packages}",
                     reason.reason.to_string(),
-                    files.join(", ")
                 )?;
             }
         }
         Ok(())
     }
+}
+
+/// The first `shown` of `items`, joined with `, `, and how many more
+/// there are.
+fn first_few(items: &[String], shown: usize) -> (String, usize) {
+    let first: Vec<&str> = items.iter().take(shown).map(String::as_str).collect();
+    (first.join(", "), items.len().saturating_sub(shown))
 }
 
 /// The commits of the current branch, newest first (for tests and

@@ -40,7 +40,7 @@ pub use builder::{
     AppBuild, BuildOptions, BuildReport, RemoteUse, StoreBuild, build_stores, filter_apps, shard,
 };
 pub use changed::{
-    ChangeReport, ChangedOptions, ChangedStore, LOCKFILES, Reason, ReasonKind, changed, history,
+    ChangeReport, ChangedOptions, ChangedStore, Reason, ReasonKind, changed, history,
 };
 pub use compose::{
     Composed, Composition, PACKAGE_JSON, Source, composition, package_json, resolve,
@@ -53,6 +53,7 @@ pub use dev::{Target, Update, reconcile, selected, targets};
 pub use error::{Error, Result};
 pub use explain::{AppExplanation, Explanation, FileOrigin, InputChange, LayerShare, explain};
 pub use listing::Listing;
+pub use lockfile::LOCKFILES;
 pub use materialize::{Counts, OutDir, OutFile, OutRecord, Strays, TOOL_OWNED};
 pub use node_id::{NodeId, NotANodeId};
 pub use nodes::{

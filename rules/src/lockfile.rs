@@ -271,12 +271,7 @@ fn patched_package(stem: &str) -> Option<String> {
 /// The names and ranges an app's manifest asks for, in the four fields.
 pub(crate) fn manifest_dependencies(manifest: &serde_json::Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for field in [
-        "dependencies",
-        "devDependencies",
-        "optionalDependencies",
-        "peerDependencies",
-    ] {
+    for field in crate::toolchain::DEPENDENCY_FIELDS {
         if let Some(map) = manifest.get(field).and_then(|v| v.as_object()) {
             for (name, range) in map {
                 out.push((name.clone(), range.as_str().unwrap_or("").to_string()));

@@ -101,7 +101,7 @@ pub fn uncommitted(root: &Path) -> Result<Vec<String>> {
         .pathspec(join(APPS))
         .pathspec(join(CONFIG_FILE));
     // Root files that are build inputs too: a lockfile, the root manifest.
-    for file in crate::changed::LOCKFILES
+    for file in crate::lockfile::LOCKFILES
         .iter()
         .chain(crate::toolchain::GLOBAL_INPUTS)
     {

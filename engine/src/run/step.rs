@@ -168,11 +168,9 @@ impl<'a, N: Node> Running<'a, N> {
             prior: prior.map(Arc::new),
         };
         let Computed { value, output } = node.compute(&computing)?;
-        if node.persist() {
-            self.engine.store::<N>(node.id(), &value)?;
-        }
-        self.engine.set_record(
-            node.id(),
+        self.keep(
+            node,
+            &value,
             Record {
                 key,
                 output,
@@ -191,6 +189,16 @@ impl<'a, N: Node> Running<'a, N> {
             .push((node.id().to_string(), status));
         let _ = slot.value.set(value.clone());
         Ok(value)
+    }
+
+    /// Records what a computation gave: its value (when the node persists
+    /// one) and its record.
+    fn keep(&self, node: &N, value: &N::Value, record: Record) -> Result<(), N::Error> {
+        if node.persist() {
+            self.engine.store::<N>(node.id(), value)?;
+        }
+        self.engine.set_record(node.id(), record)?;
+        Ok(())
     }
 
     /// The node's key, its salt and its inputs' outputs (`None` while an
@@ -333,11 +341,9 @@ impl<'a, N: Node> Running<'a, N> {
             _ => reason,
         };
         if status != Status::Checked && !self.dry_run {
-            if node.persist() {
-                self.engine.store::<N>(node.id(), &value)?;
-            }
-            self.engine.set_record(
-                node.id(),
+            self.keep(
+                node,
+                &value,
                 Record {
                     key,
                     output,

@@ -125,7 +125,7 @@ impl<'a> Walker<'a> {
 
     /// The steps from the entry at `from` (as an importer: its dev
     /// dependencies included).
-    fn steps(&self, from: &'a str, importer: bool) -> Rc<Vec<Step<'a>>> {
+    fn steps(&self, from: &'a str, importer: bool) -> Steps<'a> {
         if let Some(steps) = self.steps.borrow().get(&(from, importer)) {
             return steps.clone();
         }
@@ -133,8 +133,18 @@ impl<'a> Walker<'a> {
             .entry(from)
             .map(|e| wanted(e, importer))
             .unwrap_or_default();
+        let steps = Rc::new(self.resolve_wants(from, &wants));
+        self.steps
+            .borrow_mut()
+            .insert((from, importer), steps.clone());
+        steps
+    }
+
+    /// What each of `wants`, asked for by the entry (or app folder) at
+    /// `from`, resolves to.
+    fn resolve_wants(&self, from: &str, wants: &[Want<'_>]) -> Vec<Step<'a>> {
         let mut steps = Vec::new();
-        for (name, range, optional) in wants {
+        for &(name, range, optional) in wants {
             if let Some(protocol) = unpinned_protocol(range) {
                 steps.push(Step::Whole(format!(
                     "{name} is a {protocol} dependency of {}",
@@ -170,53 +180,32 @@ impl<'a> Walker<'a> {
             }
             steps.push(Step::Package(key));
         }
-        let steps = Rc::new(steps);
-        self.steps
-            .borrow_mut()
-            .insert((from, importer), steps.clone());
         steps
     }
 
     fn closure(&self, app: &App) -> Closure {
-        let mut closure = Closure::default();
-        match self.entry(&app.dir) {
-            Some(_) => {}
+        match self.packages.get_key_value(app.dir.as_str()) {
+            Some((dir, entry)) if entry.is_object() => {
+                let dir = dir.as_str();
+                self.walk(Some(dir), self.steps(dir, true).to_vec())
+            }
             // An app the lockfile does not list as a workspace: its manifest.
-            None => {
+            _ => {
                 let deps = super::manifest_dependencies(&app.manifest);
-                let mut steps = Vec::new();
-                for (name, range) in &deps {
-                    if let Some(protocol) = unpinned_protocol(range) {
-                        closure.whole = Some(format!("{name} is a {protocol} dependency"));
-                    } else if let Some(key) = resolve(self.packages, "", name) {
-                        steps.push(Step::Package(key));
-                    } else {
-                        closure.whole = Some(format!("{name} is not in the lockfile"));
-                    }
-                }
-                return self.walk(closure, steps);
+                let wants: Vec<Want<'_>> = deps
+                    .iter()
+                    .map(|(name, range)| (name.as_str(), range.as_str(), false))
+                    .collect();
+                self.walk(None, self.resolve_wants(&app.dir, &wants))
             }
         }
-        let Some((dir, _)) = self.packages.get_key_value(app.dir.as_str()) else {
-            return closure;
-        };
-        let dir = dir.as_str();
-        let first = self.steps(dir, true);
-        let mut seen_ws: HashSet<&str> = HashSet::from([dir]);
-        let mut steps: Vec<Step<'a>> = Vec::new();
-        for step in first.iter() {
-            if let Step::Workspace(ws) = step
-                && !seen_ws.insert(ws)
-            {
-                continue;
-            }
-            steps.push(step.clone());
-        }
-        self.walk(closure, steps)
     }
 
-    fn walk(&self, mut closure: Closure, start: Vec<Step<'a>>) -> Closure {
-        let mut seen: HashSet<&str> = HashSet::new();
+    /// The closure reached from `start`, the steps of the importer at
+    /// `importer` (which is not walked again as a workspace).
+    fn walk(&self, importer: Option<&'a str>, start: Vec<Step<'a>>) -> Closure {
+        let mut closure = Closure::default();
+        let mut seen: HashSet<&str> = importer.into_iter().collect();
         let mut queue: VecDeque<Step<'a>> = start.into();
         while let Some(step) = queue.pop_front() {
             match step {

@@ -137,27 +137,39 @@ impl Lock<'_> {
         if let Some(succ) = self.succ.borrow().get(&node.id) {
             return succ.clone();
         }
-        let mut out = Vec::new();
-        for (name, version, optional) in &node.wants {
-            if version.starts_with("link:") {
-                out.push(Succ::Whole(format!(
-                    "{name}, a dependency of {}, links to a folder",
-                    found.0
-                )));
-            } else if let Some(protocol) = unpinned_protocol(version) {
-                out.push(Succ::Whole(format!("{name} is a {protocol} dependency")));
-            } else if let Some(f) = self.find_once(name, version) {
-                out.push(Succ::Found(f));
-            } else if !optional {
-                out.push(Succ::Whole(format!(
-                    "{name}@{version}, a dependency of {}, is not in pnpm-lock.yaml",
-                    found.0
-                )));
-            }
-        }
+        let out: Vec<Succ> = node
+            .wants
+            .iter()
+            .filter_map(|want| {
+                if want.1.starts_with("link:") {
+                    Some(Succ::Whole(format!(
+                        "{}, a dependency of {}, links to a folder",
+                        want.0, found.0
+                    )))
+                } else {
+                    self.resolve(&found.0, want)
+                }
+            })
+            .collect();
         let out = Rc::new(out);
         self.succ.borrow_mut().insert(node.id, out.clone());
         out
+    }
+
+    /// What a dependency of `from` (not a `link:`) resolves to; `None`
+    /// for an optional one that is absent.
+    fn resolve(&self, from: &str, (name, version, optional): &Want) -> Option<Succ> {
+        if let Some(protocol) = unpinned_protocol(version) {
+            return Some(Succ::Whole(format!("{name} is a {protocol} dependency")));
+        }
+        match self.find_once(name, version) {
+            Some(f) => Some(Succ::Found(f)),
+            None => (!optional).then(|| {
+                Succ::Whole(format!(
+                    "{name}@{version}, a dependency of {from}, is not in pnpm-lock.yaml"
+                ))
+            }),
+        }
     }
 
     fn find_once(&self, name: &str, version: &str) -> Option<Rc<Found>> {
@@ -292,19 +304,11 @@ impl Lock<'_> {
                 }
                 continue;
             }
-            if let Some(protocol) = unpinned_protocol(&version) {
-                closure.whole = Some(format!("{name} is a {protocol} dependency"));
-                continue;
+            match self.resolve(&from, &(name, version, optional)) {
+                Some(Succ::Found(found)) => nodes.push_back(found),
+                Some(Succ::Whole(why)) => closure.whole = Some(why),
+                None => {}
             }
-            let Some(found) = self.find_once(&name, &version) else {
-                if !optional {
-                    closure.whole = Some(format!(
-                        "{name}@{version}, a dependency of {from}, is not in pnpm-lock.yaml"
-                    ));
-                }
-                continue;
-            };
-            nodes.push_back(found);
         }
         // Then the packages, each one's successors resolved once for all
         // apps.
