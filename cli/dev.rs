@@ -34,7 +34,13 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         &root,
         &[root.join(strata_rules::APPS)],
         std::slice::from_ref(&config),
-    )?;
+    )?
+    // Git-ignored `.env` files are composed: their edits count.
+    .keep_ignored(|path| {
+        path.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(strata_rules::is_dotenv)
+    });
     if !args.skip_compose {
         let report = strata_rules::compose(&ws, &engine, &stores, &|_| {})?;
         let t = report.totals();

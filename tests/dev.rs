@@ -385,3 +385,57 @@ fn gitignore_edits_are_followed() {
     wait_for(&repo, ".out/us/web/src/draft.tmp");
     settle(&repo);
 }
+
+/// Waits up to 15 s until `rel` holds `want` (`None`: is absent).
+fn wait_for_content(repo: &Repo, rel: &str, want: Option<&str>) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = std::fs::read_to_string(repo.path().join(rel)).ok();
+        if now.as_deref() == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{rel} holds {now:?}, not {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(40));
+    }
+}
+
+/// Git-ignored `.env` files are composed by the watch as by a compose:
+/// added, overridden, removed; `ignorePaths` hold while it runs.
+#[test]
+fn env_files_and_ignore_paths_are_followed() {
+    let repo = repo();
+    repo.write(".gitignore", "node_modules/\n.out/\n.strata/\n.env\n");
+    repo.write("apps/api/.env", "BASE=1\n");
+    repo.write(
+        "alokai.config.json",
+        r#"{"stores": {"us": {"ignorePaths": ["web/public/*"]}, "eu": {}, "solo": {}, "ny": {}}}"#,
+    );
+    let _dev = Dev::start_until(&repo, ".out/ny/api/.env");
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join(".out/us/api/.env")).unwrap(),
+        "BASE=1\n"
+    );
+    // A store's own, then its removal: the base app's shows through.
+    repo.write("apps/stores/brand/stores/us/api/.env", "US=1\n");
+    wait_for_content(&repo, ".out/us/api/.env", Some("US=1\n"));
+    wait_for_content(&repo, ".out/ny/api/.env", Some("US=1\n"));
+    wait_for_content(&repo, ".out/eu/api/.env", Some("BASE=1\n"));
+    repo.remove("apps/stores/brand/stores/us/api/.env");
+    wait_for_content(&repo, ".out/us/api/.env", Some("BASE=1\n"));
+    repo.write("apps/api/.env", "BASE=2\n");
+    wait_for_content(&repo, ".out/solo/api/.env", Some("BASE=2\n"));
+    wait_for_content(&repo, ".out/us/api/.env", Some("BASE=2\n"));
+    repo.remove("apps/api/.env");
+    wait_for_content(&repo, ".out/us/api/.env", None);
+
+    // A file `us` ignores arrives in `eu` (the sentinel), never in `us`
+    // or its child.
+    repo.write("apps/web/public/new.txt", "new\n");
+    wait_for_content(&repo, ".out/eu/web/public/new.txt", Some("new\n"));
+    wait_for_content(&repo, ".out/solo/web/public/new.txt", Some("new\n"));
+    assert!(!repo.path().join(".out/us/web/public/new.txt").exists());
+    assert!(!repo.path().join(".out/ny/web/public/new.txt").exists());
+}

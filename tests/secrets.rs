@@ -181,8 +181,24 @@ fn a_planted_secret_is_found_nowhere() {
         );
     }
     holders(&repo.path().join(".strata"), &|_| false, &mut found);
-    // `.out` too: git ignores the `.env` files, so they are not composed.
-    holders(&repo.path().join(".out"), &|_| false, &mut found);
+    // `.out` too, but for the composed `.env` files themselves (Alokai's
+    // local settings are composed by inheritance, git-ignored or not):
+    // nothing a build or `.deploy` made from them holds the value.
+    let out = repo.path().join(".out");
+    let composed_env = |p: &Path| {
+        p.file_name().is_some_and(|n| n == ".env")
+            && p.strip_prefix(&out)
+                .is_ok_and(|r| r.components().count() == 3)
+    };
+    holders(&out, &composed_env, &mut found);
+    for store in ["fashion-us", "fashion-eu", "sports"] {
+        let env = out.join(store).join("storefront-middleware/.env");
+        assert!(
+            std::fs::read_to_string(&env).is_ok_and(|t| t.contains(ENV_VALUE)),
+            "{} is composed from apps/storefront-middleware/.env",
+            env.display()
+        );
+    }
     // Every image, unpacked from the registry.
     let sha = String::from_utf8(
         Command::new("git")

@@ -13,6 +13,7 @@ mod fixtures;
 mod hostile;
 mod kill;
 mod large;
+mod local_dev;
 mod lock;
 mod lockfiles;
 mod manage;

@@ -89,7 +89,11 @@ pub struct Watcher {
     rules: Arc<IgnoreRules>,
     watched: BTreeSet<PathBuf>,
     roots: Vec<PathBuf>,
+    kept: Option<KeptIgnored>,
 }
+
+/// Which ignored files still count as changes (see [`Watcher::keep_ignored`]).
+type KeptIgnored = Box<dyn Fn(&Path) -> bool + Send>;
 
 impl Watcher {
     /// Watches every folder under each of `roots` that git does not ignore,
@@ -110,6 +114,7 @@ impl Watcher {
             rules: Arc::new(IgnoreRules::new(repo)),
             watched: BTreeSet::new(),
             roots: roots.to_vec(),
+            kept: None,
         };
         for root in roots {
             w.watch_tree(root)?;
@@ -120,6 +125,14 @@ impl Watcher {
             }
         }
         Ok(w)
+    }
+
+    /// Reports changes of the files `kept` accepts even where git ignores
+    /// them (files in watched folders only: an ignored folder is not
+    /// watched).
+    pub fn keep_ignored(mut self, kept: impl Fn(&Path) -> bool + Send + 'static) -> Self {
+        self.kept = Some(Box::new(kept));
+        self
     }
 
     /// The ignore rules the watcher uses.
@@ -236,7 +249,12 @@ impl Watcher {
                 } else {
                     self.rules.is_ignored(&path, true) || self.rules.is_ignored(&path, false)
                 };
-                if ignored {
+                if ignored
+                    && !self
+                        .kept
+                        .as_ref()
+                        .is_some_and(|kept| !is_dir && kept(&path))
+                {
                     continue;
                 }
                 if is_dir {

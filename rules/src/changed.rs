@@ -405,15 +405,21 @@ fn affected(
     for store in new_ws.deployable() {
         let mut reasons: BTreeMap<ReasonKind, Vec<String>> = BTreeMap::new();
         let old_store = old_ws.and_then(|w| w.store(&store.id).filter(|s| s.deployable).map(|_| w));
+        let ignore = new_ws.ignore_paths(&store.id)?;
         let same_shape = old_store.is_some_and(|w| {
             w.base_apps == new_ws.base_apps
                 && w.lineage(&store.id)
                     .iter()
                     .map(|s| &s.dir)
                     .eq(new_ws.lineage(&store.id).iter().map(|s| &s.dir))
+                // Other `ignorePaths`: other files, whatever changed.
+                && w.ignore_paths(&store.id).is_ok_and(|old| old == ignore)
         });
         if same_shape {
-            for t in touches.iter().filter(|t| new_ws.base_apps.contains(&t.app)) {
+            for t in touches
+                .iter()
+                .filter(|t| new_ws.base_apps.contains(&t.app) && !ignore.removes(&t.app, &t.rel))
+            {
                 let layers: Vec<String> = new_ws
                     .layers(&store.id, &t.app)
                     .into_iter()
@@ -606,6 +612,7 @@ fn composed(
     snapshot: &dyn Snapshot,
     id: &str,
 ) -> Result<BTreeMap<String, BTreeMap<String, GitEntry>>> {
+    let ignore = ws.ignore_paths(id)?;
     let mut apps = BTreeMap::new();
     for app in &ws.base_apps {
         let mut files = BTreeMap::new();
@@ -616,6 +623,7 @@ fn composed(
                 }
             }
         }
+        files.retain(|rel, _| !ignore.removes(app, rel));
         apps.insert(app.clone(), files);
     }
     Ok(apps)

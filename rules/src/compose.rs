@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use strata_engine::{ContentHash, EntryKind, KeyHasher};
 
 use crate::error::{Error, Result};
+use crate::ignore_paths::IgnorePaths;
 use crate::listing::{Listing, kind_tag};
 
 /// The file a store may not override.
@@ -181,14 +182,15 @@ pub fn resolve(dirs: &[&str], layers: &[&Listing]) -> Result<Vec<(usize, usize)>
     Ok(winners.into_values().collect())
 }
 
-/// The composition of `app` for `store` from its layers' listings.
-/// `base_package_json` gives the base app's `package.json` bytes when it has
-/// one.
+/// The composition of `app` for `store` from its layers' listings, less
+/// the files the store's `ignorePaths` remove. `base_package_json` gives
+/// the base app's `package.json` bytes when it has one.
 pub fn composition(
     app: &str,
     store: &str,
     dirs: &[&str],
     layers: &[&Listing],
+    ignore: &IgnorePaths,
     base_package_json: impl FnOnce() -> Result<Vec<u8>>,
 ) -> Result<Composition> {
     let winners = resolve(dirs, layers)?;
@@ -197,6 +199,9 @@ pub fn composition(
     let mut original_package_json = None;
     for (l, i) in winners {
         let entry = &layers[l].entries[i];
+        if ignore.removes(app, &entry.path) {
+            continue;
+        }
         let mut composed = Composed {
             path: entry.path.clone(),
             kind: entry.kind,

@@ -69,6 +69,7 @@ pub fn compose_graph(ws: &Workspace, engine: &Engine, ids: &[String]) -> Result<
     let sources = Arc::new(SourceCache::new());
     let mut graph = Graph::new();
     for store in ws.select(ids)? {
+        let ignore = Arc::new(ws.ignore_paths(&store.id)?);
         for app in &ws.base_apps {
             let dirs: Vec<String> = ws
                 .layers(&store.id, app)
@@ -93,6 +94,7 @@ pub fn compose_graph(ws: &Workspace, engine: &Engine, ids: &[String]) -> Result<
                 store: store.id.clone(),
                 app: app.clone(),
                 dirs: dirs.clone(),
+                ignore: ignore.clone(),
             })?;
             for dir in &dirs {
                 graph.depend(&cid, &scan_id(dir))?;

@@ -41,6 +41,10 @@ pub struct StoreSettings {
     /// The local domain of the dev servers.
     #[serde(default)]
     pub local_domain: Option<String>,
+    /// Gitignore patterns, relative to `.out/<store>/`, of inherited files
+    /// the store drops (`!` re-includes).
+    #[serde(default)]
+    pub ignore_paths: Vec<String>,
 }
 
 /// A store's deployment settings.
@@ -183,6 +187,23 @@ impl Config {
             let field = e.path().to_string();
             syntax(e.into_inner(), Some(field))
         })?;
+        for (id, store) in &shape.stores {
+            crate::ignore_paths::IgnorePaths::new(
+                store
+                    .ignore_paths
+                    .iter()
+                    .map(|p| crate::ignore_paths::IgnoreRule {
+                        store: id.clone(),
+                        pattern: p.clone(),
+                    })
+                    .collect(),
+            )
+            .map_err(|(i, message)| Error::ConfigShape {
+                path: path.to_path_buf(),
+                field: format!("stores.{id}.ignorePaths[{i}]"),
+                message: format!("not a gitignore pattern: {message}"),
+            })?;
+        }
         let raw_stores = raw
             .get("stores")
             .and_then(|s| s.as_object())

@@ -11,6 +11,7 @@ use strata_engine::{EntryKind, Fingerprint, IgnoreRules, walker};
 use crate::changed::touched;
 use crate::compose::{Composed, Composition, PACKAGE_JSON, Source, package_json, path_entry};
 use crate::error::{Error, Result};
+use crate::listing::is_dotenv;
 use crate::materialize::{TOOL_OWNED, holds, remove, write_replacing};
 use crate::nodes::out_dir;
 use crate::sources::SourceCache;
@@ -117,6 +118,14 @@ fn desired(
                     found.push(strata_engine::relative(&full, e.path()));
                 }
             }
+            if rel.is_empty() {
+                // Git-ignored `.env` files are composed too.
+                for name in crate::listing::dotenv_files(&full)? {
+                    if !found.contains(&name) {
+                        found.push(name);
+                    }
+                }
+            }
             for sub in found {
                 let path = join(rel, &sub);
                 if i > 0 && path == PACKAGE_JSON {
@@ -129,7 +138,7 @@ fn desired(
                 }
             }
             folders.insert(rel.to_string());
-        } else if !rules.is_ignored(&full, false) {
+        } else if !rules.is_ignored(&full, false) || is_dotenv(rel) {
             if i > 0 && rel == PACKAGE_JSON {
                 return Err(Error::PackageJsonOverride { path: full });
             }
@@ -138,6 +147,8 @@ fn desired(
             }
         }
     }
+    let ignore = ws.ignore_paths(store)?;
+    files.retain(|path, _| !ignore.removes(app, path));
     if let Some(pkg) = files.get_mut(PACKAGE_JSON)
         && pkg.kind != EntryKind::Symlink
     {
@@ -190,6 +201,7 @@ pub fn reconcile(
         .join(app)
         .join(strata_engine::fs_path(rel));
     if !rel.is_empty()
+        && !is_dotenv(rel)
         && (TOOL_OWNED.contains(&first)
             || (first.starts_with(".env") && !rel.contains('/'))
             || rules.is_ignored(&base_path, true)

@@ -10,6 +10,7 @@ use strata_engine::Engine;
 use crate::compose::PACKAGE_JSON;
 use crate::compose::{Source, composition};
 use crate::error::{Error, Result};
+use crate::ignore_paths::IgnoreRule;
 use crate::listing::Listing;
 use crate::nodes::{StoreNode, StoreValue, out_id, scan_id};
 use crate::workspace::Workspace;
@@ -73,6 +74,8 @@ pub struct FileOrigin {
     pub winner: Option<String>,
     /// The layers it shadows, closest first.
     pub shadows: Vec<String>,
+    /// The `ignorePaths` rule that removes it from this store, if any.
+    pub removed_by: Option<IgnoreRule>,
 }
 
 /// Explains store `id`; with `file` (`<app>/<path>` or a path inside any
@@ -86,6 +89,7 @@ pub fn explain(
     let store = ws.store(id).ok_or_else(|| Error::UnknownStore {
         message: format!("no store {id:?} in this monorepo"),
     })?;
+    let ignore = ws.ignore_paths(id)?;
     let mut apps = Vec::new();
     for app in &ws.base_apps {
         let dirs: Vec<String> = ws.layers(id, app).into_iter().map(|l| l.dir).collect();
@@ -96,7 +100,7 @@ pub fn explain(
         let refs: Vec<&Listing> = listings.iter().collect();
         let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
         let package = ws.root().join(&dirs[0]).join(PACKAGE_JSON);
-        let comp = composition(app, id, &dir_refs, &refs, || {
+        let comp = composition(app, id, &dir_refs, &refs, &ignore, || {
             std::fs::read(&package).map_err(|e| Error::io(&package, e))
         })?;
         let mut shares: BTreeMap<usize, usize> = (0..dirs.len()).map(|l| (l, 0)).collect();
@@ -151,6 +155,7 @@ pub fn explain(
             shadows.reverse();
             Some(FileOrigin {
                 path: rel.to_string(),
+                removed_by: winner.as_ref().and_then(|_| ignore.removed_by(app, rel)),
                 winner,
                 shadows,
             })
@@ -211,9 +216,14 @@ impl fmt::Display for Explanation {
                 writeln!(f, "  {:>6}  from {}", share.files, share.dir)?;
             }
             if let Some(file) = &app.file {
-                match &file.winner {
-                    Some(w) => writeln!(f, "  {}: from {w}", file.path)?,
-                    None => writeln!(f, "  {}: in no layer", file.path)?,
+                match (&file.winner, &file.removed_by) {
+                    (Some(w), Some(rule)) => writeln!(
+                        f,
+                        "  {}: removed by {:?} in the ignorePaths of {} (it would come from {w})",
+                        file.path, rule.pattern, rule.store
+                    )?,
+                    (Some(w), None) => writeln!(f, "  {}: from {w}", file.path)?,
+                    (None, _) => writeln!(f, "  {}: in no layer", file.path)?,
                 }
                 for s in &file.shadows {
                     writeln!(f, "    shadows {s}/{}", file.path)?;

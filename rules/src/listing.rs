@@ -16,12 +16,37 @@ pub struct Listing {
 }
 
 impl Listing {
-    /// Scans the layer folder `dir` (relative to `root`).
+    /// Scans the layer folder `dir` (relative to `root`): the files git
+    /// does not ignore, and the `.env` files at its top, ignored or not
+    /// (Alokai's local settings: see [`is_dotenv`]).
     pub fn scan(root: &Path, dir: &str, cache: Option<&StatCache>) -> Result<Listing> {
-        let entries = scan(&root.join(dir), cache, &format!("{dir}/"))?;
+        Self::scan_with(root, dir, cache, true)
+    }
+
+    /// The layer folder as git sees it: without the `.env` files git
+    /// ignores (what `store changed` compares with a commit).
+    pub fn scan_as_git(root: &Path, dir: &str) -> Result<Listing> {
+        Self::scan_with(root, dir, None, false)
+    }
+
+    fn scan_with(
+        root: &Path,
+        dir: &str,
+        cache: Option<&StatCache>,
+        dotenv: bool,
+    ) -> Result<Listing> {
+        let prefix = format!("{dir}/");
+        let mut entries = scan(&root.join(dir), cache, &prefix)?;
         for entry in &entries {
             if let Some(target) = &entry.link_target {
                 check_symlink(root, dir, &entry.path, target)?;
+            }
+        }
+        if dotenv {
+            let ignored = ignored_dotenv(&root.join(dir), &entries, cache, &prefix)?;
+            if !ignored.is_empty() {
+                entries.extend(ignored);
+                entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
             }
         }
         Ok(Listing { entries })
@@ -45,6 +70,86 @@ impl Listing {
             .ok()
             .map(|i| &self.entries[i])
     }
+}
+
+/// Whether a file at the top of an app folder is a `.env` file, composed
+/// even when git ignores it: Alokai's guides keep local settings in
+/// git-ignored `.env` files (`apps/storefront-middleware/.env` for every
+/// store, `apps/stores/<id>/storefront-middleware/.env` for one), and
+/// frameworks read them from the app's folder (`.env`, `.env.local`,
+/// `.env.development`, `.env.production.local`…). They never go into
+/// `.deploy` or an image.
+pub fn is_dotenv(name: &str) -> bool {
+    name == ".env" || name.starts_with(".env.")
+}
+
+/// The names of the regular `.env` files at the top of `dir`.
+pub(crate) fn dotenv_files(dir: &Path) -> Result<Vec<String>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut names = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if let Some(name) = entry.file_name().to_str()
+            && is_dotenv(name)
+            && entry.file_type().is_ok_and(|t| t.is_file())
+        {
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The regular `.env` files at the top of `dir` that the walk left out
+/// (git ignores them), with their digests.
+fn ignored_dotenv(
+    dir: &Path,
+    found: &[ScanEntry],
+    cache: Option<&StatCache>,
+    prefix: &str,
+) -> Result<Vec<ScanEntry>> {
+    let mut out = Vec::new();
+    for name in dotenv_files(dir)? {
+        if found
+            .binary_search_by(|e| e.path.as_str().cmp(name.as_str()))
+            .is_ok()
+        {
+            continue;
+        }
+        let path = dir.join(&name);
+        let meta = match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_file() => m,
+            // Gone meanwhile, or not a regular file (a link, a folder).
+            _ => continue,
+        };
+        let digest = match cache {
+            Some(cache) => cache.file_digest(&format!("{prefix}{name}"), &path, &meta),
+            None => strata_engine::file_digest(&path),
+        };
+        let digest = match digest {
+            Ok(d) => d,
+            Err(strata_engine::Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        use std::os::unix::fs::PermissionsExt;
+        out.push(ScanEntry {
+            path: name,
+            kind: EntryKind::File {
+                executable: meta.permissions().mode() & 0o111 != 0,
+            },
+            digest,
+            link_target: None,
+        });
+    }
+    Ok(out)
 }
 
 /// A number for each kind of entry, for hashing.

@@ -887,5 +887,46 @@ pub fn lint(ws: &Workspace) -> Result<LintReport> {
             }
         }
     }
+    unmatched_ignore_paths(ws, &mut listings, &mut report)?;
     Ok(report)
+}
+
+/// Warns about each `ignorePaths` pattern that matches no file its store
+/// would have without it (a typo, or a file that moved).
+fn unmatched_ignore_paths(
+    ws: &Workspace,
+    listings: &mut Listings,
+    report: &mut LintReport,
+) -> Result<()> {
+    for (id, settings) in &ws.config.stores {
+        for pattern in &settings.ignore_paths {
+            // A `!` rule is checked as the rule it negates would be.
+            let positive = pattern.strip_prefix('!').unwrap_or(pattern);
+            let Ok(single) =
+                crate::ignore_paths::IgnorePaths::new(vec![crate::ignore_paths::IgnoreRule {
+                    store: id.clone(),
+                    pattern: positive.to_string(),
+                }])
+            else {
+                continue;
+            };
+            let mut matched = false;
+            'apps: for app in &ws.base_apps {
+                for layer in ws.layers(id, app) {
+                    let listing = listings.get(ws.root(), &layer.dir)?;
+                    if listing.entries.iter().any(|e| single.removes(app, &e.path)) {
+                        matched = true;
+                        break 'apps;
+                    }
+                }
+            }
+            if !matched {
+                report.warnings.push(format!(
+                    "{}: stores.{id}.ignorePaths: {pattern:?} matches no file the store inherits (patterns are relative to .out/{id}/ and start with the app, such as \"storefront-unified-nextjs/public/legal/*\")",
+                    crate::config::CONFIG_FILE
+                ));
+            }
+        }
+    }
+    Ok(())
 }

@@ -10,6 +10,7 @@ use strata_engine::{Computed, ContentHash, Inputs, KeyHasher, Node, StatCache};
 use crate::build::{BuildContext, BuildRecord, BuildSpec, build, build_key, outputs_valid};
 use crate::compose::{Composition, PACKAGE_JSON, composition};
 use crate::error::{Error, Result};
+use crate::ignore_paths::IgnorePaths;
 use crate::listing::Listing;
 use crate::lockfile::Closure;
 use crate::materialize::{OutRecord, Strays, materialize, still_valid};
@@ -51,6 +52,8 @@ pub enum StoreNode {
         app: String,
         /// The layer folders, base first.
         dirs: Vec<String>,
+        /// The files the store's `ignorePaths` remove.
+        ignore: Arc<IgnorePaths>,
     },
     /// Makes `.out/<store>/<app>` hold the composition.
     Materialize {
@@ -452,12 +455,17 @@ impl Node for StoreNode {
         match self {
             StoreNode::Scan { dir, .. } => h.str("scan").str(dir),
             StoreNode::Compose {
-                store, app, dirs, ..
+                store,
+                app,
+                dirs,
+                ignore,
+                ..
             } => {
                 h.str("compose").str(store).str(app);
                 for d in dirs {
                     h.str(d);
                 }
+                ignore.hash_into(&mut h);
                 &mut h
             }
             // v2: its output is the store-independent digest.
@@ -700,6 +708,7 @@ impl Node for StoreNode {
                 store,
                 app,
                 dirs,
+                ignore,
                 ..
             } => {
                 let values = dirs
@@ -713,7 +722,7 @@ impl Node for StoreNode {
                     .collect::<Result<Vec<_>>>()?;
                 let dir_refs: Vec<&str> = dirs.iter().map(String::as_str).collect();
                 let package = root.join(&dirs[0]).join(PACKAGE_JSON);
-                let composition = composition(app, store, &dir_refs, &listings, || {
+                let composition = composition(app, store, &dir_refs, &listings, ignore, || {
                     std::fs::read(&package).map_err(|e| Error::io(&package, e))
                 })?;
                 // Both digests: an edit of the base package.json that the

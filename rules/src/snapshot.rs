@@ -239,7 +239,7 @@ impl Snapshot for WorkSnapshot {
     }
 
     fn list(&self, dir: &str) -> Result<Vec<(String, GitEntry)>> {
-        let listing = crate::listing::Listing::scan(&self.root, dir, None)?;
+        let listing = crate::listing::Listing::scan_as_git(&self.root, dir)?;
         let mut out = Vec::new();
         for e in listing.entries {
             if let Some(entry) =

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::ignore_paths::{IgnorePaths, IgnoreRule};
 use crate::store_id;
 
 /// The folder of apps, relative to the root.
@@ -174,6 +175,27 @@ impl Workspace {
             owner: Owner::Store(s.id.clone()),
         }));
         layers
+    }
+
+    /// The `ignorePaths` that apply to store `id`: those of its deployable
+    /// ancestors (farthest first), then its own.
+    pub fn ignore_paths(&self, id: &str) -> Result<IgnorePaths> {
+        let rules: Vec<IgnoreRule> = self
+            .lineage(id)
+            .iter()
+            .filter_map(|s| self.config.stores.get(&s.id).map(|c| (&s.id, c)))
+            .flat_map(|(store, c)| {
+                c.ignore_paths.iter().map(|p| IgnoreRule {
+                    store: store.clone(),
+                    pattern: p.clone(),
+                })
+            })
+            .collect();
+        IgnorePaths::new(rules).map_err(|(i, message)| Error::ConfigShape {
+            path: self.config.path.clone(),
+            field: format!("ignorePaths of {id} (rule {i})"),
+            message,
+        })
     }
 
     /// The deployable stores in the subtree of `id` (itself included).

@@ -1,0 +1,322 @@
+//! Local development as Alokai's guides describe it: git-ignored `.env`
+//! files composed by inheritance (and kept out of everything deployed),
+//! `ignorePaths` in a store's config entry.
+
+use std::path::Path;
+
+use crate::util::Repo;
+
+/// Files under `dir` whose bytes hold `needle`.
+fn holding(dir: &Path, needle: &str, found: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            holding(&path, needle, found);
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            let mut texts = vec![bytes.clone()];
+            if bytes.starts_with(&[0x1f, 0x8b]) {
+                use std::io::Read;
+                let mut inflated = Vec::new();
+                if flate2::read::MultiGzDecoder::new(&bytes[..])
+                    .read_to_end(&mut inflated)
+                    .is_ok()
+                {
+                    texts.push(inflated);
+                }
+            }
+            if texts
+                .iter()
+                .any(|t| t.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                found.push(path.display().to_string());
+            }
+        }
+    }
+}
+
+fn read(repo: &Repo, rel: &str) -> Option<String> {
+    std::fs::read_to_string(repo.path().join(rel)).ok()
+}
+
+const R1_ENV: &str = "apps/stores/brand/stores/r1/storefront-middleware/.env";
+
+#[test]
+fn env_files_compose_by_inheritance_rebuild_their_app_and_never_deploy() {
+    let repo = Repo::buildable();
+    repo.write(
+        ".gitignore",
+        "node_modules/\n.out/\n.strata/\nbuilds.log\nslow.pids\n.env\n.env.*\n",
+    );
+    repo.write(
+        "apps/storefront-middleware/.env",
+        "API_KEY=base-value-7c1f\n",
+    );
+    repo.write(R1_ENV, "API_KEY=r1-value-e29a\n");
+    repo.write(
+        "apps/storefront-unified-nextjs/.env.local",
+        "NEXT_FLAG=frontend-value-44d0\n",
+    );
+    // A committed one is a file like any other, and stays out of images too.
+    repo.write("apps/storefront-middleware/.env.example", "API_KEY=\n");
+    repo.git_init();
+    repo.commit("monorepo");
+    let status = crate::util::git(repo.path(), &["status", "--porcelain", "--ignored"]);
+    assert!(
+        status.contains("!! apps/storefront-middleware/.env\n"),
+        "{status}"
+    );
+
+    let (code, _, stderr) = repo.build_json(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    let env = |store: &str| read(&repo, &format!(".out/{store}/storefront-middleware/.env"));
+    assert_eq!(env("r1").as_deref(), Some("API_KEY=r1-value-e29a\n"));
+    assert_eq!(env("r2").as_deref(), Some("API_KEY=base-value-7c1f\n"));
+    assert_eq!(env("solo").as_deref(), Some("API_KEY=base-value-7c1f\n"));
+    assert_eq!(
+        read(&repo, ".out/solo/storefront-unified-nextjs/.env.local").as_deref(),
+        Some("NEXT_FLAG=frontend-value-44d0\n")
+    );
+    // Nowhere else: not in the middleware's `.env` of the frontend.
+    assert!(read(&repo, ".out/r1/storefront-unified-nextjs/.env").is_none());
+
+    let explained = repo.ok(&[
+        "store",
+        "explain",
+        "r1",
+        "--file",
+        "storefront-middleware/.env",
+    ]);
+    assert!(
+        explained.contains(".env: from apps/stores/brand/stores/r1/storefront-middleware")
+            && explained.contains("shadows apps/storefront-middleware/.env"),
+        "{explained}"
+    );
+    assert!(!explained.contains("r1-value"), "{explained}");
+
+    // An edit rebuilds that store's app alone.
+    let before = repo.builds().len();
+    repo.write(R1_ENV, "API_KEY=r1-value-changed-5b3e\n");
+    let (code, _, stderr) = repo.build_json(&[]);
+    assert_eq!(code, 0, "{stderr}");
+    let new: Vec<String> = repo.builds()[before..].to_vec();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(
+        new[0].starts_with("middleware ") && new[0].ends_with(".out/r1/storefront-middleware"),
+        "{new:?}"
+    );
+    // `store changed` reads git: it cannot see them.
+    let changed = repo.ok(&[
+        "store",
+        "changed",
+        "--condensed",
+        "--since",
+        "HEAD",
+        "--uncommitted",
+    ]);
+    assert_eq!(changed.trim(), "[]", "{changed}");
+
+    // Deployed: no `.deploy`, layer or cache entry holds a value.
+    let report = repo.deploy_ok(&[]);
+    assert!(report["stores"].as_array().is_some_and(|s| s.len() == 3));
+    let mut found = Vec::new();
+    for value in [
+        "base-value-7c1f",
+        "r1-value-changed-5b3e",
+        "frontend-value-44d0",
+    ] {
+        holding(&repo.path().join(".strata"), value, &mut found);
+        for store in ["r1", "r2", "solo"] {
+            for app in ["storefront-middleware", "storefront-unified-nextjs"] {
+                let deploy = repo.path().join(format!(".out/{store}/{app}/.deploy"));
+                assert!(deploy.is_dir(), "{} was prepared", deploy.display());
+                holding(&deploy, value, &mut found);
+            }
+        }
+    }
+    assert!(found.is_empty(), "values of .env files found in {found:?}");
+    let mut control = Vec::new();
+    holding(
+        &repo.path().join(".out"),
+        "r1-value-changed-5b3e",
+        &mut control,
+    );
+    assert_eq!(
+        control.len(),
+        1,
+        "the search finds the composed file: {control:?}"
+    );
+    for store in ["r1", "r2", "solo"] {
+        let deploy = repo
+            .path()
+            .join(format!(".out/{store}/storefront-middleware/.deploy"));
+        for entry in walk_names(&deploy) {
+            assert!(!entry.contains(".env"), "{entry} was deployed");
+        }
+    }
+
+    // Gone from the store: the base app's shows through again.
+    repo.remove(R1_ENV);
+    repo.ok(&["store", "compose"]);
+    assert_eq!(env("r1").as_deref(), Some("API_KEY=base-value-7c1f\n"));
+    // Gone everywhere: gone from `.out`.
+    repo.remove("apps/storefront-middleware/.env");
+    repo.ok(&["store", "compose"]);
+    assert_eq!(env("r1"), None);
+}
+
+fn walk_names(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        out.push(path.display().to_string());
+        if path.is_dir() && !path.is_symlink() {
+            out.extend(walk_names(&path));
+        }
+    }
+    out
+}
+
+/// The standard monorepo with legal pages in the base web app, a
+/// deployable child `kids` of `us`, and `ignorePaths` on `us` (drops the
+/// legal pages), `kids` (re-includes one) and `solo` (a pattern that
+/// matches nothing).
+fn ignoring_repo(us_rules: &str) -> Repo {
+    let repo = Repo::standard();
+    repo.write("apps/web/public/legal/terms.html", "terms\n");
+    repo.write("apps/web/public/legal/imprint.html", "imprint\n");
+    repo.write("apps/web/public/robots.txt", "robots\n");
+    repo.write(
+        "apps/stores/brand/stores/us/stores/kids/web/components/header.tsx",
+        "kids header\n",
+    );
+    repo.write(
+        "alokai.config.json",
+        &format!(
+            r#"{{
+  "stores": {{
+    "us": {{ "ignorePaths": {us_rules} }},
+    "kids": {{ "ignorePaths": ["!web/public/legal/imprint.html"] }},
+    "eu": {{}},
+    "solo": {{ "ignorePaths": ["web/public/nothing-here/*"] }}
+  }}
+}}
+"#
+        ),
+    );
+    repo
+}
+
+#[test]
+fn ignore_paths_drop_inherited_files_for_a_store_and_its_children() {
+    let repo = ignoring_repo(r#"["web/public/legal/*"]"#);
+    repo.git_init();
+    repo.commit("stores");
+    repo.ok(&["store", "compose"]);
+    let has = |rel: &str| repo.path().join(".out").join(rel).exists();
+    assert!(!has("us/web/public/legal/terms.html"));
+    assert!(!has("us/web/public/legal/imprint.html"));
+    assert!(has("us/web/public/robots.txt"));
+    // The child: its parent's rules first, then its own `!`.
+    assert!(!has("kids/web/public/legal/terms.html"));
+    assert!(has("kids/web/public/legal/imprint.html"));
+    assert!(has("kids/web/components/header.tsx"));
+    // Other stores keep them.
+    assert!(has("eu/web/public/legal/terms.html"));
+    assert!(has("solo/web/public/legal/imprint.html"));
+
+    let explained = repo.ok(&[
+        "store",
+        "explain",
+        "kids",
+        "--file",
+        "web/public/legal/terms.html",
+    ]);
+    assert!(
+        explained.contains("removed by \"web/public/legal/*\" in the ignorePaths of us"),
+        "{explained}"
+    );
+    let explained = repo.ok(&[
+        "store",
+        "explain",
+        "kids",
+        "--file",
+        "web/public/legal/imprint.html",
+    ]);
+    assert!(
+        explained.contains("imprint.html: from apps/web"),
+        "{explained}"
+    );
+
+    let lint = repo.strata(&["store", "lint"]);
+    let lint =
+        String::from_utf8_lossy(&lint.stderr).into_owned() + &String::from_utf8_lossy(&lint.stdout);
+    assert!(
+        lint.contains("stores.solo.ignorePaths: \"web/public/nothing-here/*\" matches no file"),
+        "{lint}"
+    );
+    assert!(!lint.contains("stores.us.ignorePaths"), "{lint}");
+    assert!(!lint.contains("stores.kids.ignorePaths"), "{lint}");
+
+    // `store changed` and the builds agree: an ignored file is no input.
+    let changed = |repo: &Repo| -> Vec<String> {
+        let out = repo.ok(&["store", "changed", "--condensed"]);
+        serde_json::from_str(&out).unwrap()
+    };
+    repo.write("apps/web/public/legal/terms.html", "terms, amended\n");
+    repo.commit("terms");
+    assert_eq!(changed(&repo), ["eu", "solo"]);
+    repo.write("apps/web/public/legal/imprint.html", "imprint, amended\n");
+    repo.commit("imprint");
+    assert_eq!(changed(&repo), ["kids", "eu", "solo"]);
+    let report = repo.compose_json();
+    let recomposed = crate::util::recomputed(&report);
+    assert!(
+        recomposed.iter().any(|id| id == "out/kids/web")
+            && !recomposed.iter().any(|id| id.starts_with("out/us/")),
+        "us writes nothing new: {recomposed:?}"
+    );
+
+    // A rule changed in the config: the store's files changed.
+    repo.write(
+        "alokai.config.json",
+        &std::fs::read_to_string(repo.path().join("alokai.config.json"))
+            .unwrap()
+            .replace(
+                r#""web/public/legal/*""#,
+                r#""web/public/legal/terms.html""#,
+            ),
+    );
+    repo.commit("us keeps its imprint");
+    // `kids` composes the same files as before (its imprint was back
+    // already, its terms are still gone): not named.
+    assert_eq!(changed(&repo), ["us"]);
+    repo.ok(&["store", "compose"]);
+    assert!(has("us/web/public/legal/imprint.html"));
+    assert!(!has("us/web/public/legal/terms.html"));
+}
+
+#[test]
+fn a_bad_ignore_pattern_is_refused_with_its_place() {
+    let repo = ignoring_repo(r#"["web/public/[z-a"]"#);
+    let out = repo.strata(&["store", "compose"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("stores.us.ignorePaths[0]") && stderr.contains("gitignore pattern"),
+        "{stderr}"
+    );
+    assert!(!repo.path().join(".out").exists());
+    let repo = ignoring_repo(r#""web/public""#);
+    let out = repo.strata(&["store", "compose"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ignorePaths"), "{stderr}");
+}
