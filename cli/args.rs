@@ -151,6 +151,32 @@ pub enum StoreCommand {
     /// overrides; exit code 1 when something is found.
     #[command(after_help = "Example:\n  strata store lint --json")]
     Lint(LintArgs),
+    /// Write each store's tsconfig.json for editors (`@/*` resolves through
+    /// the store, its ancestors, then the base app); `--check` lists stale
+    /// ones and exits 1.
+    #[command(after_help = "Examples:\n  strata store tsconfig\n  strata store tsconfig --check")]
+    Tsconfig(TsconfigArgs),
+}
+
+/// `strata store tsconfig`
+#[derive(Args, Debug)]
+pub struct TsconfigArgs {
+    /// Only these stores (any store of the tree, templates too); repeatable, or comma-separated.
+    #[arg(
+        short = 's',
+        long = "store-id",
+        value_name = "ID",
+        value_delimiter = ','
+    )]
+    pub store_id: Vec<String>,
+
+    /// Write nothing: list the stale or missing files and exit 1 if there are any (for CI).
+    #[arg(long)]
+    pub check: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `strata store add`

@@ -246,6 +246,7 @@ fn command_name(command: &Command) -> &'static str {
             StoreCommand::Move(_) => "store move",
             StoreCommand::Start(_) => "store start",
             StoreCommand::Lint(_) => "store lint",
+            StoreCommand::Tsconfig(_) => "store tsconfig",
         },
         Command::Completions { .. } => "completions",
     }
@@ -388,6 +389,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(StoreCommand::Add(args)) => manage::add(&cx, args),
         Command::Store(StoreCommand::Move(args)) => manage::move_stores(&cx, args),
         Command::Store(StoreCommand::Lint(args)) => manage::lint(&cx, args),
+        Command::Store(StoreCommand::Tsconfig(args)) => manage::tsconfig(&cx, args),
         Command::Store(StoreCommand::Start(args)) => manage::start(cx, args),
         Command::Store(StoreCommand::Changed(_))
         | Command::Cache(_)

@@ -7,7 +7,7 @@ use strata_rules::manage::{self, AddOptions};
 use strata_rules::{Supervisor, Workspace, selected, start_specs};
 
 use crate::Setup;
-use crate::args::{AddArgs, LintArgs, MoveArgs, StartArgs};
+use crate::args::{AddArgs, LintArgs, MoveArgs, StartArgs, TsconfigArgs};
 
 /// The monorepo read again now that the locks are held: a store another
 /// process added while this one waited is seen.
@@ -58,6 +58,43 @@ pub fn lint(cx: &Setup, args: &LintArgs) -> anyhow::Result<ExitCode> {
         print!("{report}");
     }
     Ok(if report.found() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+pub fn tsconfig(cx: &Setup, args: &TsconfigArgs) -> anyhow::Result<ExitCode> {
+    let ws = reloaded(cx)?;
+    for id in &args.store_id {
+        if ws.store(id).is_none() {
+            return Err(strata_rules::Error::UnknownStore {
+                message: format!("no store {id:?} in this monorepo"),
+            }
+            .into());
+        }
+    }
+    let report = strata_rules::tsconfig::sync(&ws, &args.store_id, args.check)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for path in &report.stale {
+            if args.check {
+                println!("stale: {path}");
+            } else if !crate::quiet() {
+                println!("wrote {path}");
+            }
+        }
+        if !crate::quiet() {
+            eprintln!(
+                "[strata] {} tsconfig.json {}, {} up to date",
+                report.stale.len(),
+                if args.check { "stale" } else { "written" },
+                report.current
+            );
+        }
+    }
+    Ok(if args.check && !report.stale.is_empty() {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

@@ -320,3 +320,141 @@ fn a_bad_ignore_pattern_is_refused_with_its_place() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("ignorePaths"), "{stderr}");
 }
+
+const BASE_TSCONFIG: &str = r#"{
+  // As Next.js writes it, with an alias of our own.
+  "compilerOptions": {
+    "target": "es2017",
+    "module": "esnext",
+    "moduleResolution": "node",
+    "strict": true,
+    "noEmit": true,
+    "baseUrl": ".",
+    "paths": { "@/*": ["./*"], "~lib/*": ["./lib/*"] },
+  },
+  "include": ["**/*.ts"],
+  "exclude": ["node_modules"]
+}
+"#;
+
+fn tsc(repo: &Repo, project: &str) -> (bool, String) {
+    crate::registry::require("tsc", "node-typescript");
+    let out = std::process::Command::new("tsc")
+        .args(["--noEmit", "-p", project])
+        .current_dir(repo.path())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn store_tsconfigs_resolve_through_the_ancestors_for_editors_only() {
+    let repo = Repo::empty();
+    let fe = "apps/storefront-unified-nextjs";
+    repo.write(".gitignore", ".out/\n.strata/\n");
+    repo.write(
+        &format!("{fe}/package.json"),
+        "{\"name\": \"storefront-unified-nextjs\"}\n",
+    );
+    repo.write(&format!("{fe}/tsconfig.json"), BASE_TSCONFIG);
+    repo.write(
+        &format!("{fe}/components/only-base.ts"),
+        "export const onlyBase = 1;\n",
+    );
+    repo.write(&format!("{fe}/lib/util.ts"), "export const util = 2;\n");
+    repo.write(
+        &format!("{fe}/components/who.ts"),
+        "export const who: \"base\" = \"base\";\n",
+    );
+    repo.write(
+        "apps/stores/brand/storefront-unified-nextjs/components/who.ts",
+        "export const who: \"brand\" = \"brand\";\n",
+    );
+    repo.write("alokai.config.json", "{\"stores\": {}}\n");
+
+    let added = repo.ok(&["store", "add", "-s", "kid", "-p", "brand"]);
+    let kid = "apps/stores/brand/stores/kid/storefront-unified-nextjs";
+    assert!(
+        added.contains(&format!("wrote {kid}/tsconfig.json")),
+        "{added}"
+    );
+    let generated = std::fs::read_to_string(repo.path().join(kid).join("tsconfig.json")).unwrap();
+    assert!(
+        generated.contains(
+            "\"@/*\": [\n        \"./*\",\n        \"../../../storefront-unified-nextjs/*\",\n        \"../../../../../storefront-unified-nextjs/*\"\n      ]"
+        ),
+        "{generated}"
+    );
+    // A file of the store imports what only the base app has, through
+    // both aliases, and what its parent overrides (typed: the parent's
+    // must win).
+    repo.write(
+        &format!("{kid}/page.ts"),
+        "import { onlyBase } from \"@/components/only-base\";\nimport { util } from \"~lib/util\";\nimport { who } from \"@/components/who\";\nconst mine: \"brand\" = who;\nexport default onlyBase + util + mine.length;\n",
+    );
+    let (ok, output) = tsc(&repo, kid);
+    assert!(ok, "tsc failed in the store folder:\n{output}\n{generated}");
+    // The check can fail: an import nobody provides.
+    repo.write(
+        &format!("{kid}/broken.ts"),
+        "import { nothing } from \"@/components/nowhere\";\nexport default nothing;\n",
+    );
+    let (ok, output) = tsc(&repo, kid);
+    assert!(!ok && output.contains("components/nowhere"), "{output}");
+    repo.remove(&format!("{kid}/broken.ts"));
+
+    // Builds are unaffected: the composed app has the base app's config.
+    repo.ok(&["store", "compose"]);
+    assert_eq!(
+        std::fs::read_to_string(
+            repo.path()
+                .join(".out/kid/storefront-unified-nextjs/tsconfig.json")
+        )
+        .unwrap(),
+        BASE_TSCONFIG
+    );
+
+    // CI's check: the template's folder was made by hand (none there
+    // yet), then all current, then stale after an edit, then rewritten.
+    let out = repo.strata(&["store", "tsconfig", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "stale: apps/stores/brand/storefront-unified-nextjs/tsconfig.json\n"
+    );
+    repo.ok(&["store", "tsconfig"]);
+    assert!(repo.ok(&["store", "tsconfig", "--check"]).is_empty());
+    repo.write(&format!("{kid}/tsconfig.json"), "{}\n");
+    let out = repo.strata(&["store", "tsconfig", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("stale: {kid}/tsconfig.json\n")
+    );
+    repo.ok(&["store", "tsconfig"]);
+    assert_eq!(
+        std::fs::read_to_string(repo.path().join(kid).join("tsconfig.json")).unwrap(),
+        generated
+    );
+    let (ok, output) = tsc(&repo, kid);
+    assert!(ok, "{output}");
+
+    // Moved to the top: its config now skips the old parent, and the
+    // parent's typed file no longer resolves.
+    let moved = repo.ok(&["store", "move", "-s", "kid", "-p", "root"]);
+    let kid = "apps/stores/kid/storefront-unified-nextjs";
+    assert!(
+        moved.contains(&format!("rewrote {kid}/tsconfig.json")),
+        "{moved}"
+    );
+    let generated = std::fs::read_to_string(repo.path().join(kid).join("tsconfig.json")).unwrap();
+    assert!(
+        generated.contains("\"@/*\": [\n        \"./*\",\n        \"../../../storefront-unified-nextjs/*\"\n      ]"),
+        "{generated}"
+    );
+    let (ok, output) = tsc(&repo, kid);
+    assert!(!ok && output.contains("\"brand\""), "{output}");
+}

@@ -416,10 +416,12 @@ fn affected(
                 && w.ignore_paths(&store.id).is_ok_and(|old| old == ignore)
         });
         if same_shape {
-            for t in touches
-                .iter()
-                .filter(|t| new_ws.base_apps.contains(&t.app) && !ignore.removes(&t.app, &t.rel))
-            {
+            for t in touches.iter().filter(|t| {
+                new_ws.base_apps.contains(&t.app)
+                    && !ignore.removes(&t.app, &t.rel)
+                    && !(t.layer.starts_with(&format!("{APPS}/{STORES}/"))
+                        && crate::tsconfig::generated_in_store(&t.rel))
+            }) {
                 let layers: Vec<String> = new_ws
                     .layers(&store.id, &t.app)
                     .into_iter()
@@ -618,7 +620,9 @@ fn composed(
         let mut files = BTreeMap::new();
         for layer in ws.layers(id, app) {
             for (rel, entry) in snapshot.list(&layer.dir)? {
-                if layer.owner == crate::workspace::Owner::Base || rel != PACKAGE_JSON {
+                if layer.owner == crate::workspace::Owner::Base
+                    || (rel != PACKAGE_JSON && !crate::tsconfig::generated_in_store(&rel))
+                {
                     files.insert(rel, entry);
                 }
             }

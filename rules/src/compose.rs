@@ -146,6 +146,11 @@ pub fn resolve(dirs: &[&str], layers: &[&Listing]) -> Result<Vec<(usize, usize)>
     let mut winners: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (l, listing) in layers.iter().enumerate() {
         for (i, entry) in listing.entries.iter().enumerate() {
+            // A store's `tsconfig.json` is for editors: the composed app
+            // has the base app's.
+            if l > 0 && crate::tsconfig::generated_in_store(&entry.path) {
+                continue;
+            }
             if l > 0 && entry.path == PACKAGE_JSON {
                 return Err(Error::PackageJsonOverride {
                     path: Path::new(dirs[l]).join(PACKAGE_JSON),

@@ -128,6 +128,9 @@ fn desired(
             }
             for sub in found {
                 let path = join(rel, &sub);
+                if i > 0 && crate::tsconfig::generated_in_store(&path) {
+                    continue;
+                }
                 if i > 0 && path == PACKAGE_JSON {
                     return Err(Error::PackageJsonOverride {
                         path: root.join(&layer.dir).join(PACKAGE_JSON),
@@ -138,7 +141,9 @@ fn desired(
                 }
             }
             folders.insert(rel.to_string());
-        } else if !rules.is_ignored(&full, false) || is_dotenv(rel) {
+        } else if (!rules.is_ignored(&full, false) || is_dotenv(rel))
+            && !(i > 0 && crate::tsconfig::generated_in_store(rel))
+        {
             if i > 0 && rel == PACKAGE_JSON {
                 return Err(Error::PackageJsonOverride { path: full });
             }

@@ -144,8 +144,11 @@ pub fn explain(
             let having: Vec<String> = dirs
                 .iter()
                 .zip(&listings)
-                .filter(|(_, l)| l.get(rel).is_some())
-                .map(|(d, _)| d.clone())
+                .enumerate()
+                .filter(|(i, (_, l))| {
+                    l.get(rel).is_some() && !(*i > 0 && crate::tsconfig::generated_in_store(rel))
+                })
+                .map(|(_, (d, _))| d.clone())
                 .collect();
             if having.is_empty() && f.split_once('/').map(|(a, _)| a) != Some(app.as_str()) {
                 return None;

@@ -34,6 +34,7 @@ mod store_id;
 mod summary;
 mod toolchain;
 mod tree;
+pub mod tsconfig;
 mod workspace;
 
 pub use build::{BuildContext, BuildRecord, BuildSpec, How, OutputFile};

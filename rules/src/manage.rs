@@ -50,6 +50,8 @@ pub struct AddReport {
     pub apps: Vec<String>,
     /// The config entry written (none for a template).
     pub entry: Option<serde_json::Value>,
+    /// The `tsconfig.json` files written for editors.
+    pub tsconfig: Vec<String>,
 }
 
 impl std::fmt::Display for AddReport {
@@ -57,6 +59,9 @@ impl std::fmt::Display for AddReport {
         writeln!(f, "created {}/", self.dir)?;
         for app in &self.apps {
             writeln!(f, "  {}/{app}/", self.dir)?;
+        }
+        for path in &self.tsconfig {
+            writeln!(f, "wrote {path} (for editors)")?;
         }
         match &self.entry {
             Some(entry) => writeln!(
@@ -235,11 +240,15 @@ pub fn add_store(ws: &Workspace, options: &AddOptions) -> Result<AddReport> {
         let _ = std::fs::remove_dir_all(&store_dir);
         return Err(e);
     }
+    // Editors' configs, from the tree as it is now.
+    let tsconfig =
+        crate::tsconfig::sync(&Workspace::load(root)?, std::slice::from_ref(id), false)?.stale;
     Ok(AddReport {
         id: id.clone(),
         dir,
         apps,
         entry,
+        tsconfig,
     })
 }
 
@@ -299,6 +308,7 @@ fn winners(
     listings: &mut Listings,
 ) -> Result<BTreeMap<String, Winner>> {
     let mut out = BTreeMap::new();
+    let ignore = ws.ignore_paths(store)?;
     for layer in ws.layers(store, app) {
         if !ws.root().join(&layer.dir).is_dir() {
             continue;
@@ -309,6 +319,13 @@ fn winners(
             crate::workspace::Owner::Store(id) => id.clone(),
         };
         for e in &listing.entries {
+            let from_store = layer.owner != crate::workspace::Owner::Base;
+            if (from_store
+                && (e.path == PACKAGE_JSON || crate::tsconfig::generated_in_store(&e.path)))
+                || ignore.removes(app, &e.path)
+            {
+                continue;
+            }
             out.insert(
                 e.path.clone(),
                 Winner {
@@ -347,6 +364,8 @@ pub struct MoveReport {
     /// Every file of a deployable store whose content now comes from
     /// elsewhere: what a user must test.
     pub changes: Vec<ResolutionChange>,
+    /// The `tsconfig.json` files rewritten for editors.
+    pub tsconfig: Vec<String>,
 }
 
 impl std::fmt::Display for MoveReport {
@@ -357,6 +376,9 @@ impl std::fmt::Display for MoveReport {
                 "moved {id}: {from} -> {to}{}",
                 if self.with_git { " (git mv)" } else { "" }
             )?;
+        }
+        for path in &self.tsconfig {
+            writeln!(f, "rewrote {path} (for editors)")?;
         }
         if self.changes.is_empty() {
             return writeln!(f, "no file of a deployable store resolves differently");
@@ -561,10 +583,24 @@ pub fn move_stores(ws: &Workspace, ids: &[String], parent: Option<&str>) -> Resu
             }
         }
     }
+    // The moved stores' editor configs (and their descendants') point at
+    // their new ancestors.
+    let subtree: Vec<String> = after_ws
+        .stores()
+        .iter()
+        .filter(|s| after_ws.lineage(&s.id).iter().any(|a| ids.contains(&a.id)))
+        .map(|s| s.id.clone())
+        .collect();
+    let tsconfig = if subtree.is_empty() {
+        Vec::new()
+    } else {
+        crate::tsconfig::sync(&after_ws, &subtree, false)?.stale
+    };
     Ok(MoveReport {
         moved: plan,
         with_git,
         changes,
+        tsconfig,
     })
 }
 
@@ -834,6 +870,9 @@ pub fn lint(ws: &Workspace) -> Result<LintReport> {
                 .map(|l| listings.get(root, &l.dir))
                 .collect::<Result<_>>()?;
             for entry in &own_listing.entries {
+                if crate::tsconfig::generated_in_store(&entry.path) {
+                    continue;
+                }
                 let path = format!("{}/{}", own.dir, entry.path);
                 if entry.path == PACKAGE_JSON {
                     report.package_json.push(Finding {
