@@ -267,6 +267,11 @@ pub struct DevArgs {
     /// Start servers of these apps only; `!name` leaves one out.
     #[arg(long, value_delimiter = ',', value_name = "APP")]
     pub filter: Vec<String>,
+
+    /// Write .out/Caddyfile: each store's localDomain proxied to its dev
+    /// servers (run it with `caddy run --config .out/Caddyfile`).
+    #[arg(long)]
+    pub with_local_domains: bool,
 }
 
 /// Layer compression.

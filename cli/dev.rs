@@ -51,6 +51,9 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
             t.removed
         );
     }
+    if args.with_local_domains {
+        write_caddyfile(&ws, &stores)?;
+    }
     // Kept for as long as the watch runs; the signal handler stops them.
     let _servers = if args.no_servers {
         None
@@ -104,12 +107,13 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
         }
         // The tree and the config are read again each batch (a new store
         // folder, a new entry): it costs a few folder reads.
-        match Workspace::load(&root) {
-            Ok(fresh) => ws = fresh,
+        let before = match Workspace::load(&root) {
+            Ok(fresh) => Some(std::mem::replace(&mut ws, fresh)),
             Err(e) => {
                 eprintln!("[strata] error: {e}; keeping the last good configuration");
+                None
             }
-        }
+        };
         let now = selected(&ws, &ids);
         let added: Vec<String> = now
             .iter()
@@ -136,10 +140,30 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
             }
         }
         stores = now;
-        let work: Vec<_> = targets(&ws, &stores, &changed)
+        let mut work: Vec<_> = targets(&ws, &stores, &changed)
             .into_iter()
             .filter(|(s, _, _)| !added.contains(s))
             .collect();
+        if let Some(before) = &before
+            && changed.contains(strata_rules::CONFIG_FILE)
+        {
+            // Other `ignorePaths`: the store's apps are reconciled whole.
+            for store in stores.iter().filter(|s| !added.contains(s)) {
+                if before.ignore_paths(store).ok() != ws.ignore_paths(store).ok() {
+                    work.retain(|(s, _, _)| s != store);
+                    work.extend(
+                        ws.base_apps
+                            .iter()
+                            .map(|app| (store.clone(), app.clone(), String::new())),
+                    );
+                }
+            }
+            if args.with_local_domains
+                && let Err(e) = write_caddyfile(&ws, &stores)
+            {
+                eprintln!("[strata] error: {e}");
+            }
+        }
         let sources = SourceCache::new();
         let rules = watcher.rules();
         let results: Vec<_> = work
@@ -184,4 +208,22 @@ pub fn run(cx: Setup, args: &DevArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+}
+
+/// Writes `.out/Caddyfile` for `stores` (whole, or not at all).
+fn write_caddyfile(ws: &Workspace, stores: &[String]) -> anyhow::Result<()> {
+    let (text, warnings) = strata_rules::caddyfile(ws, stores);
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let out = ws.root().join(strata_rules::OUT);
+    std::fs::create_dir_all(&out)?;
+    let path = out.join(strata_rules::CADDYFILE);
+    strata_engine::write_atomic(&path, text.as_bytes(), false)?;
+    info!(
+        "[strata] wrote {}: caddy run --config {}",
+        path.display(),
+        path.display()
+    );
+    Ok(())
 }

@@ -30,10 +30,16 @@ impl Dev {
     /// Starts the watch and waits until `file` is in `.out` (for a tree
     /// the oracle cannot read: one with extra ignore rules).
     fn start_until(repo: &Repo, file: &str) -> Dev {
+        Self::start_with(repo, &[], file)
+    }
+
+    /// The same with extra arguments.
+    fn start_with(repo: &Repo, extra: &[&str], file: &str) -> Dev {
         let child = Command::new(env!("CARGO_BIN_EXE_strata"))
             .arg("--root")
             .arg(repo.path())
             .args(["store", "dev", "--no-servers"])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -438,4 +444,90 @@ fn env_files_and_ignore_paths_are_followed() {
     wait_for_content(&repo, ".out/solo/web/public/new.txt", Some("new\n"));
     assert!(!repo.path().join(".out/us/web/public/new.txt").exists());
     assert!(!repo.path().join(".out/ny/web/public/new.txt").exists());
+    // The rule dropped from the config: the files arrive.
+    repo.write(
+        "alokai.config.json",
+        r#"{"stores": {"us": {}, "eu": {}, "solo": {}, "ny": {}}}"#,
+    );
+    wait_for_content(&repo, ".out/us/web/public/new.txt", Some("new\n"));
+    wait_for_content(&repo, ".out/ny/web/public/new.txt", Some("new\n"));
+}
+
+/// `--with-local-domains` writes `.out/Caddyfile`, which Caddy accepts:
+/// each store's domain to its frontend, `/api/` to its middleware (the
+/// prefix stripped); a store without a domain is left out with a warning.
+/// A config edit rewrites it.
+#[test]
+fn local_domains_make_a_caddyfile_caddy_accepts() {
+    crate::registry::require("caddy", "caddy");
+    let repo = Repo::buildable();
+    let config = |us_domain: &str| {
+        format!(
+            r#"{{"stores": {{
+  "r1": {{"localDomain": "{us_domain}", "localPorts": {{"middleware": 4101, "nextjs": 3101}}}},
+  "r2": {{"localDomain": "r2.local", "localPorts": {{"middleware": 4102, "nextjs": 3102}}}},
+  "solo": {{"localPorts": {{"middleware": 4103, "nextjs": 3103}}}}
+}}}}"#
+        )
+    };
+    repo.write("alokai.config.json", &config("r1.local"));
+    let _dev = Dev::start_with(&repo, &["--with-local-domains"], ".out/Caddyfile");
+    let adapt = |repo: &Repo| -> serde_json::Value {
+        let out = Command::new("caddy")
+            .args(["adapt", "--adapter", "caddyfile", "--config"])
+            .arg(repo.path().join(".out/Caddyfile"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "caddy adapt refused it:\n{}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(repo.path().join(".out/Caddyfile")).unwrap()
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let json = adapt(&repo);
+    let text = json.to_string();
+    for needle in [
+        "\"r1.local\"",
+        "\"r2.local\"",
+        "\"localhost:3101\"",
+        "\"localhost:4101\"",
+        "\"localhost:3102\"",
+        "\"localhost:4102\"",
+        "\"/api/*\"",
+        "\"strip_path_prefix\":\"/api\"",
+    ] {
+        assert!(text.contains(needle), "{needle} not in {text}");
+    }
+    assert!(!text.contains("3103"), "solo has no domain: {text}");
+    // The routes of r1: its host, then the middleware before the frontend.
+    let routes = json["apps"]["http"]["servers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|s| s["routes"].as_array().unwrap().clone())
+        .find(|r| r["match"][0]["host"][0] == "r1.local")
+        .unwrap()
+        .to_string();
+    let (api, front) = (
+        routes.find("localhost:4101").unwrap(),
+        routes.find("localhost:3101").unwrap(),
+    );
+    assert!(api < front, "{routes}");
+
+    // A new domain in the config: the file follows.
+    let before = std::fs::read_to_string(repo.path().join(".out/Caddyfile")).unwrap();
+    repo.write("alokai.config.json", &config("shop-r1.local"));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = std::fs::read_to_string(repo.path().join(".out/Caddyfile")).unwrap();
+        if now != before {
+            assert!(now.contains("shop-r1.local {"), "{now}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the Caddyfile was not rewritten");
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    assert!(adapt(&repo).to_string().contains("\"shop-r1.local\""));
 }

@@ -6,6 +6,7 @@
 mod build;
 mod builder;
 pub mod cache;
+mod caddy;
 mod changed;
 mod compose;
 mod composer;
@@ -41,6 +42,7 @@ pub use build::{BuildContext, BuildRecord, BuildSpec, How, OutputFile};
 pub use builder::{
     AppBuild, BuildOptions, BuildReport, RemoteUse, StoreBuild, build_stores, filter_apps, shard,
 };
+pub use caddy::{CADDYFILE, caddyfile};
 pub use changed::{
     ChangeReport, ChangedOptions, ChangedStore, Reason, ReasonKind, changed, history,
 };
