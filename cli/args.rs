@@ -151,11 +151,44 @@ pub enum StoreCommand {
     /// overrides; exit code 1 when something is found.
     #[command(after_help = "Example:\n  strata store lint --json")]
     Lint(LintArgs),
+    /// Build stores, start their servers as `store start` does, and run
+    /// their test app's `test` script against them.
+    #[command(
+        after_help = "Examples:\n  strata store test -s fashion-us\n  strata store test --since origin/main -j 2"
+    )]
+    Test(TestArgs),
     /// Write each store's tsconfig.json for editors (`@/*` resolves through
     /// the store, its ancestors, then the base app); `--check` lists stale
     /// ones and exits 1.
     #[command(after_help = "Examples:\n  strata store tsconfig\n  strata store tsconfig --check")]
     Tsconfig(TsconfigArgs),
+}
+
+/// `strata store test`
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    #[command(flatten)]
+    pub selection: Selection,
+
+    /// Test the stores a git range affects (those `store changed` names).
+    #[arg(long, value_name = "REF", conflicts_with_all = ["stores", "all"])]
+    pub since: Option<String>,
+
+    /// The newer side of the --since range.
+    #[arg(long, value_name = "REF", default_value = "HEAD", requires = "since")]
+    pub to: String,
+
+    /// Stores tested at once (those whose ports clash go one after the other).
+    #[arg(short = 'j', long, value_name = "N", default_value_t = 1)]
+    pub jobs: usize,
+
+    /// Run the tests even of stores that passed with the same inputs.
+    #[arg(long)]
+    pub force: bool,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `strata store tsconfig`

@@ -19,6 +19,7 @@ mod compose;
 mod deploy;
 mod dev;
 mod manage;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -247,6 +248,7 @@ fn command_name(command: &Command) -> &'static str {
             StoreCommand::Start(_) => "store start",
             StoreCommand::Lint(_) => "store lint",
             StoreCommand::Tsconfig(_) => "store tsconfig",
+            StoreCommand::Test(_) => "store test",
         },
         Command::Completions { .. } => "completions",
     }
@@ -390,6 +392,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store(StoreCommand::Move(args)) => manage::move_stores(&cx, args),
         Command::Store(StoreCommand::Lint(args)) => manage::lint(&cx, args),
         Command::Store(StoreCommand::Tsconfig(args)) => manage::tsconfig(&cx, args),
+        Command::Store(StoreCommand::Test(args)) => test::run(&cx, args),
         Command::Store(StoreCommand::Start(args)) => manage::start(cx, args),
         Command::Store(StoreCommand::Changed(_))
         | Command::Cache(_)

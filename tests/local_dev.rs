@@ -458,3 +458,274 @@ fn store_tsconfigs_resolve_through_the_ancestors_for_editors_only() {
     let (ok, output) = tsc(&repo, kid);
     assert!(!ok && output.contains("\"brand\""), "{output}");
 }
+
+const TEST_SCRIPT: &str = r#"
+import { appendFileSync } from "node:fs";
+import { resolve } from "node:path";
+const root = resolve("../../..");
+const store = process.env.STORE_ID;
+const page = await (await fetch(`${process.env.BASE_URL}/`)).text();
+const middleware = await (await fetch(`${process.env.MIDDLEWARE_URL}/`)).text();
+appendFileSync(`${root}/tests.log`, `${store} ${JSON.stringify(page.trim())} ${middleware}\n`);
+if (!page.includes(`${store} banner`)) {
+  console.error(`expected the ${store} banner, got ${page.trim()}`);
+  process.exit(1);
+}
+console.log(`${store}: ok`);
+"#;
+
+fn tested(repo: &Repo, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let mut full = vec!["store", "test", "--json"];
+    full.extend_from_slice(args);
+    let out = repo.strata(&full);
+    (
+        out.status.code().unwrap_or(-1),
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn statuses(report: &serde_json::Value) -> Vec<(String, String)> {
+    report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap().to_string(),
+                s["test"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn test_log(repo: &Repo) -> Vec<String> {
+    std::fs::read_to_string(repo.path().join("tests.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn ports_config(repo: &Repo, r2_ports: (u16, u16)) {
+    let (r1, solo) = (crate::util::free_port(), crate::util::free_port());
+    let (r1m, solom) = (crate::util::free_port(), crate::util::free_port());
+    repo.write(
+        "alokai.config.json",
+        &format!(
+            r#"{{"stores": {{
+  "r1": {{"deployment": {{"framework": "nextjs"}}, "localPorts": {{"middleware": {r1m}, "nextjs": {r1}}}}},
+  "r2": {{"deployment": {{"framework": "nextjs"}}, "localPorts": {{"middleware": {}, "nextjs": {}}}}},
+  "solo": {{"deployment": {{"framework": "nextjs"}}, "localPorts": {{"middleware": {solom}, "nextjs": {solo}}}}}
+}}}}"#,
+            r2_ports.0, r2_ports.1
+        ),
+    );
+}
+
+#[test]
+fn store_test_runs_each_store_against_its_servers_and_caches_passes() {
+    let repo = Repo::buildable();
+    repo.write(
+        ".gitignore",
+        "node_modules/\n.out/\n.strata/\nbuilds.log\nslow.pids\ntests.log\n.env\n",
+    );
+    repo.write(
+        "apps/playwright/package.json",
+        "{\"name\": \"playwright\", \"type\": \"module\", \"scripts\": {\"test\": \"node test.mjs\"}}\n",
+    );
+    repo.write("apps/playwright/test.mjs", TEST_SCRIPT);
+    // The middleware answers with its settings and what .env gave it.
+    repo.write(
+        "apps/storefront-middleware/src/index.mjs",
+        r#"
+import { createServer } from "node:http";
+import { readFileSync } from "node:fs";
+const config = JSON.parse(readFileSync(new URL("./config.json", import.meta.url), "utf8"));
+createServer((req, res) => res.end(JSON.stringify({ ...config, greeting: process.env.GREETING ?? null })))
+  .listen(Number(process.env.PORT));
+"#,
+    );
+    ports_config(&repo, (crate::util::free_port(), crate::util::free_port()));
+    repo.git_init();
+    repo.commit("monorepo with tests");
+
+    let (code, report, stderr) = tested(&repo, &[]);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    let all = |status: &str| {
+        ["r1", "r2", "solo"]
+            .iter()
+            .map(|s| (s.to_string(), status.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(statuses(&report), all("passed"));
+    let log = test_log(&repo);
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        log.iter().any(|l| l.starts_with("r1 \"r1 banner\""))
+            && log.iter().any(|l| l.contains("\"EUR\"")),
+        "{log:?}"
+    );
+    // The servers were stopped: nothing listens on the stores' ports.
+    let config: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo.path().join("alokai.config.json")).unwrap(),
+    )
+    .unwrap();
+    for store in ["r1", "r2", "solo"] {
+        for (_, port) in config["stores"][store]["localPorts"].as_object().unwrap() {
+            let port = port.as_u64().unwrap() as u16;
+            assert!(
+                std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+                "{store}'s server on {port} was left running"
+            );
+        }
+    }
+
+    // Nothing changed: cached, nothing ran.
+    let (code, report, stderr) = tested(&repo, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(statuses(&report), all("cached"));
+    assert_eq!(test_log(&repo).len(), 3);
+
+    // --force runs again.
+    let (code, report, _) = tested(&repo, &["-s", "r1", "--force"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        statuses(&report),
+        [("r1".to_string(), "passed".to_string())]
+    );
+    assert_eq!(test_log(&repo).len(), 4);
+
+    // A store whose page breaks fails, alone; the others stay cached.
+    repo.write(
+        "apps/stores/brand/stores/r2/storefront-unified-nextjs/components/banner.html",
+        "broken\n",
+    );
+    let (code, report, stderr) = tested(&repo, &[]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        statuses(&report),
+        [
+            ("r1".to_string(), "cached".to_string()),
+            ("r2".to_string(), "failed".to_string()),
+            ("solo".to_string(), "cached".to_string()),
+        ]
+    );
+    assert!(
+        stderr.contains("expected the r2 banner") && stderr.contains("r2: the tests failed"),
+        "{stderr}"
+    );
+    // A failure is not recorded: fixed otherwise, it runs again and
+    // passes; put back as it was when it passed, it is that passing run.
+    repo.write(
+        "apps/stores/brand/stores/r2/storefront-unified-nextjs/components/banner.html",
+        "r2 banner, fixed\n",
+    );
+    let (code, report, stderr) = tested(&repo, &["-s", "r2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        statuses(&report),
+        [("r2".to_string(), "passed".to_string())]
+    );
+    repo.write(
+        "apps/stores/brand/stores/r2/storefront-unified-nextjs/components/banner.html",
+        "r2 banner\n",
+    );
+    let (code, report, stderr) = tested(&repo, &["-s", "r2"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        statuses(&report),
+        [("r2".to_string(), "passed".to_string())]
+    );
+
+    // A `.env` of one store's middleware: that store runs again, and its
+    // production server read it.
+    repo.write(
+        "apps/stores/brand/stores/r1/storefront-middleware/.env",
+        "GREETING=\"hello from .env\"\n",
+    );
+    let before = test_log(&repo).len();
+    let (code, report, stderr) = tested(&repo, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        statuses(&report),
+        [
+            ("r1".to_string(), "passed".to_string()),
+            ("r2".to_string(), "cached".to_string()),
+            ("solo".to_string(), "cached".to_string()),
+        ]
+    );
+    let log = test_log(&repo);
+    assert_eq!(log.len(), before + 1);
+    assert!(
+        log.last()
+            .unwrap()
+            .contains("\"greeting\":\"hello from .env\""),
+        "{log:?}"
+    );
+
+    // --since: the stores `store changed` names.
+    repo.write(
+        "apps/stores/solo/storefront-unified-nextjs/components/banner.html",
+        "solo banner, new\n",
+    );
+    repo.commit("solo's banner");
+    let (code, report, stderr) = tested(&repo, &["--since", "HEAD~1"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        statuses(&report),
+        [("solo".to_string(), "passed".to_string())]
+    );
+}
+
+#[test]
+fn store_test_serializes_stores_that_share_ports_and_refuses_a_busy_port() {
+    let repo = Repo::buildable();
+    repo.write(
+        ".gitignore",
+        "node_modules/\n.out/\n.strata/\nbuilds.log\nslow.pids\ntests.log\n",
+    );
+    repo.write(
+        "apps/playwright/package.json",
+        "{\"name\": \"playwright\", \"type\": \"module\", \"scripts\": {\"test\": \"node test.mjs\"}}\n",
+    );
+    repo.write("apps/playwright/test.mjs", TEST_SCRIPT);
+    ports_config(&repo, (crate::util::free_port(), crate::util::free_port()));
+    // r2 on r1's ports: with -j 3 they still run one after the other (at
+    // once, the second would find the ports busy and fail).
+    let config = std::fs::read_to_string(repo.path().join("alokai.config.json")).unwrap();
+    let value: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let r1 = value["stores"]["r1"]["localPorts"].clone();
+    let mut value = value;
+    value["stores"]["r2"]["localPorts"] = r1.clone();
+    repo.write("alokai.config.json", &value.to_string());
+    let (code, report, stderr) = tested(&repo, &["-j", "3"]);
+    assert_eq!(code, 0, "{stderr}\n{report}");
+    assert_eq!(test_log(&repo).len(), 3);
+
+    // Something else on r1's frontend port: refused, named.
+    let port = r1["nextjs"].as_u64().unwrap() as u16;
+    let _busy = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (code, report, stderr) = tested(&repo, &["-s", "r1", "--force"]);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        stderr.contains(&format!(
+            "port {port} of storefront-unified-nextjs is in use already"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        statuses(&report),
+        [("r1".to_string(), "failed".to_string())]
+    );
+
+    // No test app: bad input, exit 2.
+    repo.remove("apps/playwright/package.json");
+    repo.write(
+        "apps/playwright/package.json",
+        "{\"name\": \"playwright\"}\n",
+    );
+    let out = repo.strata(&["store", "test"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no \"test\" script"));
+}

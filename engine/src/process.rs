@@ -208,6 +208,29 @@ pub fn stop_all(grace: Duration) {
     signal_all(Signal::KILL);
 }
 
+/// Stops the groups `groups` (leaders started by [`spawn`]): SIGTERM, then
+/// SIGKILL to what is left after `grace`. Other groups go on.
+pub fn stop_groups(groups: &[i32], grace: Duration) {
+    let pids: Vec<Pid> = groups.iter().filter_map(|&g| Pid::from_raw(g)).collect();
+    let alive: Vec<Pid> = pids
+        .into_iter()
+        .filter(|&pid| kill_process_group(pid, Signal::TERM).is_ok())
+        .collect();
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline {
+        if !alive
+            .iter()
+            .any(|&pid| rustix::process::test_kill_process_group(pid).is_ok())
+        {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in alive {
+        let _ = kill_process_group(pid, Signal::KILL);
+    }
+}
+
 /// Installs the handler: on SIGINT or SIGTERM, stop every child group, call
 /// `on_exit` (to say what happened), and exit with 130. Nothing that a
 /// finished run would record is recorded.

@@ -86,7 +86,7 @@ impl Semaphore {
         }
     }
 
-    fn acquire(&self) -> Permit<'_> {
+    pub(crate) fn acquire(&self) -> Permit<'_> {
         let mut free = self.free.lock().unwrap();
         while *free == 0 {
             free = self.cv.wait(free).unwrap();
@@ -96,7 +96,8 @@ impl Semaphore {
     }
 }
 
-struct Permit<'a>(&'a Semaphore);
+/// A permit of a [`Semaphore`], given back when dropped.
+pub(crate) struct Permit<'a>(&'a Semaphore);
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {

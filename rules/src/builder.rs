@@ -98,6 +98,13 @@ pub struct BuildReport {
     pub rollout_errors: Vec<(String, Error)>,
 }
 
+impl BuildReport {
+    /// What the run did with node `id`.
+    pub fn build_status(&self, id: &str) -> Option<Status> {
+        self.log.status(id)
+    }
+}
+
 /// What the remote cache did in a run.
 #[derive(Clone, Debug, Serialize)]
 pub struct RemoteUse {
@@ -436,7 +443,7 @@ pub fn build_stores_with(
             ) => {
                 rollout_errors.push((id, error));
             }
-            Some(NodeKind::Build | NodeKind::Prepare) => failures.push(error),
+            Some(NodeKind::Build | NodeKind::Prepare | NodeKind::Test) => failures.push(error),
             // A scan or composition failed: bad input, nothing was built.
             _ => return Err(error),
         }

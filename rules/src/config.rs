@@ -84,6 +84,9 @@ pub struct StrataSettings {
     /// The repository of an app's image in the registry, with `{projectName}`,
     /// `{store}`, `{app}` and `{cloudRegion}` (default `{projectName}/{app}`).
     pub repository: Option<String>,
+    /// The base app whose `test` script `store test` runs (default
+    /// `playwright`).
+    pub test_app: Option<String>,
 }
 
 /// Settings of one app.

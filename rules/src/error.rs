@@ -175,6 +175,14 @@ pub enum Error {
         /// The config file.
         config: PathBuf,
     },
+    /// A store's tests failed, or could not run against its servers.
+    #[error("{store}: {message}")]
+    TestFailed {
+        /// The store.
+        store: String,
+        /// What went wrong.
+        message: String,
+    },
     /// `store start` was asked to run an app that has no `.deploy` yet.
     #[error("{store}/{app} is not built ({} has no server.js): run strata store build -s {store}", dir.display())]
     NotBuilt {

@@ -32,6 +32,7 @@ mod servers;
 mod snapshot;
 mod sources;
 mod store_id;
+pub mod store_test;
 mod summary;
 mod toolchain;
 mod tree;

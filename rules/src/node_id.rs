@@ -81,6 +81,11 @@ pub enum NodeId {
         /// The store.
         store: String,
     },
+    /// Runs a store's tests.
+    Test {
+        /// The store.
+        store: String,
+    },
 }
 
 /// Each kind's word in ids, and whether it names (store, app).
@@ -96,6 +101,7 @@ const WORDS: &[(NodeKind, &str)] = &[
     (NodeKind::Image, "image"),
     (NodeKind::Push, "push"),
     (NodeKind::Trigger, "trigger"),
+    (NodeKind::Test, "test"),
 ];
 
 /// The text every id of `kind` starts with (`out/` for materialize
@@ -129,6 +135,7 @@ impl NodeId {
             NodeId::Image { .. } => NodeKind::Image,
             NodeId::Push { .. } => NodeKind::Push,
             NodeId::Trigger { .. } => NodeKind::Trigger,
+            NodeId::Test { .. } => NodeKind::Test,
         }
     }
 
@@ -142,7 +149,8 @@ impl NodeId {
             | NodeId::Layer { store, .. }
             | NodeId::Image { store, .. }
             | NodeId::Push { store, .. }
-            | NodeId::Trigger { store } => Some(store),
+            | NodeId::Trigger { store }
+            | NodeId::Test { store } => Some(store),
             NodeId::Scan { .. } | NodeId::Setting { .. } | NodeId::Base { .. } => None,
         }
     }
@@ -171,7 +179,7 @@ impl fmt::Display for NodeId {
             // what changed.
             NodeId::Setting { name } => f.write_str(name),
             NodeId::Base { name } => write!(f, "{word}/{name}"),
-            NodeId::Trigger { store } => write!(f, "{word}/{store}"),
+            NodeId::Trigger { store } | NodeId::Test { store } => write!(f, "{word}/{store}"),
             NodeId::Layer { store, app, part } => write!(f, "{word}/{store}/{app}/{part}"),
             NodeId::Compose { store, app }
             | NodeId::Materialize { store, app }
@@ -206,6 +214,7 @@ impl FromStr for NodeId {
             "scan" => NodeId::Scan { dir: rest.into() },
             "base" => NodeId::Base { name: rest.into() },
             "trigger" if !rest.contains('/') => NodeId::Trigger { store: rest.into() },
+            "test" if !rest.contains('/') => NodeId::Test { store: rest.into() },
             "compose" => pair(|store, app| NodeId::Compose { store, app })?,
             "out" => pair(|store, app| NodeId::Materialize { store, app })?,
             "build" => pair(|store, app| NodeId::Build { store, app })?,
@@ -283,6 +292,7 @@ mod tests {
                 part: s("dependencies"),
             },
             NodeId::Trigger { store: s("us") },
+            NodeId::Test { store: s("us") },
         ] {
             let text = id.to_string();
             assert_eq!(text.parse::<NodeId>(), Ok(id.clone()), "{text}");

@@ -23,6 +23,7 @@ use crate::rollout::{
     deployed_still, image_present, published_still,
 };
 use crate::sources::SourceCache;
+use crate::store_test::{TestRecord, TestSpec};
 
 /// The output folder of composed stores, relative to the root.
 pub const OUT: &str = ".out";
@@ -185,6 +186,13 @@ pub enum StoreNode {
         /// What the rollout shares.
         rollout: Arc<Rollout>,
     },
+    /// Runs one store's tests against its servers.
+    Test {
+        /// `test/<store>`.
+        id: String,
+        /// What to run.
+        spec: Arc<TestSpec>,
+    },
 }
 
 /// The kind of a node, as `store graph --nodes` names it.
@@ -213,6 +221,8 @@ pub enum NodeKind {
     Push,
     /// Triggers a deployment.
     Trigger,
+    /// Runs a store's tests.
+    Test,
 }
 
 impl std::fmt::Display for NodeKind {
@@ -229,6 +239,7 @@ impl std::fmt::Display for NodeKind {
             NodeKind::Image => "image",
             NodeKind::Push => "push",
             NodeKind::Trigger => "trigger",
+            NodeKind::Test => "test",
         })
     }
 }
@@ -248,6 +259,7 @@ impl StoreNode {
             StoreNode::Image { .. } => NodeKind::Image,
             StoreNode::Push { .. } => NodeKind::Push,
             StoreNode::Trigger { .. } => NodeKind::Trigger,
+            StoreNode::Test { .. } => NodeKind::Test,
         }
     }
 }
@@ -279,6 +291,8 @@ pub enum StoreValue {
     Layer(Option<LayerBlob>),
     /// An app's dependency closure in the lockfile.
     Closure(Closure),
+    /// A store's passing test run.
+    Tested(TestRecord),
 }
 
 /// A type one of [`StoreValue`]'s variants holds: a node reads an input's
@@ -327,6 +341,7 @@ value_of! {
     Setting(ContentHash) = "a setting's digest";
     Layer(Option<LayerBlob>) = "a layer";
     Closure(Closure) = "a dependency closure";
+    Tested(TestRecord) = "a passing test run";
 }
 
 impl StoreValue {
@@ -444,7 +459,8 @@ impl Node for StoreNode {
             | StoreNode::Layer { id, .. }
             | StoreNode::Image { id, .. }
             | StoreNode::Push { id, .. }
-            | StoreNode::Trigger { id, .. } => id,
+            | StoreNode::Trigger { id, .. }
+            | StoreNode::Test { id, .. } => id,
         }
     }
 
@@ -565,6 +581,10 @@ impl Node for StoreNode {
                 }
                 &mut h
             }
+            StoreNode::Test { spec, .. } => {
+                spec.salt(&mut h);
+                &mut h
+            }
         };
         h.finish()
     }
@@ -634,6 +654,7 @@ impl Node for StoreNode {
                 | StoreNode::Image { .. }
                 | StoreNode::Push { .. }
                 | StoreNode::Trigger { .. }
+                | StoreNode::Test { .. }
         )
     }
 
@@ -652,6 +673,9 @@ impl Node for StoreNode {
 
     fn still_valid(&self, prior: &StoreValue) -> Result<bool> {
         match (self, prior) {
+            // A passing run stands while its inputs are unchanged, unless
+            // `--force` asks for another.
+            (StoreNode::Test { spec, .. }, StoreValue::Tested(_)) => Ok(!spec.force),
             (StoreNode::Materialize { root, out, .. }, StoreValue::Out(record)) => Ok(still_valid(
                 root,
                 &root.join(out),
@@ -925,6 +949,11 @@ impl Node for StoreNode {
                 let deployed = crate::rollout::deploy(rollout, settings, pinned)?;
                 let digest = deployed_digest(&deployed);
                 Ok(Computed::new(StoreValue::Deployed(deployed), digest))
+            }
+            StoreNode::Test { spec, .. } => {
+                let record = spec.run()?;
+                let digest = KeyHasher::new("tested/v1").str(&spec.store).finish();
+                Ok(Computed::new(StoreValue::Tested(record), digest))
             }
         }
     }

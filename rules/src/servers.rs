@@ -109,28 +109,42 @@ pub fn start_specs(ws: &Workspace, stores: &[String]) -> Result<Vec<ServerSpec>>
     let mut specs = Vec::new();
     let mut ports: BTreeMap<u16, String> = BTreeMap::new();
     for store in stores {
-        let settings = ws.config.stores.get(store).cloned().unwrap_or_default();
-        for app in crate::prepare::deployed_apps(ws, store) {
-            let dir = ws
-                .root()
-                .join(out_dir(store, &app))
-                .join(crate::prepare::DEPLOY);
-            if !dir.join("server.js").is_file() {
+        for spec in production_specs(ws, store, &mut ports)? {
+            if !spec.dir.join("server.js").is_file() {
                 return Err(Error::NotBuilt {
-                    store: store.to_string(),
-                    app: app.to_string(),
-                    dir,
+                    store: spec.store,
+                    app: spec.app,
+                    dir: spec.dir,
                 });
             }
-            let port = claim_port(ws, &mut ports, &settings, store, &app)?;
-            specs.push(ServerSpec {
-                store: store.clone(),
-                app,
-                dir,
-                port,
-                run: Run::Node,
-            });
+            specs.push(spec);
         }
+    }
+    Ok(specs)
+}
+
+/// The production servers of `store` (built or not yet), their ports
+/// claimed in `ports`.
+pub(crate) fn production_specs(
+    ws: &Workspace,
+    store: &str,
+    ports: &mut BTreeMap<u16, String>,
+) -> Result<Vec<ServerSpec>> {
+    let settings = ws.config.stores.get(store).cloned().unwrap_or_default();
+    let mut specs = Vec::new();
+    for app in crate::prepare::deployed_apps(ws, store) {
+        let dir = ws
+            .root()
+            .join(out_dir(store, &app))
+            .join(crate::prepare::DEPLOY);
+        let port = claim_port(ws, ports, &settings, store, &app)?;
+        specs.push(ServerSpec {
+            store: store.to_string(),
+            app,
+            dir,
+            port,
+            run: Run::Node,
+        });
     }
     Ok(specs)
 }
@@ -139,6 +153,10 @@ pub fn start_specs(ws: &Workspace, stores: &[String]) -> Result<Vec<ServerSpec>>
 /// does, as the signal handler does).
 pub struct Supervisor {
     stopping: Arc<AtomicBool>,
+    /// The process groups of the servers running now.
+    groups: Arc<std::sync::Mutex<std::collections::HashSet<i32>>>,
+    /// The supervising threads.
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 const COLORS: &[&str] = &["36", "33", "35", "32", "34", "31"];
@@ -150,6 +168,17 @@ impl Supervisor {
         root: &std::path::Path,
         specs: Vec<ServerSpec>,
         color: bool,
+    ) -> Result<Supervisor> {
+        Self::start_with(root, specs, color, false)
+    }
+
+    /// [`Supervisor::start`], all of the servers' output going to stderr
+    /// (stdout holds a report).
+    pub fn start_with(
+        root: &std::path::Path,
+        specs: Vec<ServerSpec>,
+        color: bool,
+        all_to_stderr: bool,
     ) -> Result<Supervisor> {
         let (pm, _) = PackageManager::detect(root);
         let tool = if specs.iter().all(|s| s.run == Run::Node) {
@@ -163,6 +192,8 @@ impl Supervisor {
         let node = which("node").unwrap_or_else(|| program.clone());
         let bin = root.join("node_modules/.bin");
         let stopping = Arc::new(AtomicBool::new(false));
+        let groups = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let mut threads = Vec::new();
         for (i, spec) in specs.into_iter().enumerate() {
             let label = format!("[{}/{}]", spec.store, spec.app);
             let label = if color {
@@ -174,16 +205,41 @@ impl Supervisor {
                 Run::Node => node.clone(),
                 Run::Script(_) => program.clone(),
             };
-            let (bin, stopping) = (bin.clone(), stopping.clone());
-            std::thread::spawn(move || supervise(&program, &bin, &spec, &label, &stopping));
+            let (bin, stopping, running) = (bin.clone(), stopping.clone(), groups.clone());
+            threads.push(std::thread::spawn(move || {
+                supervise(
+                    &program,
+                    &bin,
+                    &spec,
+                    &label,
+                    &stopping,
+                    &running,
+                    all_to_stderr,
+                )
+            }));
         }
-        Ok(Supervisor { stopping })
+        Ok(Supervisor {
+            stopping,
+            groups,
+            threads,
+        })
     }
 
-    /// Stops every server's process tree.
+    /// Stops every process strata started (servers, and anything else).
     pub fn stop(&self) {
         self.stopping.store(true, Ordering::SeqCst);
         process::stop_all(Duration::from_secs(5));
+    }
+
+    /// Stops this supervisor's servers alone (their process trees), and
+    /// waits until none is restarted.
+    pub fn stop_own(self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        let groups: Vec<i32> = self.groups.lock().unwrap().iter().copied().collect();
+        process::stop_groups(&groups, Duration::from_secs(5));
+        for t in self.threads {
+            let _ = t.join();
+        }
     }
 }
 
@@ -193,6 +249,8 @@ fn supervise(
     spec: &ServerSpec,
     label: &str,
     stopping: &AtomicBool,
+    running: &std::sync::Mutex<std::collections::HashSet<i32>>,
+    all_to_stderr: bool,
 ) {
     let mut backoff = Duration::from_secs(1);
     while !stopping.load(Ordering::SeqCst) {
@@ -221,24 +279,43 @@ fn supervise(
                     .env("NITRO_PORT", port.to_string());
             }
         }
+        if let Run::Node = spec.run {
+            for (key, value) in production_env(spec.dir.parent().unwrap_or(&spec.dir)) {
+                command.env(key, value);
+            }
+        }
         let started = Instant::now();
-        let mut child = match process::spawn(&mut command) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("{label} could not start: {e}");
+        let mut child = {
+            // Registered before a stop can look: a server started while
+            // its supervisor stops is stopped too.
+            let mut running = running.lock().unwrap();
+            if stopping.load(Ordering::SeqCst) {
                 return;
+            }
+            match process::spawn(&mut command) {
+                Ok(c) => {
+                    running.insert(c.id() as i32);
+                    c
+                }
+                Err(e) => {
+                    eprintln!("{label} could not start: {e}");
+                    return;
+                }
             }
         };
         let mut readers = Vec::new();
         if let Some(out) = child.stdout.take() {
             let label = label.to_string();
-            readers.push(std::thread::spawn(move || relay(out, &label, false)));
+            readers.push(std::thread::spawn(move || {
+                relay(out, &label, all_to_stderr)
+            }));
         }
         if let Some(err) = child.stderr.take() {
             let label = label.to_string();
             readers.push(std::thread::spawn(move || relay(err, &label, true)));
         }
         let status = process::wait(&mut child);
+        running.lock().unwrap().remove(&(child.id() as i32));
         for r in readers {
             let _ = r.join();
         }
@@ -260,12 +337,83 @@ fn supervise(
     }
 }
 
-fn relay(stream: impl std::io::Read, label: &str, to_stderr: bool) {
+/// The settings of the composed `.env` files of the app folder `app_dir`
+/// that a production server sees, as Next.js loads them for production:
+/// `.env.production.local`, `.env.local`, `.env.production`, then `.env`,
+/// the first that sets a name wins, and strata's own environment wins over
+/// all of them. (The image has none of these files; the console sets the
+/// environment there.)
+pub fn production_env(app_dir: &std::path::Path) -> Vec<(String, String)> {
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    for name in [
+        ".env.production.local",
+        ".env.local",
+        ".env.production",
+        ".env",
+    ] {
+        let path = app_dir.join(name);
+        let Ok(entries) = dotenvy::from_path_iter(&path) else {
+            continue;
+        };
+        for entry in entries {
+            match entry {
+                Ok((key, value)) => {
+                    if std::env::var_os(&key).is_none() && seen.insert(key.clone()) {
+                        out.push((key, value));
+                    }
+                }
+                // Said, never the line itself (it may hold a secret).
+                Err(e) => {
+                    let what = match e {
+                        dotenvy::Error::LineParse(_, at) => format!("cannot read it at byte {at}"),
+                        other => other.to_string(),
+                    };
+                    eprintln!(
+                        "warning: {}: {what} (quote values with spaces); the rest of the file is not read",
+                        path.display()
+                    );
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
+pub(crate) fn relay(stream: impl std::io::Read, label: &str, to_stderr: bool) {
     for line in BufReader::new(stream).lines().map_while(|l| l.ok()) {
         if to_stderr {
             let _ = writeln!(std::io::stderr().lock(), "{label} {line}");
         } else {
             let _ = writeln!(std::io::stdout().lock(), "{label} {line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::production_env;
+
+    #[test]
+    fn production_env_follows_next_js_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "GREETING=\"hello from .env\"\nSHARED=env\nPATH=/from/the/file\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".env.local"), "SHARED=local\n").unwrap();
+        std::fs::write(dir.path().join(".env.development"), "DEV=1\n").unwrap();
+        let env: std::collections::BTreeMap<String, String> =
+            production_env(dir.path()).into_iter().collect();
+        assert_eq!(
+            env.get("GREETING").map(String::as_str),
+            Some("hello from .env")
+        );
+        assert_eq!(env.get("SHARED").map(String::as_str), Some("local"));
+        assert!(!env.contains_key("DEV"));
+        // strata's own environment wins (PATH is always set).
+        assert!(!env.contains_key("PATH"));
     }
 }
