@@ -186,6 +186,11 @@ pub struct TestArgs {
     #[arg(long)]
     pub force: bool,
 
+    /// Pass --ui to the test script (Playwright's UI mode), one store at a
+    /// time; the run is not cached.
+    #[arg(long)]
+    pub ui: bool,
+
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -51,9 +51,14 @@ pub fn run(cx: &Setup, args: &TestArgs) -> anyhow::Result<ExitCode> {
         remote: None,
     };
     let options = TestOptions {
-        jobs: args.jobs.max(1),
-        force: args.force,
+        jobs: if args.ui { 1 } else { args.jobs.max(1) },
+        force: args.force || args.ui,
         color: crate::color(std::io::stdout().is_terminal()),
+        script_args: if args.ui {
+            vec!["--ui".to_string()]
+        } else {
+            Vec::new()
+        },
     };
     let engine = cx.engine()?;
     strata_engine::process::exit_on_signal(|| {

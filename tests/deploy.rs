@@ -1067,4 +1067,17 @@ fn alokai_flag_names_are_accepted() {
             .join("apps/stores/fashion/stores/fashion-ca")
             .is_dir()
     );
+    // `--verbose` takes no value, before or after the command.
+    let out = repo.strata(&["store", "compose", "--verbose", "-s", "sports"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = repo.strata(&["--verbose", "store", "explain", "sports"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

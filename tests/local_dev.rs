@@ -466,7 +466,7 @@ const root = resolve("../../..");
 const store = process.env.STORE_ID;
 const page = await (await fetch(`${process.env.BASE_URL}/`)).text();
 const middleware = await (await fetch(`${process.env.MIDDLEWARE_URL}/`)).text();
-appendFileSync(`${root}/tests.log`, `${store} ${JSON.stringify(page.trim())} ${middleware}\n`);
+appendFileSync(`${root}/tests.log`, `${store} ${JSON.stringify(page.trim())} ${middleware} [${process.argv.slice(2)}]\n`);
 if (!page.includes(`${store} banner`)) {
   console.error(`expected the ${store} banner, got ${page.trim()}`);
   process.exit(1);
@@ -717,6 +717,19 @@ fn store_test_serializes_stores_that_share_ports_and_refuses_a_busy_port() {
     assert_eq!(
         statuses(&report),
         [("r1".to_string(), "failed".to_string())]
+    );
+
+    // Alokai's --ui reaches the script (Playwright's UI mode), uncached.
+    let (code, report, stderr) = tested(&repo, &["-s", "solo", "--ui"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        statuses(&report),
+        [("solo".to_string(), "passed".to_string())]
+    );
+    let log = test_log(&repo);
+    assert!(
+        log.last().unwrap().starts_with("solo ") && log.last().unwrap().ends_with(" [--ui]"),
+        "{log:?}"
     );
 
     // No test app: bad input, exit 2.

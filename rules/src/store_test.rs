@@ -50,6 +50,8 @@ pub struct TestSpec {
     pub force: bool,
     /// Color the output prefixes.
     pub color: bool,
+    /// Arguments for the test script (`--ui`).
+    pub script_args: Vec<String>,
 }
 
 /// A passing test run.
@@ -63,6 +65,9 @@ impl TestSpec {
     /// Its node's own parameters, for the key.
     pub(crate) fn salt(&self, hasher: &mut KeyHasher) {
         hasher.str("test/v1").str(&self.store).str(&self.test_app);
+        for a in &self.script_args {
+            hasher.str(a);
+        }
         hasher.str(&self.base_url);
         hasher.str(self.middleware_url.as_deref().unwrap_or(""));
         for s in &self.servers {
@@ -137,8 +142,16 @@ impl TestSpec {
             path.push(p);
         }
         let mut command = Command::new(program);
+        command.args(["run", "test"]);
+        if !self.script_args.is_empty() {
+            // npm passes what follows `--` to the script; yarn and pnpm
+            // pass what follows the script's name.
+            if pm == PackageManager::Npm {
+                command.arg("--");
+            }
+            command.args(&self.script_args);
+        }
         command
-            .args(["run", "test"])
             .current_dir(&dir)
             .env("PATH", path)
             .env("BASE_URL", &self.base_url)
@@ -223,6 +236,8 @@ pub struct TestOptions {
     pub force: bool,
     /// Color the output prefixes.
     pub color: bool,
+    /// Arguments for each test script (`--ui`).
+    pub script_args: Vec<String>,
 }
 
 /// Adds a test node per store of `stores` above the build graph `graph`:
@@ -282,6 +297,7 @@ pub fn add_tests(
                 slots: slots.clone(),
                 force: options.force,
                 color: options.color,
+                script_args: options.script_args.clone(),
             }),
         })?;
         for input in inputs {
