@@ -3,6 +3,10 @@
 //! measured in the same run (reading the same text as plain JSON, or
 //! splitting it into lines, which any reader does). Target: under 50 ms.
 
+/// The allocator the strata binary uses.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};

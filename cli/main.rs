@@ -11,6 +11,12 @@ macro_rules! info {
     };
 }
 
+/// mimalloc: strata allocates many small values (YAML and JSON trees,
+/// file lists) from many threads; glibc's allocator spends a fifth of a
+/// lockfile's parse in malloc and free (`cargo bench --bench lockfile`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod args;
 mod build;
 mod cache;

@@ -5,7 +5,7 @@
 use crate::util::Repo;
 
 const MIDDLEWARE_BUILD: &str = r#"
-import { appendFileSync, cpSync, existsSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, cpSync, existsSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { spawn } from "node:child_process";
 
@@ -23,6 +23,8 @@ if (existsSync("src/slow")) {
 }
 rmSync("lib", { recursive: true, force: true });
 cpSync("src", "lib", { recursive: true });
+// Settings files travel with the output, as bundlers copy them.
+for (const name of readdirSync(".").filter((n) => n.startsWith(".env"))) cpSync(name, `lib/${name}`);
 "#;
 
 const MIDDLEWARE_SERVER: &str = r#"
@@ -33,7 +35,7 @@ createServer((req, res) => res.end(JSON.stringify(config))).listen(Number(proces
 "#;
 
 const FRONTEND_BUILD: &str = r#"
-import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { resolve } from "node:path";
 
 const root = resolve("../../..");
@@ -69,6 +71,10 @@ exports.serve = (dir) => http.createServer((req, res) => {
 }).listen(Number(process.env.PORT));
 `);
 writeFileSync(".next/standalone/server.js", `require("next").serve(__dirname);\n`);
+// Next.js copies the app's `.env*` files into its standalone output.
+for (const name of readdirSync(".").filter((n) => n.startsWith(".env"))) {
+  writeFileSync(`.next/standalone/${name}`, readFileSync(name));
+}
 "#;
 
 impl Repo {

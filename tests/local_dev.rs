@@ -139,16 +139,34 @@ fn env_files_compose_by_inheritance_rebuild_their_app_and_never_deploy() {
         }
     }
     assert!(found.is_empty(), "values of .env files found in {found:?}");
+    // The search finds what is there: the composed file, and the copy the
+    // build put among its outputs (as Next.js does), which the cache,
+    // `.deploy` and the image left out.
     let mut control = Vec::new();
     holding(
         &repo.path().join(".out"),
         "r1-value-changed-5b3e",
         &mut control,
     );
+    control.sort();
+    let at = |rel: &str| repo.path().join(rel).display().to_string();
     assert_eq!(
-        control.len(),
+        control,
+        [
+            at(".out/r1/storefront-middleware/.env"),
+            at(".out/r1/storefront-middleware/lib/.env"),
+        ]
+    );
+    let mut frontend = Vec::new();
+    holding(
+        &repo.path().join(".out/r2/storefront-unified-nextjs/.next"),
+        "frontend-value-44d0",
+        &mut frontend,
+    );
+    assert_eq!(
+        frontend.len(),
         1,
-        "the search finds the composed file: {control:?}"
+        "copied into .next/standalone: {frontend:?}"
     );
     for store in ["r1", "r2", "solo"] {
         let deploy = repo
@@ -442,6 +460,19 @@ fn store_tsconfigs_resolve_through_the_ancestors_for_editors_only() {
     let (ok, output) = tsc(&repo, kid);
     assert!(ok, "{output}");
 
+    // The base app's tsconfig.json is what stores build with: an edit of
+    // it reaches every store in `store changed`, generated ones or not.
+    repo.git_init();
+    repo.commit("stores");
+    repo.write(
+        &format!("{fe}/tsconfig.json"),
+        &BASE_TSCONFIG.replace("es2017", "es2020"),
+    );
+    repo.commit("a newer target");
+    let changed = repo.ok(&["store", "changed", "--condensed"]);
+    assert_eq!(changed.trim(), "[\"kid\"]", "{changed}");
+    repo.ok(&["store", "tsconfig"]);
+
     // Moved to the top: its config now skips the old parent, and the
     // parent's typed file no longer resolves.
     let moved = repo.ok(&["store", "move", "-s", "kid", "-p", "root"]);
@@ -615,8 +646,9 @@ createServer((req, res) => res.end(JSON.stringify({ ...config, greeting: process
         stderr.contains("expected the r2 banner") && stderr.contains("r2: the tests failed"),
         "{stderr}"
     );
-    // A failure is not recorded: fixed otherwise, it runs again and
-    // passes; put back as it was when it passed, it is that passing run.
+    // A failure is not recorded: fixed, it runs again and passes; put
+    // back as it was before, it runs again too (the last passing run is
+    // the one remembered).
     repo.write(
         "apps/stores/brand/stores/r2/storefront-unified-nextjs/components/banner.html",
         "r2 banner, fixed\n",
@@ -642,7 +674,8 @@ createServer((req, res) => res.end(JSON.stringify({ ...config, greeting: process
     // production server read it.
     repo.write(
         "apps/stores/brand/stores/r1/storefront-middleware/.env",
-        "GREETING=\"hello from .env\"\n",
+        // What strata sets for the server wins over a `.env`.
+        "GREETING=\"hello from .env\"\nPORT=1\nNODE_ENV=development\n",
     );
     let before = test_log(&repo).len();
     let (code, report, stderr) = tested(&repo, &[]);
@@ -741,4 +774,64 @@ fn store_test_serializes_stores_that_share_ports_and_refuses_a_busy_port() {
     let out = repo.strata(&["store", "test"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no \"test\" script"));
+}
+
+/// A base app whose `baseUrl` and `paths` point into `src/`, with a
+/// `rootDir`, extending a root config: the store's generated config still
+/// resolves `@/*` through the store first, and tsc accepts its files (the
+/// base's `rootDir` would refuse them). An alias outside the app names the
+/// same place from the store.
+#[test]
+fn store_tsconfigs_follow_base_url_root_dir_and_extends() {
+    let repo = Repo::empty();
+    repo.write(".gitignore", ".out/\n.strata/\n");
+    repo.write(
+        "tsconfig.base.json",
+        r#"{"compilerOptions": {"strict": true, "module": "commonjs", "moduleResolution": "node", "target": "es2019", "noEmit": true}}"#,
+    );
+    let api = "apps/storefront-middleware";
+    repo.write(
+        &format!("{api}/package.json"),
+        "{\"name\": \"storefront-middleware\"}\n",
+    );
+    repo.write(
+        &format!("{api}/tsconfig.json"),
+        r#"{
+  "extends": "../../tsconfig.base.json",
+  "compilerOptions": { "baseUrl": "./src", "rootDir": "./src", "paths": { "@/*": ["*"], "@shared/*": ["../../../packages/shared/*"] } },
+  "include": ["src/**/*.ts"]
+}"#,
+    );
+    repo.write(
+        &format!("{api}/src/only-base.ts"),
+        "export const base = 1;\n",
+    );
+    repo.write(
+        &format!("{api}/src/who.ts"),
+        "export const who: \"base\" = \"base\";\n",
+    );
+    repo.write("packages/shared/util.ts", "export const shared = 3;\n");
+    repo.write(
+        "apps/stores/eu/storefront-middleware/src/who.ts",
+        "export const who: \"eu\" = \"eu\";\n",
+    );
+    repo.write(
+        "apps/stores/eu/storefront-middleware/src/index.ts",
+        "import { base } from \"@/only-base\";\nimport { who } from \"@/who\";\nconst mine: \"eu\" = who;\nexport default base + mine.length;\n",
+    );
+    repo.write("alokai.config.json", "{\"stores\": {\"eu\": {}}}\n");
+    repo.ok(&["store", "tsconfig"]);
+    let store = "apps/stores/eu/storefront-middleware";
+    let generated = std::fs::read_to_string(repo.path().join(store).join("tsconfig.json")).unwrap();
+    let (ok, output) = tsc(&repo, store);
+    assert!(ok, "tsc failed in the store folder:\n{output}\n{generated}");
+    assert!(
+        generated.contains("\"./src/*\"")
+            && generated.contains("\"../../../storefront-middleware/src/*\""),
+        "{generated}"
+    );
+    assert!(
+        generated.contains("\"@shared/*\": [\n        \"../../../../packages/shared/*\"\n      ]"),
+        "{generated}"
+    );
 }

@@ -333,8 +333,14 @@ impl Lookup<'_> {
         Ok(found)
     }
 
-    /// The winning file for `rel` among `layers` (base first).
+    /// The winning file for `rel` among `layers` (base first). A store's
+    /// `tsconfig.json` is for editors: the base app's always wins.
     fn winner(&mut self, layers: &[String], rel: &str) -> Result<Option<GitEntry>> {
+        let layers = if crate::tsconfig::generated_in_store(rel) {
+            &layers[..layers.len().min(1)]
+        } else {
+            layers
+        };
         for dir in layers.iter().rev() {
             if let Some(e) = self.entry(format!("{dir}/{rel}"))? {
                 return Ok(Some(e));

@@ -140,12 +140,20 @@ pub(crate) fn path_entry(
 }
 
 /// Which layer wins at each path. `layers[0]` is the base app; later layers
-/// win. Returns, sorted by path, the index of the winning layer and of the
+/// win; paths `removed` says (a store's `ignorePaths`) are in no layer.
+/// Returns, sorted by path, the index of the winning layer and of the
 /// entry in that layer's listing.
-pub fn resolve(dirs: &[&str], layers: &[&Listing]) -> Result<Vec<(usize, usize)>> {
+pub fn resolve(
+    dirs: &[&str],
+    layers: &[&Listing],
+    removed: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(usize, usize)>> {
     let mut winners: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for (l, listing) in layers.iter().enumerate() {
         for (i, entry) in listing.entries.iter().enumerate() {
+            if removed(&entry.path) {
+                continue;
+            }
             // A store's `tsconfig.json` is for editors: the composed app
             // has the base app's.
             if l > 0 && crate::tsconfig::generated_in_store(&entry.path) {
@@ -198,15 +206,12 @@ pub fn composition(
     ignore: &IgnorePaths,
     base_package_json: impl FnOnce() -> Result<Vec<u8>>,
 ) -> Result<Composition> {
-    let winners = resolve(dirs, layers)?;
+    let winners = resolve(dirs, layers, &|path| ignore.removes(app, path))?;
     let mut entries = Vec::with_capacity(winners.len());
     let mut base_package_json = Some(base_package_json);
     let mut original_package_json = None;
     for (l, i) in winners {
         let entry = &layers[l].entries[i];
-        if ignore.removes(app, &entry.path) {
-            continue;
-        }
         let mut composed = Composed {
             path: entry.path.clone(),
             kind: entry.kind,
@@ -342,7 +347,7 @@ mod tests {
             let refs: Vec<&Listing> = listings.iter().collect();
             let dirs: Vec<String> = (0..layers.len()).map(|i| format!("l{i}")).collect();
             let dirs: Vec<&str> = dirs.iter().map(String::as_str).collect();
-            let got: Vec<(&str, usize)> = resolve(&dirs, &refs)
+            let got: Vec<(&str, usize)> = resolve(&dirs, &refs, &|_| false)
                 .unwrap()
                 .into_iter()
                 .map(|(l, i)| (listings[l].entries[i].path.as_str(), l))
@@ -355,13 +360,15 @@ mod tests {
     fn conflicts_name_both_paths() {
         let base = listing(&["a/b", "package.json"]);
         let store = listing(&["a"]);
-        let err = resolve(&["apps/x", "apps/stores/s/x"], &[&base, &store]).unwrap_err();
+        let err =
+            resolve(&["apps/x", "apps/stores/s/x"], &[&base, &store], &|_| false).unwrap_err();
         assert_eq!(
             err.to_string(),
             "apps/stores/s/x/a is a file (or a symlink) in one layer, but another layer has a folder there, holding apps/x/a/b: a path cannot be both across the layers of a store"
         );
         let store = listing(&["package.json"]);
-        let err = resolve(&["apps/x", "apps/stores/s/x"], &[&base, &store]).unwrap_err();
+        let err =
+            resolve(&["apps/x", "apps/stores/s/x"], &[&base, &store], &|_| false).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("apps/stores/s/x/package.json: a store cannot override")

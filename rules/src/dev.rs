@@ -89,6 +89,13 @@ fn entry(root: &Path, src: &str, dest: &str) -> Result<Option<Composed>> {
     })
 }
 
+/// Whether the file at `rel` of layer `layer` is composed: git does not
+/// ignore it (or it is a `.env` file), and it is no store's editor config.
+fn composed_file(git_ignored: bool, layer: usize, rel: &str) -> bool {
+    let generated = layer > 0 && crate::tsconfig::generated_in_store(rel);
+    (!git_ignored || is_dotenv(rel)) && !generated
+}
+
 /// What composition puts at `rel` (a file, or everything under a folder)
 /// for `app` of `store`, from the files on disk now.
 fn desired(
@@ -102,6 +109,8 @@ fn desired(
     let mut files: BTreeMap<String, Composed> = BTreeMap::new();
     let mut folders: BTreeSet<String> = BTreeSet::new();
     let layers = ws.layers(store, app);
+    // As in composition: what `ignorePaths` removes is in no layer.
+    let ignore = ws.ignore_paths(store)?;
     for (i, layer) in layers.iter().enumerate() {
         let base = join(&layer.dir, rel);
         let full = root.join(strata_engine::fs_path(&base));
@@ -128,7 +137,9 @@ fn desired(
             }
             for sub in found {
                 let path = join(rel, &sub);
-                if i > 0 && crate::tsconfig::generated_in_store(&path) {
+                if (i > 0 && crate::tsconfig::generated_in_store(&path))
+                    || ignore.removes(app, &path)
+                {
                     continue;
                 }
                 if i > 0 && path == PACKAGE_JSON {
@@ -141,8 +152,7 @@ fn desired(
                 }
             }
             folders.insert(rel.to_string());
-        } else if (!rules.is_ignored(&full, false) || is_dotenv(rel))
-            && !(i > 0 && crate::tsconfig::generated_in_store(rel))
+        } else if composed_file(rules.is_ignored(&full, false), i, rel) && !ignore.removes(app, rel)
         {
             if i > 0 && rel == PACKAGE_JSON {
                 return Err(Error::PackageJsonOverride { path: full });
@@ -152,8 +162,6 @@ fn desired(
             }
         }
     }
-    let ignore = ws.ignore_paths(store)?;
-    files.retain(|path, _| !ignore.removes(app, path));
     if let Some(pkg) = files.get_mut(PACKAGE_JSON)
         && pkg.kind != EntryKind::Symlink
     {
@@ -234,6 +242,18 @@ pub fn reconcile(
             for e in walk.build().flatten() {
                 if e.file_type().is_some_and(|t| !t.is_dir()) {
                     have.insert(strata_engine::relative(&out, e.path()));
+                }
+            }
+            // The `.env` files composition owns: those a layer has (one
+            // someone put in `.out` by hand, under a name no layer has,
+            // stays).
+            if rel.is_empty() {
+                for layer in ws.layers(store, app) {
+                    for name in crate::listing::dotenv_files(&root.join(&layer.dir))? {
+                        if out.join(&name).is_file() {
+                            have.insert(name);
+                        }
+                    }
                 }
             }
         }

@@ -260,10 +260,20 @@ fn supervise(
             path.push(p);
         }
         let mut command = Command::new(program);
+        if let Run::Node = spec.run {
+            // First: what strata sets below (the port, production) wins.
+            for (key, value) in production_env(spec.dir.parent().unwrap_or(&spec.dir)) {
+                command.env(key, value);
+            }
+        }
         match &spec.run {
             Run::Script(name) => command.args(["run", name]),
-            // As the image runs it.
-            Run::Node => command.arg("server.js").env("NODE_ENV", "production"),
+            // As the image runs it (Next.js's standalone server listens on
+            // HOSTNAME, which a container sets to its own name).
+            Run::Node => command
+                .arg("server.js")
+                .env("NODE_ENV", "production")
+                .env("HOSTNAME", "0.0.0.0"),
         };
         command
             .current_dir(&spec.dir)
@@ -277,11 +287,6 @@ fn supervise(
                 command
                     .env("NUXT_PORT", port.to_string())
                     .env("NITRO_PORT", port.to_string());
-            }
-        }
-        if let Run::Node = spec.run {
-            for (key, value) in production_env(spec.dir.parent().unwrap_or(&spec.dir)) {
-                command.env(key, value);
             }
         }
         let started = Instant::now();
@@ -332,7 +337,11 @@ fn supervise(
             "{label} exited ({how}); restarting in {}s",
             backoff.as_secs()
         );
-        std::thread::sleep(backoff);
+        // In steps: a stop does not wait for the backoff.
+        let until = Instant::now() + backoff;
+        while Instant::now() < until && !stopping.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         backoff = (backoff * 2).min(Duration::from_secs(30));
     }
 }
@@ -340,8 +349,8 @@ fn supervise(
 /// The settings of the composed `.env` files of the app folder `app_dir`
 /// that a production server sees, as Next.js loads them for production:
 /// `.env.production.local`, `.env.local`, `.env.production`, then `.env`,
-/// the first that sets a name wins, and strata's own environment wins over
-/// all of them. (The image has none of these files; the console sets the
+/// the first that sets a name wins, and strata's own environment (and what
+/// it sets for the server: `PORT`, `NODE_ENV`) wins over all of them. (The image has none of these files; the console sets the
 /// environment there.)
 pub fn production_env(app_dir: &std::path::Path) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();

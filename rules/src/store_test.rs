@@ -258,7 +258,6 @@ pub fn add_tests(
         .into_iter()
         .filter(|(n, _, _)| n.kind() == NodeKind::Setting)
         .map(|(n, _, _)| strata_engine::Node::id(n).to_string())
-        .filter(|id| id.starts_with("toolchain/"))
         .collect();
     for store in stores {
         let mut ports = BTreeMap::new();
@@ -284,15 +283,28 @@ pub fn add_tests(
             inputs.push(out_id(store, &s.app));
             inputs.push(deploy_id(store, &s.app));
         }
-        inputs.extend(settings_ids.iter().cloned());
+        // The toolchain, the root files, the declared variables, and of
+        // the lockfile the closures of the apps it runs.
+        let runs: Vec<&str> = std::iter::once(app.as_str())
+            .chain(servers.iter().map(|s| s.app.as_str()))
+            .collect();
+        inputs.extend(
+            settings_ids
+                .iter()
+                .filter(|id| {
+                    !id.starts_with("lockfile/")
+                        || runs.iter().any(|a| id.ends_with(&format!("/{a}")))
+                })
+                .cloned(),
+        );
         graph.add(StoreNode::Test {
             id: id.clone(),
             spec: Arc::new(TestSpec {
                 store: store.clone(),
                 test_app: app.clone(),
                 root: ws.root().to_path_buf(),
-                base_url: format!("http://localhost:{front_port}"),
-                middleware_url: port_of(MIDDLEWARE_APP).map(|p| format!("http://localhost:{p}")),
+                base_url: format!("http://127.0.0.1:{front_port}"),
+                middleware_url: port_of(MIDDLEWARE_APP).map(|p| format!("http://127.0.0.1:{p}")),
                 servers,
                 slots: slots.clone(),
                 force: options.force,

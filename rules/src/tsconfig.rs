@@ -77,31 +77,92 @@ pub fn sync(ws: &Workspace, stores: &[String], check: bool) -> Result<TsconfigRe
     Ok(report)
 }
 
+/// One config of the base app's `extends` chain: its folder (relative to
+/// the root) and its content.
+struct Config {
+    dir: String,
+    json: Map<String, Value>,
+}
+
+/// The base app's `tsconfig.json` and the configs it extends by path,
+/// nearest first. (`extends` naming a package is not followed: what it
+/// holds is inherited as it is.)
+fn chain(ws: &Workspace, base_dir: &str) -> Result<Option<Vec<Config>>> {
+    let mut out: Vec<Config> = Vec::new();
+    let mut next = vec![format!("{base_dir}/{TSCONFIG}")];
+    while let Some(rel) = next.pop() {
+        if out.len() > 16 {
+            break;
+        }
+        let path = ws.root().join(&rel);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && out.is_empty() => {
+                return Ok(None);
+            }
+            // A config it extends that is not there: tsc says so too.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let bad = |message: String| Error::ConfigShape {
+            path: path.clone(),
+            field: "(the file)".into(),
+            message,
+        };
+        let json: Value = jsonc_parser::parse_to_serde_value(&text, &Default::default())
+            .map_err(|e| bad(format!("not JSON with comments: {e}")))?;
+        let Value::Object(json) = json else {
+            return Err(bad("the top level is not an object".into()));
+        };
+        let dir = rel.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+        // `extends`: one path or (TypeScript 5) several, later ones
+        // winning; relative ones are followed.
+        let extends: Vec<String> = match json.get("extends") {
+            Some(Value::String(e)) => vec![e.clone()],
+            Some(Value::Array(list)) => list
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect(),
+            _ => Vec::new(),
+        };
+        for e in extends.iter() {
+            if e.starts_with("./") || e.starts_with("../") {
+                let mut target = lexical(&join_dir(&dir, e));
+                if !target.ends_with(".json") {
+                    target.push_str(".json");
+                }
+                next.insert(0, target);
+            }
+        }
+        out.push(Config { dir, json });
+    }
+    Ok(Some(out))
+}
+
+/// The nearest config of the chain that sets `key` in `compilerOptions`
+/// (or at the top with `top`), with that config's folder.
+fn setting<'a>(chain: &'a [Config], key: &str, top: bool) -> Option<(&'a Value, &'a str)> {
+    chain.iter().find_map(|c| {
+        let holder = if top {
+            Some(&c.json)
+        } else {
+            c.json.get("compilerOptions").and_then(Value::as_object)
+        };
+        holder
+            .and_then(|h| h.get(key))
+            .filter(|v| !v.is_null())
+            .map(|v| (v, c.dir.as_str()))
+    })
+}
+
 /// The generated `tsconfig.json` of `app` in store `id`, or `None` when the
 /// base app has no `tsconfig.json`.
 pub fn text(ws: &Workspace, id: &str, app: &str) -> Result<Option<String>> {
     let base_dir = format!("{APPS}/{app}");
-    let base_path = ws.root().join(&base_dir).join(TSCONFIG);
-    let base_text = match std::fs::read_to_string(&base_path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::io(&base_path, e)),
+    let Some(chain) = chain(ws, &base_dir)? else {
+        return Ok(None);
     };
-    let bad = |message: String| Error::ConfigShape {
-        path: base_path.clone(),
-        field: "(the file)".into(),
-        message,
-    };
-    let base: Value = jsonc_parser::parse_to_serde_value(&base_text, &Default::default())
-        .map_err(|e| bad(format!("not JSON with comments: {e}")))?;
-    let Some(base) = base.as_object() else {
-        return Err(bad("the top level is not an object".into()));
-    };
-    let options = base
-        .get("compilerOptions")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
     let store_dir = format!(
         "{}/{app}",
         ws.store(id)
@@ -118,103 +179,134 @@ pub fn text(ws: &Workspace, id: &str, app: &str) -> Result<Option<String>> {
         .map(|l| relative(&store_dir, &l.dir))
         .collect();
     layers.dedup();
-    let to_base = relative(&store_dir, &base_dir);
-    // A path inside the base app (from its folder) as seen from each
-    // layer; one that leaves the app names the same place for all.
-    let per_layer = |inside: &str| -> Vec<Value> {
-        match normalize(inside) {
-            Some(p) if !p.starts_with("../") && p != ".." => {
-                layers.iter().map(|l| Value::String(join(l, &p))).collect()
-            }
-            _ => vec![Value::String(
-                normalize(&join(&to_base, inside)).unwrap_or_else(|| join(&to_base, inside)),
-            )],
+    // A path (relative to the root) as seen from the store's folder: one
+    // inside the base app from each layer, closest first; one outside it
+    // names the same place for all.
+    let per_layer = |at: &str| -> Vec<Value> {
+        let at = lexical(at);
+        let inside = if at == base_dir {
+            Some(".")
+        } else {
+            at.strip_prefix(&format!("{base_dir}/"))
+        };
+        match inside {
+            Some(inside) => layers
+                .iter()
+                .map(|l| Value::String(join(l, inside)))
+                .collect(),
+            None => vec![Value::String(relative(&store_dir, &at))],
         }
     };
-    let base_url = options.get("baseUrl").and_then(Value::as_str);
-    let in_base = |target: &str| match base_url {
-        Some(url) => join(url, target),
-        None => target.to_string(),
+    // A path a config of the chain wrote, resolved from its folder.
+    let from = |dir: &str, path: &str| -> Vec<Value> {
+        if Path::new(path).is_absolute() {
+            vec![Value::String(path.to_string())]
+        } else {
+            per_layer(&join_dir(dir, path))
+        }
     };
 
+    let base_url =
+        setting(&chain, "baseUrl", false).and_then(|(v, dir)| v.as_str().map(|u| join_dir(dir, u)));
     let mut paths = Map::new();
-    if let Some(base_paths) = options.get("paths").and_then(Value::as_object) {
+    if let Some((Value::Object(base_paths), dir)) = setting(&chain, "paths", false) {
+        // Targets are relative to `baseUrl`, else to the config that
+        // sets `paths`.
+        let origin = base_url.clone().unwrap_or_else(|| dir.to_string());
         for (alias, targets) in base_paths {
             let targets: Vec<Value> = targets
                 .as_array()
                 .into_iter()
                 .flatten()
                 .filter_map(Value::as_str)
-                .flat_map(|t| per_layer(&in_base(t)))
+                .flat_map(|t| from(&origin, t))
                 .collect();
             paths.insert(alias.clone(), Value::Array(dedup(targets)));
         }
     }
     if !paths.contains_key("@/*") {
-        paths.insert("@/*".into(), Value::Array(per_layer(&in_base("*"))));
+        paths.insert(
+            "@/*".into(),
+            Value::Array(per_layer(&format!("{base_dir}/*"))),
+        );
     }
-    let root_dirs: Vec<Value> = match options.get("rootDirs").and_then(Value::as_array) {
-        Some(dirs) => dirs
+    let root_dirs: Vec<Value> = match setting(&chain, "rootDirs", false) {
+        Some((Value::Array(dirs), dir)) => dirs
             .iter()
             .filter_map(Value::as_str)
-            .flat_map(&per_layer)
+            .flat_map(|d| from(dir, d))
             .collect(),
-        None => per_layer("."),
+        _ => per_layer(&base_dir),
     };
 
     let mut compiler = Map::new();
     if base_url.is_some() {
+        // Ours: the paths below are written from this folder.
         compiler.insert("baseUrl".into(), ".".into());
     }
     compiler.insert("paths".into(), Value::Object(paths));
     compiler.insert("rootDirs".into(), Value::Array(dedup(root_dirs)));
+    if setting(&chain, "rootDir", false).is_some() {
+        // Every layer's files are sources: the folder that holds them all.
+        let common = ws
+            .layers(id, app)
+            .iter()
+            .map(|l| l.dir.clone())
+            .reduce(|a, b| common_dir(&a, &b))
+            .unwrap_or_else(|| base_dir.clone());
+        compiler.insert("rootDir".into(), relative(&store_dir, &common).into());
+    }
     let mut out = Map::new();
-    out.insert("extends".into(), Value::String(join(&to_base, TSCONFIG)));
+    out.insert(
+        "extends".into(),
+        Value::String(join(&relative(&store_dir, &base_dir), TSCONFIG)),
+    );
     out.insert("compilerOptions".into(), Value::Object(compiler));
-    // `include`, `exclude` and `files` are not inherited relative to this
-    // folder: the base app's, as seen from each layer.
-    let patterns = |key: &str| -> Option<Vec<Value>> {
-        base.get(key).and_then(Value::as_array).map(|list| {
+    // `include`, `exclude` and `files` are inherited relative to the
+    // config that sets them: the chain's, as seen from each layer.
+    let list = |key: &str| -> Option<Vec<Value>> {
+        setting(&chain, key, true).map(|(v, dir)| {
             dedup(
-                list.iter()
+                v.as_array()
+                    .into_iter()
+                    .flatten()
                     .filter_map(Value::as_str)
-                    .flat_map(&per_layer)
+                    .flat_map(|p| from(dir, p))
                     .collect(),
             )
         })
     };
-    match (patterns("include"), base.get("files")) {
-        (Some(include), _) => {
+    let files = setting(&chain, "files", true).map(|(v, dir)| {
+        // Named files are the base app's own.
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(|f| Value::String(relative(&store_dir, &lexical(&join_dir(dir, f)))))
+            .collect::<Vec<_>>()
+    });
+    match (list("include"), files) {
+        (Some(include), files) => {
             out.insert("include".into(), Value::Array(include));
+            if let Some(files) = files {
+                out.insert("files".into(), Value::Array(files));
+            }
         }
         (None, Some(files)) => {
-            // Named files are the base app's own.
-            let files: Vec<Value> = files
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .map(|f| Value::String(join(&to_base, f)))
-                .collect();
             out.insert("files".into(), Value::Array(files));
         }
         (None, None) => {
-            out.insert("include".into(), Value::Array(per_layer("**/*")));
+            out.insert(
+                "include".into(),
+                Value::Array(per_layer(&format!("{base_dir}/**/*"))),
+            );
         }
-    }
-    if base.contains_key("include")
-        && let Some(files) = base.get("files").and_then(Value::as_array)
-    {
-        let files: Vec<Value> = files
-            .iter()
-            .filter_map(Value::as_str)
-            .map(|f| Value::String(join(&to_base, f)))
-            .collect();
-        out.insert("files".into(), Value::Array(files));
     }
     out.insert(
         "exclude".into(),
-        Value::Array(patterns("exclude").unwrap_or_else(|| per_layer("node_modules"))),
+        Value::Array(
+            list("exclude").unwrap_or_else(|| per_layer(&format!("{base_dir}/node_modules"))),
+        ),
     );
     let mut text = String::from(HEADER);
     text.push_str(
@@ -222,6 +314,40 @@ pub fn text(ws: &Workspace, id: &str, app: &str) -> Result<Option<String>> {
     );
     text.push('\n');
     Ok(Some(text))
+}
+
+/// `dir/path`, for paths relative to the root (`""` is the root).
+fn join_dir(dir: &str, path: &str) -> String {
+    if dir.is_empty() {
+        path.to_string()
+    } else {
+        format!("{dir}/{path}")
+    }
+}
+
+/// The deepest folder holding both `a` and `b` (relative to the root).
+fn common_dir(a: &str, b: &str) -> String {
+    a.split('/')
+        .zip(b.split('/'))
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// `path` with `.` and `a/..` resolved lexically (leading `..` kept).
+fn lexical(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." if out.last().is_some_and(|p| *p != "..") => {
+                out.pop();
+            }
+            p => out.push(p),
+        }
+    }
+    out.join("/")
 }
 
 fn dedup(mut values: Vec<Value>) -> Vec<Value> {
@@ -256,29 +382,6 @@ fn join(base: &str, rel: &str) -> String {
     }
 }
 
-/// `path` with `.` and `a/..` resolved; `None` for an absolute path. Leading
-/// `..` parts are kept.
-fn normalize(path: &str) -> Option<String> {
-    if Path::new(path).is_absolute() {
-        return None;
-    }
-    let mut out: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." if out.last().is_some_and(|p| *p != "..") => {
-                out.pop();
-            }
-            p => out.push(p),
-        }
-    }
-    Some(if out.is_empty() {
-        ".".into()
-    } else {
-        out.join("/")
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,8 +400,8 @@ mod tests {
         assert_eq!(relative("apps/web", "apps/web"), ".");
         assert_eq!(join(".", "*"), "./*");
         assert_eq!(join("../../../web", "./src/*"), "../../../web/src/*");
-        assert_eq!(normalize("./src/../lib/*").as_deref(), Some("lib/*"));
-        assert_eq!(normalize("../shared/*").as_deref(), Some("../shared/*"));
-        assert_eq!(normalize("/abs"), None);
+        assert_eq!(lexical("apps/web/./src/../lib/*"), "apps/web/lib/*");
+        assert_eq!(lexical("apps/web/../../shared/*"), "shared/*");
+        assert_eq!(common_dir("apps/stores/a/web", "apps/web"), "apps");
     }
 }

@@ -15,40 +15,166 @@ use super::{App, Closure, Package, unpinned_protocol};
 use strata_engine::ContentHash;
 
 pub(super) fn closures(text: &str, apps: &[App]) -> Result<BTreeMap<String, Closure>, String> {
-    let docs =
-        YamlLoader::load_from_str(text).map_err(|e| format!("it does not parse as YAML: {e}"))?;
-    let doc = docs.first().ok_or("it is empty")?;
-    let importers = doc["importers"]
-        .as_hash()
-        .ok_or("it has no importers (a pnpm lockfile of a workspace has them)")?;
-    let lock = Lock {
-        importers: importers
+    let parts = load(text)?;
+    let section = |name: &str| -> Vec<&Yaml> {
+        parts
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v)))
-            .collect(),
-        packages: index(&doc["packages"]),
-        snapshots: index(&doc["snapshots"]),
-        patched: index(&doc["patchedDependencies"]),
+            .map(|part| field_of(part, name))
+            .filter(|v| !v.is_badvalue())
+            .collect()
+    };
+    let importers = section("importers");
+    if importers.is_empty() {
+        return Err("it has no importers (a pnpm lockfile of a workspace has them)".into());
+    }
+    let lock = Lock {
+        importers: index(&importers).into_iter().collect(),
+        packages: index(&section("packages")),
+        snapshots: index(&section("snapshots")),
+        patched: index(&section("patchedDependencies")),
         found: RefCell::default(),
         visits: RefCell::default(),
         succ: RefCell::default(),
     };
-    Ok(apps
+    let closures = apps
         .iter()
         .map(|app| (app.dir.clone(), lock.closure(app)))
-        .collect())
+        .collect();
+    drop(lock);
+    // Freeing a large document's hundred thousand values takes a few
+    // milliseconds nobody waits for.
+    if text.len() >= PARALLEL_FROM {
+        rayon::spawn(move || drop(parts));
+    }
+    Ok(closures)
+}
+
+/// The lockfile's top-level mapping, in one or more parts whose keys are
+/// its keys (a key in several parts: its entries are in each). Parsing is
+/// most of the time a closure takes, so a large lockfile is parsed in
+/// parts at once: see [`load_in_parts`].
+fn load(text: &str) -> Result<Vec<Yaml>, String> {
+    if text.len() >= PARALLEL_FROM
+        && let Some(parts) = load_in_parts(text)
+    {
+        return Ok(parts);
+    }
+    let mut docs =
+        YamlLoader::load_from_str(text).map_err(|e| format!("it does not parse as YAML: {e}"))?;
+    if docs.is_empty() {
+        return Err("it is empty".into());
+    }
+    Ok(vec![docs.swap_remove(0)])
+}
+
+/// Below this size, one parse is quicker than parts and threads.
+const PARALLEL_FROM: usize = 256 << 10;
+
+/// The document parsed in parts, at once: pnpm writes its lockfile as one
+/// block mapping whose top-level keys start at column 0 (`importers:`,
+/// `packages:`, `snapshots:`), and whose entries start at column 2. Each
+/// part is a run of whole entries under its top-level key, itself a YAML
+/// document: a mapping of that one key. `None` (parse it
+/// whole) for anything that is not that shape: a document marker, a
+/// directive, tabs, an anchor, a part that is not a mapping of one key, a
+/// key two parts both hold (a flow collection across a cut fails its
+/// part's parse).
+fn load_in_parts(text: &str) -> Option<Vec<Yaml>> {
+    use rayon::prelude::*;
+    // An alias in one part of an anchor in another would not resolve. With
+    // no `&` anywhere there is no anchor, and every alias resolves to
+    // nothing in a whole parse as in parts.
+    if text.contains('&') {
+        return None;
+    }
+    // (top-level key line, its entries' lines) by byte ranges.
+    let mut sections: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    for line in text.split_inclusive('\n') {
+        let first = line.as_bytes().first().copied();
+        match first {
+            Some(b'%') | Some(b'\t') => return None,
+            Some(b'-') if line.starts_with("---") || line.starts_with("...") => return None,
+            Some(b' ') | Some(b'#') | Some(b'\n') | Some(b'\r') | None => {}
+            Some(_) => sections.push((at, at)),
+        }
+        at += line.len();
+        if let Some(last) = sections.last_mut() {
+            last.1 = at;
+        }
+    }
+    if sections.is_empty() {
+        return None;
+    }
+    // Text before the first key may only be comments and blank lines.
+    if text[..sections[0].0]
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+    {
+        return None;
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let target = (text.len() / (threads * 2)).max(64 << 10);
+    // Parts: (section, header, body), each a document `header` + `body`.
+    let mut parts: Vec<(usize, &str, &str)> = Vec::new();
+    for (n, &(start, end)) in sections.iter().enumerate() {
+        let section = &text[start..end];
+        let header_end = section.find('\n').map_or(section.len(), |i| i + 1);
+        let (header, body) = section.split_at(header_end);
+        if body.len() <= target || !header.trim_end().ends_with(':') {
+            parts.push((n, section, ""));
+            continue;
+        }
+        // Cut the body where an entry starts (two spaces, then a key).
+        let mut cut = 0;
+        let mut offset = 0;
+        for line in body.split_inclusive('\n') {
+            let entry = line.starts_with("  ") && !line[2..].starts_with([' ', '#', '\n', '\r']);
+            if entry && offset - cut >= target {
+                parts.push((n, header, &body[cut..offset]));
+                cut = offset;
+            }
+            offset += line.len();
+        }
+        parts.push((n, header, &body[cut..]));
+    }
+    let parsed: Vec<Option<(usize, yaml_rust2::yaml::Hash)>> = parts
+        .par_iter()
+        .map(|&(n, header, body)| {
+            let doc = if body.is_empty() {
+                YamlLoader::load_from_str(header)
+            } else {
+                YamlLoader::load_from_str(&format!("{header}{body}"))
+            };
+            match doc.ok()?.into_iter().next()? {
+                Yaml::Hash(h) if h.len() == 1 => Some((n, h)),
+                _ => None,
+            }
+        })
+        .collect();
+    // A key at the top once: its parts come from one section.
+    let mut sections_of: HashMap<Yaml, usize> = HashMap::new();
+    let mut out = Vec::with_capacity(parsed.len());
+    for part in parsed {
+        let (n, hash) = part?;
+        let key = hash.keys().next()?.clone();
+        if *sections_of.entry(key).or_insert(n) != n {
+            return None;
+        }
+        out.push(Yaml::Hash(hash));
+    }
+    Some(out)
 }
 
 /// A mapping by its string keys, indexed once: a lookup by `Yaml` key
 /// allocates a key each time.
-fn index(y: &Yaml) -> HashMap<String, &Yaml> {
-    y.as_hash()
-        .map(|h| {
-            h.iter()
-                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v)))
-                .collect()
-        })
-        .unwrap_or_default()
+fn index<'a>(parts: &[&'a Yaml]) -> HashMap<String, &'a Yaml> {
+    parts
+        .iter()
+        .filter_map(|y| y.as_hash())
+        .flat_map(|h| h.iter())
+        .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v)))
+        .collect()
 }
 
 struct Lock<'a> {
@@ -75,13 +201,13 @@ fn installed(entry: &Yaml, importer: bool) -> Vec<Want> {
         if field == "devDependencies" && !importer {
             continue;
         }
-        if let Some(map) = entry[field].as_hash() {
+        if let Some(map) = field_of(entry, field).as_hash() {
             for (name, v) in map {
                 let Some(name) = name.as_str() else { continue };
                 // Importers of 6 and 9: {specifier, version}; others: the
                 // version itself.
                 let version = match v {
-                    Yaml::Hash(_) => scalar(&v["version"]),
+                    Yaml::Hash(_) => scalar(field_of(v, "version")),
                     other => scalar(other),
                 };
                 out.push((name.to_string(), version, optional));
@@ -89,6 +215,15 @@ fn installed(entry: &Yaml, importer: bool) -> Vec<Want> {
         }
     }
     out
+}
+
+/// The value of `key` in the mapping `y` (`BadValue` when there is none):
+/// a scan of its few entries, where `y[key]` would allocate a key to hash.
+fn field_of<'a>(y: &'a Yaml, key: &str) -> &'a Yaml {
+    static NONE: Yaml = Yaml::BadValue;
+    y.as_hash()
+        .and_then(|h| h.iter().find(|(k, _)| k.as_str() == Some(key)))
+        .map_or(&NONE, |(_, v)| v)
 }
 
 fn scalar(y: &Yaml) -> String {
@@ -190,22 +325,22 @@ impl Lock<'_> {
         let resolution = self
             .packages
             .get(resolution_key)
-            .map(|p| &p["resolution"])
+            .map(|p| field_of(p, "resolution"))
             .unwrap_or(&Yaml::BadValue);
         let pin = [
-            &resolution["integrity"],
-            &resolution["tarball"],
-            &resolution["commit"],
+            field_of(resolution, "integrity"),
+            field_of(resolution, "tarball"),
+            field_of(resolution, "commit"),
         ]
         .into_iter()
         .map(scalar)
         .find(|s| !s.is_empty())
         .unwrap_or_else(|| key.clone());
-        let whole = (!resolution["directory"].is_badvalue())
+        let whole = (!field_of(resolution, "directory").is_badvalue())
             .then(|| format!("{real} is a local directory"));
         let patch = self.patched.get(&format!("{real}@{v}")).map(|patched| {
             let hash = match patched {
-                Yaml::Hash(_) => scalar(&patched["hash"]),
+                Yaml::Hash(_) => scalar(field_of(patched, "hash")),
                 other => scalar(other),
             };
             (format!("{real}@{v}"), ContentHash::of(hash.as_bytes()))
@@ -236,6 +371,21 @@ impl Lock<'_> {
     /// The keys of the entry `name` at `version` resolves to: (key for its
     /// dependencies, key for its resolution, name, version).
     fn find(&self, name: &str, version: &str) -> Option<(String, String, String, String)> {
+        // pnpm 9's key, the common case: one lookup each.
+        let plain = !version.contains('@') && !version.starts_with('/');
+        let key = format!("{name}@{version}");
+        if plain
+            && self.snapshots.contains_key(&key)
+            && self.packages.contains_key(without_peers(&key))
+        {
+            let base = without_peers(&key).to_string();
+            return Some((
+                key,
+                base,
+                name.to_string(),
+                without_peers(version).to_string(),
+            ));
+        }
         let mut candidates = vec![
             format!("{name}@{version}"),
             format!("/{name}@{version}"),
@@ -420,5 +570,71 @@ snapshots:
             .collect();
         assert_eq!(got, ["p@2.0.0=sha-p", "x@1.0.0=sha-x", "y@3.0.0=sha-y"]);
         assert!(c["apps/a"].whole.is_none());
+    }
+
+    fn serial(text: &str) -> Yaml {
+        YamlLoader::load_from_str(text).unwrap().swap_remove(0)
+    }
+
+    /// The parts joined into one mapping, as a whole parse gives it.
+    fn joined(parts: Vec<Yaml>) -> Yaml {
+        let mut top = yaml_rust2::yaml::Hash::new();
+        for part in parts {
+            for (k, v) in part.into_hash().unwrap() {
+                match (top.get_mut(&k), v) {
+                    (Some(Yaml::Hash(into)), Yaml::Hash(more)) => into.extend(more),
+                    (_, v) => {
+                        top.insert(k, v);
+                    }
+                }
+            }
+        }
+        Yaml::Hash(top)
+    }
+
+    /// Parsed in parts, a lockfile is the document a whole parse gives:
+    /// the real pnpm 9 lockfile of the test data, and a large one with
+    /// block scalars, comments, quoted and complex keys across the cuts.
+    #[test]
+    fn parts_parse_as_the_whole() {
+        let real = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/lockfiles/pnpm/base/pnpm-lock.yaml"
+        ))
+        .unwrap();
+        assert!(load_in_parts(&real).map(joined) == Some(serial(&real)));
+
+        let mut big = String::from(
+            "# written by a test\nlockfileVersion: '9.0'\n\nsettings:\n  autoInstallPeers: true\n\nimporters:\n  .: {}\n\npackages:\n",
+        );
+        for i in 0..6000 {
+            big.push_str(&format!(
+                "\n  '@s/p{i}@1.0.{i}':\n    resolution: {{integrity: sha512-{i}}}\n    engines: {{node: '>=18'}}\n"
+            ));
+            if i % 97 == 0 {
+                big.push_str("    # a comment inside\n    description: |\n      line one\n        indented\n      line three\n");
+            }
+        }
+        big.push_str("\nsnapshots:\n");
+        for i in 0..6000 {
+            big.push_str(&format!(
+                "\n  '@s/p{i}@1.0.{i}':\n    dependencies:\n      q: 1.0.{i}\n"
+            ));
+        }
+        assert!(big.len() > PARALLEL_FROM);
+        let parts = load_in_parts(&big).expect("a lockfile of pnpm's shape parses in parts");
+        assert!(parts.len() > 2, "{} parts", parts.len());
+        let parts = joined(parts);
+        assert!(parts == serial(&big), "the parts differ from the whole");
+        assert_eq!(parts["packages"].as_hash().unwrap().len(), 6000);
+
+        // Not pnpm's shape: parsed whole.
+        assert!(load_in_parts("---\na: 1\n").is_none());
+        assert!(load_in_parts("- 1\n- 2\n").is_none());
+        let aliased = format!("{big}extra: &x {{a: 1}}\nmore: *x\n");
+        assert!(load_in_parts(&aliased).is_none());
+        assert!(load(&aliased).unwrap() == [serial(&aliased)]);
+        let twice = format!("{big}packages:\n  again: 1\n");
+        assert!(load_in_parts(&twice).is_none(), "a key twice at the top");
     }
 }
