@@ -401,4 +401,8 @@ fn main() {
         "    time beside that store's scripts, images, pushes and trigger (the engine, and the other stores' re-tags): {:.1} ms   (target <= 100 ms)",
         (edit.wall.as_secs_f64() - work).max(0.0) * 1e3
     );
+    // STRATA_BENCH_KEEP=1 keeps the generated monorepo to look into.
+    if std::env::var_os("STRATA_BENCH_KEEP").is_some() {
+        println!("  kept {}", tmp.keep().display());
+    }
 }
