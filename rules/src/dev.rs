@@ -70,7 +70,11 @@ pub fn targets(ws: &Workspace, stores: &[String], changed: &BTreeSet<String>) ->
         .filter(|(_, _, r)| r.is_empty())
         .map(|(s, a, _)| (s.clone(), a.clone()))
         .collect();
-    out.retain(|(s, a, r)| r.is_empty() || !whole.contains(&(s.clone(), a.clone())));
+    // (A `.env` file keeps its own target: a whole app's reconcile leaves
+    // alone the `.env` files no layer has, and a deleted one has none.)
+    out.retain(|(s, a, r)| {
+        r.is_empty() || is_dotenv(r) || !whole.contains(&(s.clone(), a.clone()))
+    });
     out
 }
 

@@ -126,13 +126,15 @@ fn chain(ws: &Workspace, base_dir: &str) -> Result<Option<Vec<Config>>> {
                 .collect(),
             _ => Vec::new(),
         };
+        // Taken from the end: the last of an array (which wins) and its
+        // own chain come before the earlier ones.
         for e in extends.iter() {
             if e.starts_with("./") || e.starts_with("../") {
                 let mut target = lexical(&join_dir(&dir, e));
                 if !target.ends_with(".json") {
                     target.push_str(".json");
                 }
-                next.insert(0, target);
+                next.push(target);
             }
         }
         out.push(Config { dir, json });

@@ -91,11 +91,11 @@ fn load_in_parts(text: &str) -> Option<Vec<Yaml>> {
     let mut sections: Vec<(usize, usize)> = Vec::new();
     let mut at = 0;
     for line in text.split_inclusive('\n') {
-        let first = line.as_bytes().first().copied();
-        match first {
-            Some(b'%') | Some(b'\t') => return None,
-            Some(b'-') if line.starts_with("---") || line.starts_with("...") => return None,
-            Some(b' ') | Some(b'#') | Some(b'\n') | Some(b'\r') | None => {}
+        match line.as_bytes().first().copied() {
+            // Directives, tabs, explicit keys and values, document markers.
+            Some(b'%' | b'\t' | b'?' | b':') => return None,
+            Some(b'-' | b'.') if line.starts_with("---") || line.starts_with("...") => return None,
+            Some(b' ' | b'#' | b'\n' | b'\r') | None => {}
             Some(_) => sections.push((at, at)),
         }
         at += line.len();
@@ -115,55 +115,88 @@ fn load_in_parts(text: &str) -> Option<Vec<Yaml>> {
     }
     let threads = rayon::current_num_threads().max(1);
     let target = (text.len() / (threads * 2)).max(64 << 10);
-    // Parts: (section, header, body), each a document `header` + `body`.
-    let mut parts: Vec<(usize, &str, &str)> = Vec::new();
+    // Parts: (section, header, body, keys its body starts), each a document
+    // `header` + `body`; `keys` is `None` for a whole section.
+    let mut parts: Vec<(usize, &str, &str, Option<usize>)> = Vec::new();
     for (n, &(start, end)) in sections.iter().enumerate() {
         let section = &text[start..end];
         let header_end = section.find('\n').map_or(section.len(), |i| i + 1);
         let (header, body) = section.split_at(header_end);
         if body.len() <= target || !header.trim_end().ends_with(':') {
-            parts.push((n, section, ""));
+            parts.push((n, section, "", None));
             continue;
         }
-        // Cut the body where an entry starts (two spaces, then a key).
+        // Cut the body where an entry starts: two spaces, then a key (not
+        // the `: value` line of an explicit `? key`, nor a sequence item).
         let mut cut = 0;
         let mut offset = 0;
+        let mut keys = 0;
         for line in body.split_inclusive('\n') {
-            let entry = line.starts_with("  ") && !line[2..].starts_with([' ', '#', '\n', '\r']);
-            if entry && offset - cut >= target {
-                parts.push((n, header, &body[cut..offset]));
+            let third = line
+                .strip_prefix("  ")
+                .and_then(|rest| rest.bytes().next())
+                .filter(|c| !matches!(c, b' ' | b'#' | b'\n' | b'\r'));
+            let key = third.is_some_and(|c| !matches!(c, b':' | b'-'));
+            if key && offset - cut >= target {
+                parts.push((n, header, &body[cut..offset], Some(keys)));
                 cut = offset;
+                keys = 0;
             }
+            keys += usize::from(key);
             offset += line.len();
         }
-        parts.push((n, header, &body[cut..]));
+        parts.push((n, header, &body[cut..], Some(keys)));
     }
     let parsed: Vec<Option<(usize, yaml_rust2::yaml::Hash)>> = parts
         .par_iter()
-        .map(|&(n, header, body)| {
+        .map(|&(n, header, body, keys)| {
             let doc = if body.is_empty() {
                 YamlLoader::load_from_str(header)
             } else {
                 YamlLoader::load_from_str(&format!("{header}{body}"))
             };
-            match doc.ok()?.into_iter().next()? {
-                Yaml::Hash(h) if h.len() == 1 => Some((n, h)),
-                _ => None,
+            let Yaml::Hash(h) = doc.ok()?.into_iter().next()? else {
+                return None;
+            };
+            if h.len() != 1 {
+                return None;
             }
+            // A part of a section holds as many entries as key lines
+            // start in it: no entry was split or read otherwise.
+            if let Some(keys) = keys {
+                match h.values().next()? {
+                    Yaml::Hash(entries) if entries.len() == keys => {}
+                    _ => return None,
+                }
+            }
+            Some((n, h))
         })
         .collect();
-    // A key at the top once: its parts come from one section.
+    // A key at the top once, its parts from one section; an entry of a
+    // section in one part (a key twice is an error a whole parse reports).
     let mut sections_of: HashMap<Yaml, usize> = HashMap::new();
-    let mut out = Vec::with_capacity(parsed.len());
-    for part in parsed {
-        let (n, hash) = part?;
-        let key = hash.keys().next()?.clone();
-        if *sections_of.entry(key).or_insert(n) != n {
+    let mut entries_seen: HashSet<(usize, &Yaml)> = HashSet::new();
+    for part in &parsed {
+        let (n, hash) = part.as_ref()?;
+        let (key, value) = hash.iter().next()?;
+        if *sections_of.entry(key.clone()).or_insert(*n) != *n {
             return None;
         }
-        out.push(Yaml::Hash(hash));
+        if let Yaml::Hash(entries) = value {
+            for k in entries.keys() {
+                if !entries_seen.insert((*n, k)) {
+                    return None;
+                }
+            }
+        }
     }
-    Some(out)
+    drop(entries_seen);
+    Some(
+        parsed
+            .into_iter()
+            .map(|p| Yaml::Hash(p.expect("every part checked").1))
+            .collect(),
+    )
 }
 
 /// A mapping by its string keys, indexed once: a lookup by `Yaml` key
@@ -636,5 +669,28 @@ snapshots:
         assert!(load(&aliased).unwrap() == [serial(&aliased)]);
         let twice = format!("{big}packages:\n  again: 1\n");
         assert!(load_in_parts(&twice).is_none(), "a key twice at the top");
+        // An entry twice in one section, in two parts: a whole parse's
+        // error, not a merge.
+        let entry_twice = big.replace(
+            "\nsnapshots:\n",
+            "\n  '@s/p1@1.0.1':\n    resolution: {integrity: again}\n\nsnapshots:\n",
+        );
+        assert!(load_in_parts(&entry_twice).is_none());
+        assert!(load(&entry_twice).is_err());
+        // Long keys as js-yaml writes them (`? key` then `: value`): never
+        // cut between the two lines.
+        let mut explicit =
+            String::from("lockfileVersion: '9.0'\n\nimporters:\n  .: {}\n\nsnapshots:\n");
+        for i in 0..3000 {
+            explicit.push_str(&format!(
+                "\n  ? 'p{i}@1.0.0({})'\n  : dependencies:\n      q: 1.0.{i}\n",
+                "x".repeat(80)
+            ));
+        }
+        assert!(explicit.len() > PARALLEL_FROM);
+        let parts = load_in_parts(&explicit).expect("explicit keys parse in parts");
+        assert!(parts.len() > 2, "{} parts", parts.len());
+        assert!(joined(parts) == serial(&explicit));
+        assert!(load_in_parts("a: 1\n...\nimporters: {}\n").is_none());
     }
 }
