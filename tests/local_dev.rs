@@ -77,6 +77,13 @@ fn env_files_compose_by_inheritance_rebuild_their_app_and_never_deploy() {
     assert_eq!(env("r1").as_deref(), Some("API_KEY=r1-value-e29a\n"));
     assert_eq!(env("r2").as_deref(), Some("API_KEY=base-value-7c1f\n"));
     assert_eq!(env("solo").as_deref(), Some("API_KEY=base-value-7c1f\n"));
+    // For its owner's eyes only, whatever the source's mode.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(repo.path().join(".out/r1/storefront-middleware/.env"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     assert_eq!(
         read(&repo, ".out/solo/storefront-unified-nextjs/.env.local").as_deref(),
         Some("NEXT_FLAG=frontend-value-44d0\n")

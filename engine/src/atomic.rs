@@ -60,6 +60,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
     result
 }
 
+/// Writes `bytes` to `path` atomically, for its owner alone from the start
+/// (settings that may hold secrets), executable by the owner when
+/// `executable`.
+pub fn write_atomic_private(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
+    let tmp = TempName::beside(path);
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(if executable { 0o700 } else { 0o600 })
+            .open(&tmp)
+            .at(&tmp)?;
+        file.write_all(bytes).at(&tmp)?;
+        drop(file);
+        std::fs::rename(&tmp, path).at(path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
 /// Copies the file `from` to `to` atomically (in the kernel where it can).
 pub fn copy_atomic(from: &Path, to: &Path, executable: bool) -> Result<()> {
     let tmp = TempName::beside(to);

@@ -20,7 +20,7 @@ mod scan;
 mod statcache;
 mod watch;
 
-pub use atomic::{TempName, copy_atomic, symlink_atomic, write_atomic};
+pub use atomic::{TempName, copy_atomic, symlink_atomic, write_atomic, write_atomic_private};
 pub use cas::Cas;
 pub use db::{Db, Tree};
 pub use error::{Error, IoContext, Result};

@@ -388,7 +388,7 @@ fn update(
             let on_disk = Fingerprint::at(&path).ok();
             let in_place = match (prior, on_disk) {
                 (Some(p), Some(fp)) if p.fingerprint == fp => {
-                    p.digest == e.digest && p.kind == e.kind
+                    p.digest == e.digest && p.kind == e.kind && mode_ok(&fp, e)
                 }
                 (_, Some(fp)) => holds(&path, &fp, e),
                 (_, None) => false,
@@ -488,9 +488,15 @@ pub(crate) fn holds(path: &Path, fp: &Fingerprint, entry: &Composed) -> bool {
         EntryKind::File { executable } => {
             file_type == S_IFREG
                 && ((fp.mode & 0o111 != 0) == executable)
+                && mode_ok(fp, entry)
                 && file_digest(path).is_ok_and(|d| d == entry.digest)
         }
     }
+}
+
+/// A `.env` file others can read is rewritten for its owner alone.
+fn mode_ok(fp: &Fingerprint, entry: &Composed) -> bool {
+    !private(entry) || fp.mode & 0o077 == 0
 }
 
 const S_IFLNK: u32 = 0o120000;
@@ -513,7 +519,7 @@ fn write_direct(
         std::os::unix::fs::symlink(target, path).at(path)?;
         return Ok((Fingerprint::at(path).at(path)?, entry.digest));
     };
-    let mut file = create(path, executable)?;
+    let mut file = create(path, executable, private(entry))?;
     let actual = match composition.source_path(root, entry) {
         None => {
             if let Source::Generated(bytes) = &entry.source {
@@ -536,11 +542,23 @@ fn write_direct(
     Ok((Fingerprint::of(&file.metadata().at(path)?), actual))
 }
 
-fn create(path: &Path, executable: bool) -> Result<std::fs::File> {
+/// Whether an entry is a `.env` file at the top of the app: written for
+/// its owner's eyes only, as it may hold secrets.
+fn private(entry: &Composed) -> bool {
+    crate::listing::is_dotenv(&entry.path)
+}
+
+fn create(path: &Path, executable: bool, private: bool) -> Result<std::fs::File> {
+    let mode = match (private, executable) {
+        (true, true) => 0o700,
+        (true, false) => 0o600,
+        (false, true) => 0o777,
+        (false, false) => 0o666,
+    };
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(if executable { 0o777 } else { 0o666 })
+        .mode(mode)
         .open(path)
         .map_err(|e| Error::io(path, e))
 }
@@ -571,6 +589,14 @@ pub(crate) fn write_replacing(
         (EntryKind::File { executable }, Source::Generated(bytes)) => {
             write_atomic(path, bytes, *executable)?;
             entry.digest
+        }
+        (EntryKind::File { executable }, _) if private(entry) => {
+            let src = composition
+                .source_path(root, entry)
+                .expect("a file entry that is not generated has a source");
+            let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
+            strata_engine::write_atomic_private(path, &bytes, *executable)?;
+            ContentHash::of(&bytes)
         }
         (EntryKind::File { executable }, _) => {
             let src = composition
