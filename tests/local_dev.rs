@@ -783,8 +783,8 @@ fn store_test_serializes_stores_that_share_ports_and_refuses_a_busy_port() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no \"test\" script"));
 }
 
-/// A base app whose `baseUrl` and `paths` point into `src/`, with a
-/// `rootDir`, extending a root config: the store's generated config still
+/// A base app whose `baseUrl` (from a config package it extends) and
+/// `paths` point into `src/`, with a `rootDir`: the store's generated config still
 /// resolves `@/*` through the store first, and tsc accepts its files (the
 /// base's `rootDir` would refuse them). An alias outside the app names the
 /// same place from the store.
@@ -792,9 +792,10 @@ fn store_test_serializes_stores_that_share_ports_and_refuses_a_busy_port() {
 fn store_tsconfigs_follow_base_url_root_dir_and_extends() {
     let repo = Repo::empty();
     repo.write(".gitignore", ".out/\n.strata/\n");
+    // A shared config package sets `baseUrl` for whoever uses it.
     repo.write(
-        "tsconfig.base.json",
-        r#"{"compilerOptions": {"strict": true, "module": "commonjs", "moduleResolution": "node", "target": "es2019", "noEmit": true}}"#,
+        "node_modules/@repo/tsconfig/base.json",
+        r#"{"compilerOptions": {"strict": true, "module": "commonjs", "moduleResolution": "node", "target": "es2019", "noEmit": true, "baseUrl": "${configDir}/src"}}"#,
     );
     let api = "apps/storefront-middleware";
     repo.write(
@@ -804,8 +805,8 @@ fn store_tsconfigs_follow_base_url_root_dir_and_extends() {
     repo.write(
         &format!("{api}/tsconfig.json"),
         r#"{
-  "extends": "../../tsconfig.base.json",
-  "compilerOptions": { "baseUrl": "./src", "rootDir": "./src", "paths": { "@/*": ["*"], "@shared/*": ["../../../packages/shared/*"] } },
+  "extends": "@repo/tsconfig/base.json",
+  "compilerOptions": { "rootDir": "./src", "paths": { "@/*": ["*"], "@shared/*": ["../../../packages/shared/*"] } },
   "include": ["src/**/*.ts"]
 }"#,
     );

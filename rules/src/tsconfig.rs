@@ -135,11 +135,39 @@ fn chain(ws: &Workspace, base_dir: &str) -> Result<Option<Vec<Config>>> {
                     target.push_str(".json");
                 }
                 next.push(target);
+            } else if let Some(found) = package_config(ws.root(), &dir, e) {
+                next.push(found);
             }
         }
         out.push(Config { dir, json });
     }
     Ok(Some(out))
+}
+
+/// A config `extends` names by package (`@repo/tsconfig/nextjs.json`,
+/// `@tsconfig/node20`), as TypeScript finds it: in `node_modules` of the
+/// config's folder or of a folder above it, as the file named, with
+/// `.json`, or the package's `tsconfig.json`. Relative to the root.
+fn package_config(root: &Path, dir: &str, spec: &str) -> Option<String> {
+    let mut at = dir.to_string();
+    loop {
+        for candidate in [
+            spec.to_string(),
+            format!("{spec}.json"),
+            format!("{spec}/tsconfig.json"),
+        ] {
+            let rel = lexical(&join_dir(&at, &format!("node_modules/{candidate}")));
+            if root.join(&rel).is_file() {
+                return Some(rel);
+            }
+        }
+        if at.is_empty() {
+            return None;
+        }
+        at = at
+            .rsplit_once('/')
+            .map_or(String::new(), |(parent, _)| parent.to_string());
+    }
 }
 
 /// The nearest config of the chain that sets `key` in `compilerOptions`
@@ -201,6 +229,11 @@ pub fn text(ws: &Workspace, id: &str, app: &str) -> Result<Option<String>> {
     };
     // A path a config of the chain wrote, resolved from its folder.
     let from = |dir: &str, path: &str| -> Vec<Value> {
+        // `${configDir}` (TypeScript 5.5) is the folder of the config in
+        // use: the base app's, seen from each layer.
+        if let Some(rest) = path.strip_prefix("${configDir}") {
+            return per_layer(&format!("{base_dir}/{}", rest.trim_start_matches('/')));
+        }
         if Path::new(path).is_absolute() {
             vec![Value::String(path.to_string())]
         } else {
@@ -208,8 +241,12 @@ pub fn text(ws: &Workspace, id: &str, app: &str) -> Result<Option<String>> {
         }
     };
 
-    let base_url =
-        setting(&chain, "baseUrl", false).and_then(|(v, dir)| v.as_str().map(|u| join_dir(dir, u)));
+    let base_url = setting(&chain, "baseUrl", false).and_then(|(v, dir)| {
+        v.as_str().map(|u| match u.strip_prefix("${configDir}") {
+            Some(rest) => format!("{base_dir}/{}", rest.trim_start_matches('/')),
+            None => join_dir(dir, u),
+        })
+    });
     let mut paths = Map::new();
     if let Some((Value::Object(base_paths), dir)) = setting(&chain, "paths", false) {
         // Targets are relative to `baseUrl`, else to the config that
