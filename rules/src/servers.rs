@@ -350,7 +350,8 @@ fn supervise(
 /// that a production server sees, as Next.js loads them for production:
 /// `.env.production.local`, `.env.local`, `.env.production`, then `.env`,
 /// the first that sets a name wins, and strata's own environment (and what
-/// it sets for the server: `PORT`, `NODE_ENV`) wins over all of them. (The image has none of these files; the console sets the
+/// it sets for the server: `PORT`, `NODE_ENV`, `HOSTNAME`) wins over all of
+/// them. (The image has none of these files; the console sets the
 /// environment there.)
 pub fn production_env(app_dir: &std::path::Path) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();

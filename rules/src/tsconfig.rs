@@ -84,9 +84,8 @@ struct Config {
     json: Map<String, Value>,
 }
 
-/// The base app's `tsconfig.json` and the configs it extends by path,
-/// nearest first. (`extends` naming a package is not followed: what it
-/// holds is inherited as it is.)
+/// The base app's `tsconfig.json` and the configs it extends (by path, or
+/// by package in `node_modules`), nearest first.
 fn chain(ws: &Workspace, base_dir: &str) -> Result<Option<Vec<Config>>> {
     let mut out: Vec<Config> = Vec::new();
     let mut next = vec![format!("{base_dir}/{TSCONFIG}")];
