@@ -454,7 +454,7 @@ fn completions_help_version_and_quiet() {
     }
     for command in [
         "compose", "build", "graph", "explain", "changed", "deploy", "dev", "add", "move", "start",
-        "lint",
+        "lint", "tsconfig", "test",
     ] {
         let out = repo.ok(&["store", command, "--help"]);
         assert!(out.contains("Example"), "store {command} --help:\n{out}");
