@@ -1,6 +1,7 @@
 //! Local development as Alokai's guides describe it: git-ignored `.env`
 //! files composed by inheritance (and kept out of everything deployed),
-//! `ignorePaths` in a store's config entry.
+//! `ignorePaths` in a store's config entry, per-store `tsconfig.json` files
+//! checked with the TypeScript compiler, and `store test`.
 
 use std::path::Path;
 
@@ -16,25 +17,10 @@ fn holding(dir: &Path, needle: &str, found: &mut Vec<String>) {
         let meta = std::fs::symlink_metadata(&path).unwrap();
         if meta.is_dir() {
             holding(&path, needle, found);
-        } else if meta.is_file() {
-            let bytes = std::fs::read(&path).unwrap();
-            let mut texts = vec![bytes.clone()];
-            if bytes.starts_with(&[0x1f, 0x8b]) {
-                use std::io::Read;
-                let mut inflated = Vec::new();
-                if flate2::read::MultiGzDecoder::new(&bytes[..])
-                    .read_to_end(&mut inflated)
-                    .is_ok()
-                {
-                    texts.push(inflated);
-                }
-            }
-            if texts
-                .iter()
-                .any(|t| t.windows(needle.len()).any(|w| w == needle.as_bytes()))
-            {
-                found.push(path.display().to_string());
-            }
+        } else if meta.is_file()
+            && crate::util::holds_bytes(&crate::util::searchable_texts(&path), needle)
+        {
+            found.push(path.display().to_string());
         }
     }
 }

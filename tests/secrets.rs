@@ -32,23 +32,9 @@ fn holders(dir: &Path, skip: &dyn Fn(&Path) -> bool, found: &mut Vec<String>) {
         if meta.is_dir() {
             holders(&path, skip, found);
         } else if meta.is_file() {
-            let bytes = std::fs::read(&path).unwrap();
-            let mut texts = vec![bytes.clone()];
-            if bytes.starts_with(&[0x1f, 0x8b]) {
-                let mut inflated = Vec::new();
-                use std::io::Read;
-                if flate2::read::MultiGzDecoder::new(&bytes[..])
-                    .read_to_end(&mut inflated)
-                    .is_ok()
-                {
-                    texts.push(inflated);
-                }
-            }
+            let texts = crate::util::searchable_texts(&path);
             for secret in SECRETS {
-                if texts
-                    .iter()
-                    .any(|t| t.windows(secret.len()).any(|w| w == secret.as_bytes()))
-                {
+                if crate::util::holds_bytes(&texts, secret) {
                     found.push(format!("{} holds {secret}", path.display()));
                 }
             }

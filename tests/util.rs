@@ -505,3 +505,28 @@ pub fn example() -> Repo {
     }
     repo
 }
+
+/// The bytes of the file at `path` as a search for planted values reads
+/// them: as they are, and inflated too when they are gzip (image layers).
+pub fn searchable_texts(path: &Path) -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(path).unwrap();
+    let mut texts = vec![bytes.clone()];
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        use std::io::Read;
+        let mut inflated = Vec::new();
+        if flate2::read::MultiGzDecoder::new(&bytes[..])
+            .read_to_end(&mut inflated)
+            .is_ok()
+        {
+            texts.push(inflated);
+        }
+    }
+    texts
+}
+
+/// Whether any of `texts` holds `needle`.
+pub fn holds_bytes(texts: &[Vec<u8>], needle: &str) -> bool {
+    texts
+        .iter()
+        .any(|t| t.windows(needle.len()).any(|w| w == needle.as_bytes()))
+}

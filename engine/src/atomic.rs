@@ -47,9 +47,15 @@ fn mode_bits(executable: bool) -> u32 {
 /// Writes `bytes` to `path` atomically, with the execute bits set when
 /// `executable` (the umask applies, as it does for any new file).
 pub fn write_atomic(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
+    write_with_mode(path, bytes, mode_bits(executable))
+}
+
+/// Writes `bytes` to `path` atomically, the new file created with `mode`
+/// (less the umask).
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let tmp = TempName::beside(path);
     let result = (|| {
-        let mut file = create(&tmp, executable)?;
+        let mut file = create(&tmp, mode)?;
         file.write_all(bytes).at(&tmp)?;
         drop(file);
         std::fs::rename(&tmp, path).at(path)
@@ -64,22 +70,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
 /// (settings that may hold secrets), executable by the owner when
 /// `executable`.
 pub fn write_atomic_private(path: &Path, bytes: &[u8], executable: bool) -> Result<()> {
-    let tmp = TempName::beside(path);
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(if executable { 0o700 } else { 0o600 })
-            .open(&tmp)
-            .at(&tmp)?;
-        file.write_all(bytes).at(&tmp)?;
-        drop(file);
-        std::fs::rename(&tmp, path).at(path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    write_with_mode(path, bytes, if executable { 0o700 } else { 0o600 })
 }
 
 /// Copies the file `from` to `to` atomically (in the kernel where it can).
@@ -87,7 +78,7 @@ pub fn copy_atomic(from: &Path, to: &Path, executable: bool) -> Result<()> {
     let tmp = TempName::beside(to);
     let result = (|| {
         let mut src = File::open(from).at(from)?;
-        let mut dst = create(&tmp, executable)?;
+        let mut dst = create(&tmp, mode_bits(executable))?;
         std::io::copy(&mut src, &mut dst).at(&tmp)?;
         drop(dst);
         std::fs::rename(&tmp, to).at(to)
@@ -126,7 +117,7 @@ pub fn copy_atomic_checked(
         let mut src = File::open(from).at(from)?;
         let mut hasher = blake3::Hasher::new();
         let mut tee = Tee {
-            file: create(&tmp, executable)?,
+            file: create(&tmp, mode_bits(executable))?,
             hasher: &mut hasher,
         };
         std::io::copy(&mut src, &mut tee).at(&tmp)?;
@@ -153,11 +144,11 @@ pub fn symlink_atomic(target: &Path, path: &Path) -> Result<()> {
     })
 }
 
-fn create(path: &Path, executable: bool) -> Result<File> {
+fn create(path: &Path, mode: u32) -> Result<File> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode_bits(executable))
+        .mode(mode)
         .open(path)
         .at(path)
 }
