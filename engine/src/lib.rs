@@ -31,6 +31,8 @@ pub use names::{display, fs_path, name_str};
 pub use node::{Computed, Node};
 pub use remote::{RemoteAuth, RemoteCache, file_sha256};
 pub use run::{Engine, Event, Inputs, OnFailure, Outcome, RunLog, RunOptions, Status, TraceEvent};
-pub use scan::{EntryKind, ScanEntry, git_root, read, relative, scan, symlink_digest, walker};
+pub use scan::{
+    EntryKind, ScanEntry, file_entry, git_root, read, relative, scan, symlink_digest, walker,
+};
 pub use statcache::{DirHandle, Fingerprint, StatCache, file_digest};
 pub use watch::{IgnoreRules, Watcher};

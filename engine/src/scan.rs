@@ -142,9 +142,43 @@ fn scan_entry(
     if file_type.is_dir() || !(file_type.is_file() || file_type.is_symlink()) {
         return Ok(None);
     }
-    let path = entry.path();
+    entry_at(
+        root,
+        entry.path(),
+        file_type.is_symlink(),
+        cache,
+        key_prefix,
+    )
+}
+
+/// The entry for the file or symlink at `path` under `root`, as a scan
+/// finds it whether git ignores it or not; `None` when nothing is there
+/// (or a folder, or a special file).
+pub fn file_entry(
+    root: &Path,
+    path: &Path,
+    cache: Option<&StatCache>,
+    key_prefix: &str,
+) -> Result<Option<ScanEntry>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() || m.file_type().is_symlink() => {
+            entry_at(root, path, m.file_type().is_symlink(), cache, key_prefix)
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+fn entry_at(
+    root: &Path,
+    path: &Path,
+    symlink: bool,
+    cache: Option<&StatCache>,
+    key_prefix: &str,
+) -> Result<Option<ScanEntry>> {
     let rel = relative(root, path);
-    if file_type.is_symlink() {
+    if symlink {
         let target = match std::fs::read_link(path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),

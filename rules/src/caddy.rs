@@ -5,8 +5,7 @@
 
 use std::fmt::Write as _;
 
-use crate::prepare::{MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP, deployed_apps};
-use crate::servers::port_key;
+use crate::servers::store_ports;
 use crate::workspace::Workspace;
 
 /// The file's name, in `.out`.
@@ -41,24 +40,15 @@ pub fn caddyfile(ws: &Workspace, stores: &[String]) -> (String, Vec<String>) {
             ));
             continue;
         }
-        let apps = deployed_apps(ws, store);
-        let port = |app: &str| settings.local_ports.get(port_key(app)).copied();
-        let frontend = apps
-            .iter()
-            .find(|a| *a == NEXTJS_APP || *a == NUXT_APP)
-            .and_then(|a| port(a));
-        let Some(frontend) = frontend else {
+        let ports = store_ports(ws, store);
+        let Some(frontend) = ports.frontend else {
             warnings.push(format!(
                 "{store} has no localPorts entry for its frontend: not in .out/{CADDYFILE}"
             ));
             continue;
         };
         let _ = writeln!(text, "\n{domain} {{\n\ttls internal");
-        if let Some(middleware) = apps
-            .iter()
-            .find(|a| *a == MIDDLEWARE_APP)
-            .and_then(|a| port(a))
-        {
+        if let Some(middleware) = ports.middleware {
             let _ = writeln!(
                 text,
                 "\thandle_path {MIDDLEWARE_PATH}/* {{\n\t\treverse_proxy localhost:{middleware}\n\t}}"

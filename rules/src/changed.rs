@@ -333,15 +333,15 @@ impl Lookup<'_> {
         Ok(found)
     }
 
-    /// The winning file for `rel` among `layers` (base first). A store's
-    /// `tsconfig.json` is for editors: the base app's always wins.
+    /// The winning file for `rel` among `layers` (base first), of the
+    /// layers that lend it.
     fn winner(&mut self, layers: &[String], rel: &str) -> Result<Option<GitEntry>> {
-        let layers = if crate::tsconfig::generated_in_store(rel) {
-            &layers[..layers.len().min(1)]
-        } else {
-            layers
-        };
-        for dir in layers.iter().rev() {
+        for (_, dir) in layers
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(l, _)| crate::compose::lends(*l, rel))
+        {
             if let Some(e) = self.entry(format!("{dir}/{rel}"))? {
                 return Ok(Some(e));
             }
@@ -422,12 +422,10 @@ fn affected(
                 && w.ignore_paths(&store.id).is_ok_and(|old| old == ignore)
         });
         if same_shape {
-            for t in touches.iter().filter(|t| {
-                new_ws.base_apps.contains(&t.app)
-                    && !ignore.removes(&t.app, &t.rel)
-                    && !(t.layer.starts_with(&format!("{APPS}/{STORES}/"))
-                        && crate::tsconfig::generated_in_store(&t.rel))
-            }) {
+            for t in touches
+                .iter()
+                .filter(|t| new_ws.base_apps.contains(&t.app) && !ignore.removes(&t.app, &t.rel))
+            {
                 let layers: Vec<String> = new_ws
                     .layers(&store.id, &t.app)
                     .into_iter()
@@ -436,6 +434,9 @@ fn affected(
                 let Some(position) = layers.iter().position(|d| *d == t.layer) else {
                     continue;
                 };
+                if !crate::compose::lends(position, &t.rel) {
+                    continue;
+                }
                 // A name that is not UTF-8 cannot be looked up by its text:
                 // counted as a change (rebuilding is the safe side).
                 if t.rel.contains('\u{FFFD}')
@@ -624,11 +625,9 @@ fn composed(
     let mut apps = BTreeMap::new();
     for app in &ws.base_apps {
         let mut files = BTreeMap::new();
-        for layer in ws.layers(id, app) {
+        for (l, layer) in ws.layers(id, app).into_iter().enumerate() {
             for (rel, entry) in snapshot.list(&layer.dir)? {
-                if layer.owner == crate::workspace::Owner::Base
-                    || (rel != PACKAGE_JSON && !crate::tsconfig::generated_in_store(&rel))
-                {
+                if l == 0 || (rel != PACKAGE_JSON && crate::compose::lends(l, &rel)) {
                     files.insert(rel, entry);
                 }
             }

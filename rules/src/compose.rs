@@ -154,9 +154,7 @@ pub fn resolve(
             if removed(&entry.path) {
                 continue;
             }
-            // A store's `tsconfig.json` is for editors: the composed app
-            // has the base app's.
-            if l > 0 && crate::tsconfig::generated_in_store(&entry.path) {
+            if !lends(l, &entry.path) {
                 continue;
             }
             if l > 0 && entry.path == PACKAGE_JSON {
@@ -193,6 +191,13 @@ pub fn resolve(
         }
     }
     Ok(winners.into_values().collect())
+}
+
+/// Whether layer `layer` of a composition (0: the base app) lends its file
+/// at `rel`: a store's `tsconfig.json` is for editors (see
+/// [`crate::tsconfig`]); the composed app has the base app's.
+pub(crate) fn lends(layer: usize, rel: &str) -> bool {
+    layer == 0 || !crate::tsconfig::generated_in_store(rel)
 }
 
 /// The composition of `app` for `store` from its layers' listings, less

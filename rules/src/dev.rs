@@ -9,7 +9,9 @@ use serde::Serialize;
 use strata_engine::{EntryKind, Fingerprint, IgnoreRules, walker};
 
 use crate::changed::touched;
-use crate::compose::{Composed, Composition, PACKAGE_JSON, Source, package_json, path_entry};
+use crate::compose::{
+    Composed, Composition, PACKAGE_JSON, Source, lends, package_json, path_entry,
+};
 use crate::error::{Error, Result};
 use crate::listing::is_dotenv;
 use crate::materialize::{TOOL_OWNED, holds, remove, write_replacing};
@@ -94,10 +96,9 @@ fn entry(root: &Path, src: &str, dest: &str) -> Result<Option<Composed>> {
 }
 
 /// Whether the file at `rel` of layer `layer` is composed: git does not
-/// ignore it (or it is a `.env` file), and it is no store's editor config.
+/// ignore it (or it is a `.env` file), and the layer lends it.
 fn composed_file(git_ignored: bool, layer: usize, rel: &str) -> bool {
-    let generated = layer > 0 && crate::tsconfig::generated_in_store(rel);
-    (!git_ignored || is_dotenv(rel)) && !generated
+    (!git_ignored || is_dotenv(rel)) && lends(layer, rel)
 }
 
 /// What composition puts at `rel` (a file, or everything under a folder)
@@ -141,9 +142,7 @@ fn desired(
             }
             for sub in found {
                 let path = join(rel, &sub);
-                if (i > 0 && crate::tsconfig::generated_in_store(&path))
-                    || ignore.removes(app, &path)
-                {
+                if !lends(i, &path) || ignore.removes(app, &path) {
                     continue;
                 }
                 if i > 0 && path == PACKAGE_JSON {

@@ -145,9 +145,7 @@ pub fn explain(
                 .iter()
                 .zip(&listings)
                 .enumerate()
-                .filter(|(i, (_, l))| {
-                    l.get(rel).is_some() && !(*i > 0 && crate::tsconfig::generated_in_store(rel))
-                })
+                .filter(|(i, (_, l))| l.get(rel).is_some() && crate::compose::lends(*i, rel))
                 .map(|(_, (d, _))| d.clone())
                 .collect();
             if having.is_empty() && f.split_once('/').map(|(a, _)| a) != Some(app.as_str()) {

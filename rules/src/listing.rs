@@ -4,7 +4,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use strata_engine::{ContentHash, EntryKind, KeyHasher, ScanEntry, StatCache, scan};
+use strata_engine::{ContentHash, EntryKind, KeyHasher, ScanEntry, StatCache, file_entry, scan};
 
 use crate::error::{Error, Result};
 
@@ -120,34 +120,12 @@ fn ignored_dotenv(
         {
             continue;
         }
-        let path = dir.join(&name);
-        let meta = match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_file() => m,
-            // Gone meanwhile, or not a regular file (a link, a folder).
-            _ => continue,
-        };
-        let digest = match cache {
-            Some(cache) => cache.file_digest(&format!("{prefix}{name}"), &path, &meta),
-            None => strata_engine::file_digest(&path),
-        };
-        let digest = match digest {
-            Ok(d) => d,
-            Err(strata_engine::Error::Io { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        use std::os::unix::fs::PermissionsExt;
-        out.push(ScanEntry {
-            path: name,
-            kind: EntryKind::File {
-                executable: meta.permissions().mode() & 0o111 != 0,
-            },
-            digest,
-            link_target: None,
-        });
+        // Regular files only (gone meanwhile: not there).
+        if let Some(entry) = file_entry(dir, &dir.join(&name), cache, prefix)?
+            && matches!(entry.kind, EntryKind::File { .. })
+        {
+            out.push(entry);
+        }
     }
     Ok(out)
 }

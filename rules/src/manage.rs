@@ -309,7 +309,7 @@ fn winners(
 ) -> Result<BTreeMap<String, Winner>> {
     let mut out = BTreeMap::new();
     let ignore = ws.ignore_paths(store)?;
-    for layer in ws.layers(store, app) {
+    for (l, layer) in ws.layers(store, app).into_iter().enumerate() {
         if !ws.root().join(&layer.dir).is_dir() {
             continue;
         }
@@ -319,9 +319,8 @@ fn winners(
             crate::workspace::Owner::Store(id) => id.clone(),
         };
         for e in &listing.entries {
-            let from_store = layer.owner != crate::workspace::Owner::Base;
-            if (from_store
-                && (e.path == PACKAGE_JSON || crate::tsconfig::generated_in_store(&e.path)))
+            if (l > 0 && e.path == PACKAGE_JSON)
+                || !crate::compose::lends(l, &e.path)
                 || ignore.removes(app, &e.path)
             {
                 continue;
@@ -870,7 +869,7 @@ pub fn lint(ws: &Workspace) -> Result<LintReport> {
                 .map(|l| listings.get(root, &l.dir))
                 .collect::<Result<_>>()?;
             for entry in &own_listing.entries {
-                if crate::tsconfig::generated_in_store(&entry.path) {
+                if !crate::compose::lends(above.len(), &entry.path) {
                     continue;
                 }
                 let path = format!("{}/{}", own.dir, entry.path);

@@ -54,6 +54,33 @@ pub fn port_key(app: &str) -> &str {
     }
 }
 
+/// The ports `localPorts` gives a store's deployed frontend (Next.js or
+/// Nuxt) and its middleware.
+pub(crate) struct StorePorts {
+    /// The frontend's.
+    pub frontend: Option<u16>,
+    /// The middleware's.
+    pub middleware: Option<u16>,
+}
+
+/// The frontend's and the middleware's ports of `store`.
+pub(crate) fn store_ports(ws: &Workspace, store: &str) -> StorePorts {
+    let apps = crate::prepare::deployed_apps(ws, store);
+    let port = |wanted: &[&str]| {
+        let app = apps.iter().find(|a| wanted.contains(&a.as_str()))?;
+        ws.config
+            .stores
+            .get(store)?
+            .local_ports
+            .get(port_key(app))
+            .copied()
+    };
+    StorePorts {
+        frontend: port(&[NEXTJS_APP, NUXT_APP]),
+        middleware: port(&[MIDDLEWARE_APP]),
+    }
+}
+
 /// The port `localPorts` gives `app` of `store`, claimed in `ports`: two
 /// servers on one port are an error.
 fn claim_port(

@@ -19,8 +19,7 @@ use crate::build::Semaphore;
 use crate::builder::build_script_named;
 use crate::error::{Error, Result};
 use crate::nodes::{NodeKind, StoreNode, deploy_id, out_dir, out_id};
-use crate::prepare::{MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP};
-use crate::servers::{ServerSpec, Supervisor, production_specs, relay};
+use crate::servers::{ServerSpec, StorePorts, Supervisor, production_specs, relay, store_ports};
 use crate::toolchain::{PackageManager, which};
 use crate::workspace::Workspace;
 
@@ -262,12 +261,11 @@ pub fn add_tests(
     for store in stores {
         let mut ports = BTreeMap::new();
         let servers = production_specs(ws, store, &mut ports)?;
-        let port_of = |a: &str| servers.iter().find(|s| s.app == a).and_then(|s| s.port);
-        let frontend = servers
-            .iter()
-            .find(|s| s.app == NEXTJS_APP || s.app == NUXT_APP)
-            .map(|s| s.app.clone());
-        let Some(front_port) = frontend.as_deref().and_then(port_of) else {
+        let StorePorts {
+            frontend,
+            middleware,
+        } = store_ports(ws, store);
+        let Some(front_port) = frontend else {
             return Err(Error::Usage {
                 message: format!(
                     "store {store} has no localPorts entry for its frontend: store test serves it there (BASE_URL)"
@@ -304,7 +302,7 @@ pub fn add_tests(
                 test_app: app.clone(),
                 root: ws.root().to_path_buf(),
                 base_url: format!("http://127.0.0.1:{front_port}"),
-                middleware_url: port_of(MIDDLEWARE_APP).map(|p| format!("http://127.0.0.1:{p}")),
+                middleware_url: middleware.map(|p| format!("http://127.0.0.1:{p}")),
                 servers,
                 slots: slots.clone(),
                 force: options.force,
@@ -371,8 +369,6 @@ pub fn test_stores(
         .iter()
         .map(|s| s.id.clone())
         .collect();
-    // Bad input (no test app, no port) before anything runs.
-    test_app(ws)?;
     let report = crate::builder::build_stores_with(
         ws,
         engine,
