@@ -206,6 +206,81 @@ fn uncommitted_changes_are_refused_unless_allowed() {
     assert!(!stderr.contains("warning: uncommitted"), "{stderr}");
 }
 
+/// The revision node: a deploy with nothing changed does not read the
+/// working tree again (it is cached); what counts as uncommitted is what
+/// the selected stores' images are made of, and the root files builds
+/// read; a dry run refuses uncommitted work as the deploy would.
+#[test]
+fn the_tag_answers_for_the_selected_stores_and_is_read_again_only_after_a_change() {
+    let repo = committed_example();
+    let trace = repo.path().join("trace.json");
+    let revision_status = || -> String {
+        let trace: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&trace).unwrap()).unwrap();
+        trace["traceEvents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "revision/HEAD")
+            .map(|e| e["args"]["status"].as_str().unwrap().to_string())
+            .unwrap_or_else(|| panic!("no revision node in {trace}"))
+    };
+    let profile = ["--profile", trace.to_str().unwrap()];
+    let (code, report, stderr) = deploy_json(&repo, &profile, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], head(&repo));
+    assert_eq!(revision_status(), "changed");
+    let (code, report, stderr) = deploy_json(&repo, &profile, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], head(&repo));
+    assert_eq!(revision_status(), "cached", "nothing changed: git is not asked");
+
+    // Work in progress in fashion-eu's own folder: a deploy of sports is
+    // not about it; one of every store is refused, in a dry run too.
+    let nobody = format!("127.0.0.1:{}", crate::util::free_port());
+    let to_registry = ["--registry", nobody.as_str(), "--insecure-registry", "--dry-run"];
+    let wip = "apps/stores/fashion/stores/fashion-eu/storefront-unified-nextjs/wip.html";
+    repo.write(wip, "<p>not yet</p>\n");
+    let mut sports = to_registry.to_vec();
+    sports.extend(["-s", "sports"]);
+    let (code, report, stderr) = deploy_json(&repo, &sports, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], head(&repo));
+    let (code, _, stderr) = deploy_json(&repo, &to_registry, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(wip) && stderr.contains("--allow-dirty"), "{stderr}");
+    // Gone again: the tree is clean, whatever was recorded before.
+    std::fs::remove_file(repo.path().join(wip)).unwrap();
+    let (code, report, stderr) = deploy_json(&repo, &to_registry, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], head(&repo));
+
+    // An edit that is committed is clean under the new commit; the same
+    // file edited again is not.
+    let header = "apps/stores/sports/storefront-unified-nextjs/components/header.html";
+    repo.write(header, "<header>Sports, new season</header>\n");
+    repo.commit("new sports header");
+    let (code, report, stderr) = deploy_json(&repo, &to_registry, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], head(&repo));
+    repo.write(header, "<header>Sports, later</header>\n");
+    let (code, _, stderr) = deploy_json(&repo, &to_registry, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(header), "{stderr}");
+    repo.write(header, "<header>Sports, new season</header>\n");
+
+    // A root file builds read counts for every store.
+    let lock = std::fs::read_to_string(repo.path().join("package-lock.json")).unwrap();
+    repo.write("package-lock.json", &lock.replacen('{', "{\n", 1));
+    let (code, _, stderr) = deploy_json(&repo, &sports, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("package-lock.json"), "{stderr}");
+    repo.write("package-lock.json", &lock);
+    let (code, report, stderr) = deploy_json(&repo, &sports, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], head(&repo));
+}
+
 #[test]
 fn pushes_to_a_real_registry_on_a_base_image_it_holds() {
     let registry = RegistryServer::start();

@@ -61,6 +61,12 @@ pub trait Node: Send + Sync {
         None
     }
 
+    /// Whether a dry run computes this node although it is not volatile:
+    /// it only reads, and what it finds decides the plan (or refuses it).
+    fn computes_in_dry_run(&self) -> bool {
+        false
+    }
+
     /// Whether computing this node mostly waits on another machine (a
     /// registry, a server): ready nodes that will compute and are not of
     /// this kind go first, so that the work on the longest path (a build

@@ -61,10 +61,11 @@ pub struct AppBuild {
     /// the app is not deployed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deploy: Option<&'static str>,
-    /// Bytes of the build's outputs.
-    pub output_bytes: u64,
-    /// Bytes of `.deploy`.
-    pub deploy_bytes: u64,
+    /// Bytes of the build's outputs, when the run read its record (none
+    /// for a build a deploy did not look at: its images were cached).
+    pub output_bytes: Option<u64>,
+    /// Bytes of `.deploy`, when the run read its record.
+    pub deploy_bytes: Option<u64>,
 }
 
 /// One store's builds.
@@ -96,6 +97,9 @@ pub struct BuildReport {
     /// Failed nodes of the rollout (base, image, push, trigger), by id.
     #[serde(skip)]
     pub rollout_errors: Vec<(String, Error)>,
+    /// The tag a deploy's revision node gave, when it ran.
+    #[serde(skip)]
+    pub revision: Option<crate::revision::Tagging>,
 }
 
 impl BuildReport {
@@ -489,19 +493,15 @@ pub fn build_stores_with(
                         _ => "prepared",
                     },
                 });
-            let value = |id: &str| {
-                outcome
-                    .value(id)
-                    .map(|v| (*v).clone())
-                    .or_else(|| engine.load::<StoreNode>(id).ok().flatten())
+            // Sizes from the values the run computed or checked: a record
+            // nobody read is not loaded for them.
+            let output_bytes = match outcome.value(&bid).as_deref() {
+                Some(StoreValue::Build(r)) => Some(r.fingerprints.iter().map(|f| f.size).sum()),
+                _ => None,
             };
-            let output_bytes = match value(&bid) {
-                Some(StoreValue::Build(r)) => r.fingerprints.iter().map(|f| f.size).sum(),
-                _ => 0,
-            };
-            let deploy_bytes = match deploy.and_then(|_| value(&did)) {
-                Some(StoreValue::Out(r)) => r.files.iter().map(|f| f.fingerprint.size).sum(),
-                _ => 0,
+            let deploy_bytes = match deploy.and_then(|_| outcome.value(&did)).as_deref() {
+                Some(StoreValue::Out(r)) => Some(r.files.iter().map(|f| f.fingerprint.size).sum()),
+                _ => None,
             };
             list.push(AppBuild {
                 app: app.clone(),
@@ -530,7 +530,12 @@ pub fn build_stores_with(
         None => (Vec::new(), None),
     };
     warnings.extend(ctx.warnings.lock().unwrap().drain(..));
+    let revision = match outcome.value(&crate::nodes::revision_id()).as_deref() {
+        Some(StoreValue::Revision(t)) => Some(t.clone()),
+        _ => None,
+    };
     Ok(BuildReport {
+        revision,
         stores,
         scripts_run: ctx.scripts_run.load(Ordering::Relaxed),
         failures,

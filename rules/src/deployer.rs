@@ -14,8 +14,8 @@ use crate::builder::{BuildOptions, BuildReport, build_stores_with};
 use crate::error::{Error, Result};
 use crate::node_id::NodeId;
 use crate::nodes::{
-    NodeKind, StoreNode, StoreValue, base_id, deploy_id, image_id, layer_id, push_id, scan_id,
-    trigger_id,
+    NodeKind, StoreNode, StoreValue, base_id, build_id, deploy_id, image_id, layer_id, push_id,
+    revision_id, scan_id, trigger_id,
 };
 use crate::oci::auth::Credentials;
 use crate::oci::base::{DEFAULT_BASE, Registries};
@@ -24,7 +24,7 @@ use crate::oci::layer::Compression;
 use crate::oci::layout::Layout;
 use crate::oci::push::BlobHomes;
 use crate::prepare::deployed_apps;
-use crate::revision::{self, Revision};
+use crate::revision::{self, Revision, Tagging};
 use crate::rollout::{RequestSettings, Rollout, forget_pending};
 use crate::workspace::Workspace;
 
@@ -235,14 +235,14 @@ fn selected(ws: &Workspace, options: &DeployOptions) -> Result<Vec<String>> {
 }
 
 /// What the rollout nodes of a deploy with `options` to `target` (host,
-/// prefix, plain HTTP) share. `deploying` is the commit and tag it deploys;
+/// prefix, plain HTTP) share. `deploying` is the commit it deploys;
 /// without it (the graph's picture) nothing is tagged, pulled or sent.
 fn rollout(
     ws: &Workspace,
     engine: &Engine,
     options: &DeployOptions,
     target: Option<&(String, String, bool)>,
-    deploying: Option<(&Revision, &str)>,
+    deploying: Option<&Revision>,
 ) -> Result<Rollout> {
     let insecure = options.insecure || target.is_some_and(|(_, _, http)| *http);
     Ok(Rollout {
@@ -259,14 +259,9 @@ fn rollout(
         )),
         tags: Arc::default(),
         target: target.map(|(h, p, _)| (h.clone(), p.clone())),
-        tag: deploying
-            .map(|(_, tag)| tag.to_string())
-            .unwrap_or_default(),
-        sha: deploying
-            .map(|(rev, _)| rev.sha.clone())
-            .unwrap_or_default(),
-        epoch: deploying.map_or(0, |(rev, _)| rev.epoch),
-        source: deploying.and_then(|(rev, _)| rev.source.clone()),
+        sha: deploying.map(|rev| rev.sha.clone()).unwrap_or_default(),
+        epoch: deploying.map_or(0, |rev| rev.epoch),
+        source: deploying.and_then(|rev| rev.source.clone()),
         platform: options.platform.clone(),
         pull: deploying.is_some() && options.pull,
         compression: options.compression,
@@ -295,21 +290,54 @@ pub fn deploy_graph(
     let selected = selected(ws, options)?;
     let ctx = Arc::new(crate::builder::build_context(ws, engine, &options.build)?);
     let mut graph = crate::builder::build_graph(ws, engine, &options.build, &ctx)?;
-    add_rollout(&mut graph, ws, options, &rollout, &selected)?;
+    add_rollout(&mut graph, ws, engine, options, &rollout, &selected)?;
     Ok(graph)
 }
 
 /// Adds each selected store's rollout above its `.deploy` nodes: its base,
 /// an image and a push per deployed app, and its trigger, which reads the
 /// images (its key) and runs after the pushes (it does not read them: a
-/// new tag is no new deployment).
+/// new tag is no new deployment). The pushes read the tag from the
+/// revision node, which every build runs after: it reads the working tree
+/// beside the scans, and a deploy it refuses builds nothing.
 fn add_rollout(
     graph: &mut Graph<StoreNode>,
     ws: &Workspace,
+    engine: &Engine,
     options: &DeployOptions,
     rollout: &Arc<Rollout>,
     stores: &[String],
 ) -> Result<()> {
+    let revision = revision_id();
+    let dirs: Vec<String> = graph
+        .edges()
+        .into_iter()
+        .filter_map(|(node, _, _)| match node {
+            StoreNode::Scan { dir, .. } => Some(dir.clone()),
+            _ => None,
+        })
+        .collect();
+    graph.add(StoreNode::Revision {
+        id: revision.clone(),
+        // Nothing leaves the machine with no registry and no console: a
+        // local deploy of work in progress is tagged for what it is.
+        allow_dirty: options.allow_dirty
+            || (options.registry.is_none() && options.console_url.is_none()),
+        dirs: dirs.clone(),
+        files: revision::root_files(ws.root(), engine.stat_cache())?,
+        rollout: rollout.clone(),
+    })?;
+    for dir in &dirs {
+        graph.depend(&revision, &scan_id(dir))?;
+    }
+    for store in stores {
+        for app in &ws.base_apps {
+            let build = build_id(store, app);
+            if graph.contains(&build) {
+                graph.order(&build, &revision)?;
+            }
+        }
+    }
     for store in stores {
         let apps: Vec<String> = deployed_apps(ws, store)
             .into_iter()
@@ -369,10 +397,12 @@ fn add_rollout(
                 image: image.clone(),
                 base: base.clone(),
                 repository: repository.clone(),
+                revision: revision.clone(),
                 rollout: rollout.clone(),
             })?;
             graph.depend(&push, &image)?;
             graph.depend(&push, &base)?;
+            graph.depend(&push, &revision)?;
             images.push((app.clone(), image, repository));
         }
         let settings = ws.config.stores.get(store).cloned().unwrap_or_default();
@@ -512,13 +542,7 @@ pub fn deploy(
         .map(parse_registry)
         .transpose()?;
     let selected = selected(ws, options)?;
-    let mut rollout = rollout(
-        ws,
-        engine,
-        options,
-        target.as_ref(),
-        Some((&head, &head.sha)),
-    )?;
+    let rollout = rollout(ws, engine, options, target.as_ref(), Some(&head))?;
     // The registry is asked what the commit's tags name while the working
     // tree is read and the sources are scanned: the pushes' checks take
     // the answers. Only pushes that ran before can be cached.
@@ -537,36 +561,6 @@ pub fn deploy(
             rollout.tags.ask(registry, repositories, head.sha.clone());
         }
     }
-    let rev = Revision {
-        dirty: revision::uncommitted(ws.root())?,
-        ..head
-    };
-    // Nothing leaves the machine with no registry and no console: a local
-    // deploy of work in progress is tagged for what it is, not refused.
-    let local = options.registry.is_none() && options.console_url.is_none();
-    let mut dirty_note = None;
-    let tag = if rev.dirty.is_empty() {
-        rev.sha.clone()
-    } else if options.allow_dirty || local {
-        if !options.allow_dirty {
-            dirty_note = Some(format!(
-                "uncommitted changes ({}): images in the local layout are tagged {}-dirty (a deploy to a registry or a console refuses them without --allow-dirty)",
-                rev.dirty.join(", "),
-                &rev.sha[..12]
-            ));
-        }
-        format!("{}-dirty", rev.sha)
-    } else {
-        return Err(Error::GitRef {
-            message: format!(
-                "uncommitted changes ({}): images are tagged with the commit SHA {}, which would not describe what is deployed; commit them, or pass --allow-dirty to tag {}-dirty",
-                rev.dirty.join(", "),
-                &rev.sha[..12],
-                &rev.sha[..12]
-            ),
-        });
-    };
-    rollout.tag = tag.clone();
     let rollout = Arc::new(rollout);
     // Two stores must not claim one repository and tag.
     if let Some((_, prefix, _)) = &target {
@@ -579,7 +573,7 @@ pub fn deploy(
                         first: other,
                         second: store.clone(),
                         repository: repo,
-                        tag: tag.clone(),
+                        tag: head.sha.clone(),
                     });
                 }
             }
@@ -598,7 +592,7 @@ pub fn deploy(
     }
 
     let extend =
-        |graph: &mut Graph<StoreNode>| add_rollout(graph, ws, options, &rollout, &selected);
+        |graph: &mut Graph<StoreNode>| add_rollout(graph, ws, engine, options, &rollout, &selected);
     let mut build = build_stores_with(ws, engine, &options.build, observe, &extend, true)?;
     let log = &build.log;
     let mut errors: HashMap<String, Error> = std::mem::take(&mut build.rollout_errors)
@@ -761,10 +755,27 @@ pub fn deploy(
         Some((host, prefix, _)) => format!("{host}/{prefix}"),
         None => format!("oci:{}", rollout.layout.dir().display()),
     };
-    build.warnings.extend(dirty_note);
+    // The tag the revision node gave, or kept from an earlier run (HEAD's
+    // SHA when it did not run: the run stopped before it).
+    let tagging = match build.revision.take().or_else(|| {
+        match engine.load::<StoreNode>(&revision_id()).ok().flatten() {
+            Some(StoreValue::Revision(t)) if t.sha == head.sha => Some(t),
+            _ => None,
+        }
+    }) {
+        Some(t) => t,
+        None => Tagging::of(&head.sha, Vec::new(), false)?,
+    };
+    if !tagging.dirty.is_empty() && !options.allow_dirty {
+        build.warnings.push(format!(
+            "uncommitted changes ({}): images in the local layout are tagged {}-dirty (a deploy to a registry or a console refuses them without --allow-dirty)",
+            tagging.dirty.join(", "),
+            short(&tagging.sha),
+        ));
+    }
     Ok(DeployReport {
-        revision: rev.sha,
-        tag,
+        revision: head.sha,
+        tag: tagging.tag,
         target: target_text,
         stores,
         build,

@@ -68,7 +68,7 @@ pub use nodes::{
 };
 pub use picture::{NodePicture, PictureNode, node_picture};
 pub use prepare::{AppKind, DEPLOY, MIDDLEWARE_APP, NEXTJS_APP, NUXT_APP, deployed_apps};
-pub use revision::{Revision, public_url, revision};
+pub use revision::{Revision, public_url};
 pub use servers::{Run, ServerSpec, Supervisor, port_key, server_specs, start_specs};
 pub use snapshot::{CommitSnapshot, GitEntry, Snapshot, WorkSnapshot};
 pub use sources::SourceCache;

@@ -86,7 +86,12 @@ pub enum NodeId {
         /// The store.
         store: String,
     },
+    /// The working tree against HEAD: the tag images get.
+    Revision,
 }
+
+/// The text of the revision node's id.
+const REVISION: &str = "revision/HEAD";
 
 /// Each kind's word in ids, and whether it names (store, app).
 const WORDS: &[(NodeKind, &str)] = &[
@@ -102,6 +107,7 @@ const WORDS: &[(NodeKind, &str)] = &[
     (NodeKind::Push, "push"),
     (NodeKind::Trigger, "trigger"),
     (NodeKind::Test, "test"),
+    (NodeKind::Revision, "revision"),
 ];
 
 /// The text every id of `kind` starts with (`out/` for materialize
@@ -136,6 +142,7 @@ impl NodeId {
             NodeId::Push { .. } => NodeKind::Push,
             NodeId::Trigger { .. } => NodeKind::Trigger,
             NodeId::Test { .. } => NodeKind::Test,
+            NodeId::Revision => NodeKind::Revision,
         }
     }
 
@@ -151,7 +158,10 @@ impl NodeId {
             | NodeId::Push { store, .. }
             | NodeId::Trigger { store }
             | NodeId::Test { store } => Some(store),
-            NodeId::Scan { .. } | NodeId::Setting { .. } | NodeId::Base { .. } => None,
+            NodeId::Scan { .. }
+            | NodeId::Setting { .. }
+            | NodeId::Base { .. }
+            | NodeId::Revision => None,
         }
     }
 
@@ -178,6 +188,7 @@ impl fmt::Display for NodeId {
             // A setting's id is its name: `lockfile/yarn.lock` reads as
             // what changed.
             NodeId::Setting { name } => f.write_str(name),
+            NodeId::Revision => f.write_str(REVISION),
             NodeId::Base { name } => write!(f, "{word}/{name}"),
             NodeId::Trigger { store } | NodeId::Test { store } => write!(f, "{word}/{store}"),
             NodeId::Layer { store, app, part } => write!(f, "{word}/{store}/{app}/{part}"),
@@ -202,6 +213,9 @@ impl FromStr for NodeId {
     /// unambiguously; any other id is a setting's name.
     fn from_str(text: &str) -> Result<NodeId, NotANodeId> {
         let bad = || NotANodeId(text.to_string());
+        if text == REVISION {
+            return Ok(NodeId::Revision);
+        }
         let (word, rest) = text.split_once('/').ok_or_else(bad)?;
         // `<store>/<app>`, made into the variant `make`.
         let pair = |make: fn(String, String) -> NodeId| {
@@ -293,6 +307,7 @@ mod tests {
             },
             NodeId::Trigger { store: s("us") },
             NodeId::Test { store: s("us") },
+            NodeId::Revision,
         ] {
             let text = id.to_string();
             assert_eq!(text.parse::<NodeId>(), Ok(id.clone()), "{text}");

@@ -18,6 +18,7 @@ use crate::node_id::NodeId;
 use crate::oci::image::{BaseImage, LayerPart};
 use crate::oci::layer::LayerBlob;
 use crate::prepare::{AppKind, DEPLOY, DeployPlan};
+use crate::revision::Tagging;
 use crate::rollout::{
     Deployed, ImageRecord, Published, RequestSettings, Rollout, base_digest, deployed_digest,
     deployed_still, image_present, published_still,
@@ -172,6 +173,8 @@ pub enum StoreNode {
         base: String,
         /// The target repository (`<store>-<app>` in the local layout).
         repository: String,
+        /// The revision node: the tag.
+        revision: String,
         /// What the rollout shares.
         rollout: Arc<Rollout>,
     },
@@ -192,6 +195,25 @@ pub enum StoreNode {
         id: String,
         /// What to run.
         spec: Arc<TestSpec>,
+    },
+    /// Compares the working tree with HEAD: the tag pushes give images, or
+    /// the refusal of uncommitted work. Keyed by HEAD, the scanned folders
+    /// (its inputs) and the root files builds read, so that a deploy with
+    /// nothing changed does not ask git. Builds run after it: a refused
+    /// deploy builds nothing.
+    Revision {
+        /// `revision/HEAD`.
+        id: String,
+        /// Whether uncommitted work is tagged `<sha>-dirty` rather than
+        /// refused.
+        allow_dirty: bool,
+        /// The layer folders whose scans it reads.
+        dirs: Vec<String>,
+        /// The root files builds read, with the digest of each (read when
+        /// the graph is made; none when absent).
+        files: Vec<(String, Option<ContentHash>)>,
+        /// What the rollout shares.
+        rollout: Arc<Rollout>,
     },
 }
 
@@ -223,6 +245,8 @@ pub enum NodeKind {
     Trigger,
     /// Runs a store's tests.
     Test,
+    /// Reads the working tree against HEAD.
+    Revision,
 }
 
 impl std::fmt::Display for NodeKind {
@@ -240,6 +264,7 @@ impl std::fmt::Display for NodeKind {
             NodeKind::Push => "push",
             NodeKind::Trigger => "trigger",
             NodeKind::Test => "test",
+            NodeKind::Revision => "revision",
         })
     }
 }
@@ -260,6 +285,7 @@ impl StoreNode {
             StoreNode::Push { .. } => NodeKind::Push,
             StoreNode::Trigger { .. } => NodeKind::Trigger,
             StoreNode::Test { .. } => NodeKind::Test,
+            StoreNode::Revision { .. } => NodeKind::Revision,
         }
     }
 }
@@ -293,6 +319,8 @@ pub enum StoreValue {
     Closure(Closure),
     /// A store's passing test run.
     Tested(TestRecord),
+    /// The tag a deploy's images get.
+    Revision(Tagging),
 }
 
 /// A type one of [`StoreValue`]'s variants holds: a node reads an input's
@@ -342,6 +370,7 @@ value_of! {
     Layer(Option<LayerBlob>) = "a layer";
     Closure(Closure) = "a dependency closure";
     Tested(TestRecord) = "a passing test run";
+    Revision(Tagging) = "a revision";
 }
 
 impl StoreValue {
@@ -420,6 +449,11 @@ pub fn trigger_id(store: &str) -> String {
     .to_string()
 }
 
+/// The id of the revision node.
+pub fn revision_id() -> String {
+    NodeId::Revision.to_string()
+}
+
 /// `.out/<store>/<app>`, relative to the root.
 pub fn out_dir(store: &str, app: &str) -> String {
     format!("{OUT}/{store}/{app}")
@@ -460,7 +494,8 @@ impl Node for StoreNode {
             | StoreNode::Image { id, .. }
             | StoreNode::Push { id, .. }
             | StoreNode::Trigger { id, .. }
-            | StoreNode::Test { id, .. } => id,
+            | StoreNode::Test { id, .. }
+            | StoreNode::Revision { id, .. } => id,
         }
     }
 
@@ -556,11 +591,21 @@ impl Node for StoreNode {
                 repository,
                 rollout,
                 ..
-            } => h
-                .str("push/v1")
-                .str(&rollout.target_text())
-                .str(repository)
-                .str(&rollout.tag),
+            } => h.str("push/v2").str(&rollout.target_text()).str(repository),
+            StoreNode::Revision {
+                allow_dirty,
+                files,
+                rollout,
+                ..
+            } => {
+                h.str("revision/v1")
+                    .str(&rollout.sha)
+                    .str(if *allow_dirty { "dirty" } else { "" });
+                for (name, digest) in files {
+                    h.str(name).hash(&digest.unwrap_or_default());
+                }
+                &mut h
+            }
             // The images (its inputs), where they are, the console and the
             // request's settings: never the commit, which only moves tags.
             StoreNode::Trigger {
@@ -656,6 +701,11 @@ impl Node for StoreNode {
                 | StoreNode::Trigger { .. }
                 | StoreNode::Test { .. }
         )
+    }
+
+    fn computes_in_dry_run(&self) -> bool {
+        // A dry run refuses uncommitted work as the deploy would.
+        matches!(self, StoreNode::Revision { .. })
     }
 
     fn waits_on_network(&self) -> bool {
@@ -919,6 +969,7 @@ impl Node for StoreNode {
                 image,
                 base,
                 repository,
+                revision,
                 rollout,
                 ..
             } => {
@@ -926,9 +977,12 @@ impl Node for StoreNode {
                 let image: &ImageRecord = image_value.get(image)?;
                 let base_value = inputs.dependency(base)?;
                 let base: &BaseImage = base_value.get(base)?;
-                let published = crate::rollout::publish(rollout, repository, base, image)?;
+                let tagging = inputs.dependency(revision)?;
+                let tagging: &Tagging = tagging.get(revision)?;
+                let published =
+                    crate::rollout::publish(rollout, repository, &tagging.tag, base, image)?;
                 let mut h = KeyHasher::new("published/v1");
-                h.str(&published.pinned).str(&rollout.tag);
+                h.str(&published.pinned).str(&published.tag);
                 Ok(Computed::new(StoreValue::Published(published), h.finish()))
             }
             StoreNode::Trigger {
@@ -943,7 +997,7 @@ impl Node for StoreNode {
                     let image: &ImageRecord = value.get(image)?;
                     pinned.insert(
                         app.clone(),
-                        rollout.names(repository, &image.manifest.digest).1,
+                        rollout.pinned(repository, &image.manifest.digest),
                     );
                 }
                 let deployed = crate::rollout::deploy(rollout, settings, pinned)?;
@@ -954,6 +1008,36 @@ impl Node for StoreNode {
                 let record = spec.run()?;
                 let digest = KeyHasher::new("tested/v1").str(&spec.store).finish();
                 Ok(Computed::new(StoreValue::Tested(record), digest))
+            }
+            StoreNode::Revision {
+                allow_dirty,
+                dirs,
+                files,
+                rollout,
+                ..
+            } => {
+                let mut paths = Vec::with_capacity(dirs.len() + files.len());
+                for dir in dirs {
+                    let id = scan_id(dir);
+                    let listing = inputs.dependency(&id)?;
+                    let listing: &Listing = listing.get(&id)?;
+                    paths.push((dir.clone(), Some(listing.digest())));
+                }
+                paths.extend(files.iter().cloned());
+                let prior = match inputs.prior() {
+                    Some(StoreValue::Revision(t)) => Some(t),
+                    _ => None,
+                };
+                let tagging = crate::revision::tagging(
+                    &rollout.root,
+                    &rollout.sha,
+                    &paths,
+                    prior,
+                    *allow_dirty,
+                )?;
+                // Dependents see the tag only.
+                let digest = KeyHasher::new("revision/v1").str(&tagging.tag).finish();
+                Ok(Computed::new(StoreValue::Revision(tagging), digest))
             }
         }
     }

@@ -2,13 +2,15 @@
 //! `SOURCE_DATE_EPOCH`), whether the working tree has uncommitted changes
 //! that would make the tag lie, and the repository's URL.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use git2::{Repository, StatusOptions};
+use strata_engine::{ContentHash, KeyHasher, StatCache, file_entry};
 
 use crate::config::CONFIG_FILE;
 use crate::error::{Error, Result};
-use crate::workspace::APPS;
+use crate::listing::kind_tag;
 
 /// HEAD, as images record it.
 #[derive(Clone, Debug)]
@@ -19,17 +21,193 @@ pub struct Revision {
     /// Unix epoch. Never the commit's time: an image depends on its content
     /// only, so an unchanged app keeps its digest across commits.
     pub epoch: u64,
-    /// Uncommitted changes under `apps/` or to the config (at most a few).
-    pub dirty: Vec<String>,
     /// The URL of the `origin` remote, if any.
     pub source: Option<String>,
 }
 
-/// HEAD of the repository holding `root`, with its uncommitted changes.
-pub fn revision(root: &Path) -> Result<Revision> {
-    let mut rev = head(root)?;
-    rev.dirty = uncommitted(root)?;
-    Ok(rev)
+/// What the revision node found: the tag a deploy's images get, the
+/// uncommitted changes behind a `-dirty` one, and what was found clean.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Tagging {
+    /// HEAD's SHA.
+    pub sha: String,
+    /// The SHA, or `<sha>-dirty` for uncommitted work.
+    pub tag: String,
+    /// The uncommitted changes (at most a few paths).
+    pub dirty: Vec<String>,
+    /// The paths found clean, each with what it held and what HEAD held
+    /// there: a path whose content and HEAD's object are both unchanged is
+    /// still clean, and git is not asked about it again.
+    pub clean: BTreeMap<String, Seen>,
+}
+
+/// A path of the working tree as it was found clean.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Seen {
+    /// The digest of its content (a folder's listing, a file's bytes and
+    /// mode); none when absent.
+    pub content: Option<ContentHash>,
+    /// HEAD's object at the path (a tree or a blob); none when absent.
+    pub head: Option<String>,
+}
+
+impl Tagging {
+    /// The tag for HEAD `sha` with the uncommitted changes `dirty`: the SHA
+    /// for a clean tree; `<sha>-dirty` when `allow_dirty`, else the
+    /// refusal that names the changes.
+    pub fn of(sha: &str, dirty: Vec<String>, allow_dirty: bool) -> Result<Tagging> {
+        let tag = if dirty.is_empty() {
+            sha.to_string()
+        } else if allow_dirty {
+            format!("{sha}-dirty")
+        } else {
+            let short = sha.get(..12).unwrap_or(sha);
+            return Err(Error::GitRef {
+                message: format!(
+                    "uncommitted changes ({}): images are tagged with the commit SHA {short}, which would not describe what is deployed; commit them, or pass --allow-dirty to tag {short}-dirty",
+                    dirty.join(", "),
+                ),
+            });
+        };
+        Ok(Tagging {
+            sha: sha.to_string(),
+            tag,
+            dirty,
+            clean: BTreeMap::new(),
+        })
+    }
+}
+
+/// The files at the root a deploy's tag answers for beside the layer
+/// folders: the config, the lockfiles and the root files builds read, each
+/// with the digest of its content and mode (none when absent).
+pub fn root_files(root: &Path, cache: &StatCache) -> Result<Vec<(String, Option<ContentHash>)>> {
+    let names = std::iter::once(CONFIG_FILE)
+        .chain(crate::lockfile::LOCKFILES.iter().copied())
+        .chain(crate::toolchain::GLOBAL_INPUTS.iter().copied());
+    let mut files = Vec::new();
+    for name in names {
+        let entry = file_entry(root, &root.join(name), Some(cache), "")?;
+        let digest = entry.map(|e| {
+            KeyHasher::new("root-file/v1")
+                .u64(kind_tag(e.kind))
+                .hash(&e.digest)
+                .finish()
+        });
+        files.push((name.to_string(), digest));
+    }
+    Ok(files)
+}
+
+/// The tag for commit `sha` of the repository holding `root`, given the
+/// working tree's `paths` (folders and files, relative to `root`, with the
+/// digest of their content): the paths with uncommitted changes (git's
+/// status: untracked files included, ignored ones not) make it
+/// `<sha>-dirty`, or a refusal without `allow_dirty`. Git is asked only
+/// about the paths `prior` did not find clean with the same content and
+/// the same object in HEAD: a deploy after a one-file edit reads that
+/// file's folder, not the whole tree.
+pub fn tagging(
+    root: &Path,
+    sha: &str,
+    paths: &[(String, Option<ContentHash>)],
+    prior: Option<&Tagging>,
+    allow_dirty: bool,
+) -> Result<Tagging> {
+    let repo = discover(root)?;
+    let prefix = workdir_prefix(&repo, root);
+    let tree = git2::Oid::from_str(sha)
+        .and_then(|oid| repo.find_commit(oid))
+        .and_then(|c| c.tree())
+        .map_err(|e| git("reading the commit's tree", e))?;
+    let mut seen = Vec::new();
+    let mut ask = Vec::new();
+    for (path, content) in paths {
+        let head = tree
+            .get_path(Path::new(&prefix.join(path)))
+            .ok()
+            .map(|e| e.id().to_string());
+        let now = Seen {
+            content: *content,
+            head,
+        };
+        if prior.and_then(|p| p.clean.get(path)) != Some(&now) {
+            ask.push(path.as_str());
+        }
+        seen.push((path, now));
+    }
+    let dirty = if ask.is_empty() {
+        Vec::new()
+    } else {
+        status(&repo, &prefix, &ask)?
+    };
+    let under = |dirty: &str, path: &str| {
+        dirty == path
+            || dirty
+                .strip_prefix(path)
+                .is_some_and(|rest| rest.starts_with('/'))
+    };
+    let clean = seen
+        .into_iter()
+        .filter(|(path, _)| !dirty.iter().any(|d| under(d, path)))
+        .map(|(path, now)| (path.clone(), now))
+        .collect();
+    let mut tagging = Tagging::of(sha, dirty.into_iter().take(5).collect(), allow_dirty)?;
+    tagging.clean = clean;
+    Ok(tagging)
+}
+
+/// Where `root` is inside the repository's working tree (empty at its top).
+fn workdir_prefix(repo: &Repository, root: &Path) -> PathBuf {
+    let workdir = repo.workdir().unwrap_or(root);
+    root.canonicalize()
+        .ok()
+        .and_then(|r| {
+            workdir
+                .canonicalize()
+                .ok()
+                .and_then(|w| r.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
+        })
+        .unwrap_or_default()
+}
+
+/// The paths under `paths` (relative to `prefix` in the working tree) that
+/// git's status names, relative to `prefix`.
+fn status(repo: &Repository, prefix: &Path, paths: &[&str]) -> Result<Vec<String>> {
+    let mut options = StatusOptions::new();
+    options
+        .include_untracked(true)
+        .recurse_untracked_dirs(true)
+        .include_ignored(false);
+    for path in paths {
+        options.pathspec(prefix.join(path));
+    }
+    // As `git status` does, the index's stat data is refreshed when the
+    // index can be written: files whose stat data is stale (a checkout or
+    // a commit in the same second as the edit) are not hashed again on
+    // every run. A read-only or locked index is only read.
+    options.update_index(true);
+    let statuses = match repo.statuses(Some(&mut options)) {
+        Ok(statuses) => statuses,
+        Err(_) => {
+            options.update_index(false);
+            repo.statuses(Some(&mut options))
+                .map_err(|e| git("reading the working tree's status", e))?
+        }
+    };
+    Ok(statuses
+        .iter()
+        .filter_map(|s| {
+            let path = s.path()?;
+            Some(
+                Path::new(path)
+                    .strip_prefix(prefix)
+                    .ok()?
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        })
+        .collect())
 }
 
 fn git(what: &str, e: git2::Error) -> Error {
@@ -49,7 +227,7 @@ fn discover(root: &Path) -> Result<Repository> {
 }
 
 /// HEAD of the repository holding `root`, without looking at the working
-/// tree (`dirty` is empty): quick, where [`uncommitted`] reads every file.
+/// tree (that is [`tagging`]'s).
 pub fn head(root: &Path) -> Result<Revision> {
     let repo = discover(root)?;
     let head = repo
@@ -65,67 +243,8 @@ pub fn head(root: &Path) -> Result<Revision> {
     Ok(Revision {
         sha: head.id().to_string(),
         epoch,
-        dirty: Vec::new(),
         source,
     })
-}
-
-/// Uncommitted changes under `apps/`, to the config or to root files that
-/// builds read (at most a few paths).
-pub fn uncommitted(root: &Path) -> Result<Vec<String>> {
-    let repo = discover(root)?;
-    let workdir = repo.workdir().unwrap_or(root);
-    let prefix = root
-        .canonicalize()
-        .ok()
-        .and_then(|r| {
-            workdir
-                .canonicalize()
-                .ok()
-                .and_then(|w| r.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
-        })
-        .unwrap_or_default();
-    let prefix = prefix.to_string_lossy();
-    let join = |p: &str| {
-        if prefix.is_empty() {
-            p.to_string()
-        } else {
-            format!("{prefix}/{p}")
-        }
-    };
-    let mut options = StatusOptions::new();
-    options
-        .include_untracked(true)
-        .recurse_untracked_dirs(true)
-        .include_ignored(false)
-        .pathspec(join(APPS))
-        .pathspec(join(CONFIG_FILE));
-    // Root files that are build inputs too: a lockfile, the root manifest.
-    for file in crate::lockfile::LOCKFILES
-        .iter()
-        .chain(crate::toolchain::GLOBAL_INPUTS)
-    {
-        options.pathspec(join(file));
-    }
-    // As `git status` does, the index's stat data is refreshed when the
-    // index can be written: files whose stat data is stale (a checkout or
-    // a commit in the same second as the edit) are not hashed again on
-    // every run. A read-only or locked index is only read.
-    options.update_index(true);
-    let statuses = match repo.statuses(Some(&mut options)) {
-        Ok(statuses) => statuses,
-        Err(_) => {
-            options.update_index(false);
-            repo.statuses(Some(&mut options))
-                .map_err(|e| git("reading the working tree's status", e))?
-        }
-    };
-    let dirty: Vec<String> = statuses
-        .iter()
-        .filter_map(|s| s.path().map(str::to_string))
-        .take(5)
-        .collect();
-    Ok(dirty)
 }
 
 /// The repository's URL as it may be published in an image: `https://`

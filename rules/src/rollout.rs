@@ -45,9 +45,8 @@ pub struct Rollout {
     /// The target registry's host and repository prefix; none for the
     /// local layout.
     pub target: Option<(String, String)>,
-    /// The tag images get: the commit SHA (`-dirty` for uncommitted work).
-    pub tag: String,
-    /// The commit SHA, sent with deployments.
+    /// HEAD's SHA, sent with deployments (the tag images get is the
+    /// revision node's value: the working tree decides it).
     pub sha: String,
     /// Every timestamp in images: `SOURCE_DATE_EPOCH`, else 0.
     pub epoch: u64,
@@ -84,21 +83,19 @@ impl Rollout {
         }
     }
 
-    /// The name an app's image is published under, and its pinned form.
-    pub fn names(&self, repository: &str, digest: &str) -> (String, String) {
+    /// The name an app's image is published under with `tag`.
+    pub fn name(&self, repository: &str, tag: &str) -> String {
         match &self.target {
-            Some((host, _)) => (
-                format!("{host}/{repository}:{}", self.tag),
-                format!("{host}/{repository}@{digest}"),
-            ),
-            None => (
-                format!(
-                    "oci:{}:{repository}:{}",
-                    self.layout.dir().display(),
-                    self.tag
-                ),
-                format!("{repository}@{digest}"),
-            ),
+            Some((host, _)) => format!("{host}/{repository}:{tag}"),
+            None => format!("oci:{}:{repository}:{tag}", self.layout.dir().display()),
+        }
+    }
+
+    /// An app's image pinned by its manifest digest.
+    pub fn pinned(&self, repository: &str, digest: &str) -> String {
+        match &self.target {
+            Some((host, _)) => format!("{host}/{repository}@{digest}"),
+            None => format!("{repository}@{digest}"),
         }
     }
 }
@@ -147,6 +144,8 @@ pub struct Published {
     pub digest: String,
     /// Bytes sent to the registry.
     pub bytes: u64,
+    /// The tag.
+    pub tag: String,
 }
 
 /// A deployment that happened: what the trigger node records.
@@ -154,8 +153,9 @@ pub struct Published {
 pub struct Deployed {
     /// What was asked, at which commit.
     pub request: DeploymentRequest,
-    /// The tag the images had then.
-    pub tag: String,
+    /// HEAD's SHA when it was triggered (the request pins the images by
+    /// digest; older records hold the tag the images had then).
+    pub commit: String,
     /// Where the images were.
     pub target: String,
     /// The console, if any.
@@ -191,7 +191,6 @@ fn same_rollout(a: &DeploymentRequest, b: &DeploymentRequest) -> bool {
 #[derive(Deserialize)]
 struct LegacyDeployed {
     request: DeploymentRequest,
-    tag: String,
     target: String,
     console: Option<String>,
 }
@@ -315,16 +314,18 @@ pub fn image_present(rollout: &Rollout, image: &ImageRecord) -> bool {
         .all(|d| rollout.layout.has_blob(&d.digest, Some(d.size)))
 }
 
-/// Publishes `image` as `repository` under the run's tag: pushed to the
-/// target registry (blobs it lacks, then the manifest), or tagged in the
-/// local layout.
+/// Publishes `image` as `repository` under `tag`: pushed to the target
+/// registry (blobs it lacks, then the manifest), or tagged in the local
+/// layout.
 pub fn publish(
     rollout: &Rollout,
     repository: &str,
+    tag: &str,
     base: &BaseImage,
     image: &ImageRecord,
 ) -> Result<Published> {
-    let (name, pinned) = rollout.names(repository, &image.manifest.digest);
+    let name = rollout.name(repository, tag);
+    let pinned = rollout.pinned(repository, &image.manifest.digest);
     let built = image.built();
     let bytes = match &rollout.target {
         Some((host, _)) => {
@@ -336,12 +337,12 @@ pub fn publish(
                 base,
                 &built,
                 repository,
-                &rollout.tag,
+                tag,
             )?
             .bytes
         }
         None => {
-            let reference = format!("{repository}:{}", rollout.tag);
+            let reference = format!("{repository}:{tag}");
             rollout
                 .layout
                 .tag(&reference, &built.manifest, Some(&built.platform))?;
@@ -353,6 +354,7 @@ pub fn publish(
         pinned,
         digest: image.manifest.digest.clone(),
         bytes,
+        tag: tag.to_string(),
     })
 }
 
@@ -362,11 +364,11 @@ pub fn published_still(rollout: &Rollout, repository: &str, published: &Publishe
         // The tag still names what was pushed (one moved by someone else
         // is pushed again).
         Some((host, _)) => {
-            let answer = match rollout.tags.take(repository, &rollout.tag) {
+            let answer = match rollout.tags.take(repository, &published.tag) {
                 Some(answer) => answer,
                 None => match rollout.registries.get(host) {
                     Ok(registry) => registry
-                        .manifest_digest(repository, &rollout.tag)
+                        .manifest_digest(repository, &published.tag)
                         .ok()
                         .flatten(),
                     Err(_) => None,
@@ -376,7 +378,7 @@ pub fn published_still(rollout: &Rollout, repository: &str, published: &Publishe
         }
         None => rollout
             .layout
-            .resolve(Some(&format!("{repository}:{}", rollout.tag)))
+            .resolve(Some(&format!("{repository}:{}", published.tag)))
             .is_ok_and(|d| d.digest == published.digest),
     }
 }
@@ -434,8 +436,8 @@ pub fn deploy(
                     "deployed at commit {} by an earlier strata: not triggered again",
                     old.request.commit
                 ),
+                commit: old.request.commit.clone(),
                 request: old.request,
-                tag: old.tag,
                 target,
                 console: rollout.console.clone(),
             });
@@ -496,8 +498,8 @@ pub fn deploy(
         }
     };
     Ok(Deployed {
+        commit: rollout.sha.clone(),
         request,
-        tag: rollout.tag.clone(),
         target,
         console: rollout.console.clone(),
         answer,

@@ -73,7 +73,7 @@ pub fn summary(build: &BuildReport, deploy: Option<&DeployReport>) -> Value {
                         &crate::nodes::build_id(id, &app.app),
                         Some(status),
                         source,
-                        Some(app.output_bytes),
+                        app.output_bytes,
                     );
                     b["result"] = json!(app.build);
                     if let Some(with) = &app.shared_with {
@@ -93,7 +93,7 @@ pub fn summary(build: &BuildReport, deploy: Option<&DeployReport>) -> Value {
                             &crate::nodes::deploy_id(id, &app.app),
                             Some(status),
                             None,
-                            Some(app.deploy_bytes),
+                            app.deploy_bytes,
                         ),
                     );
                 }

@@ -313,7 +313,7 @@ impl<'a, N: Node> Running<'a, N> {
                 prior = Some(Arc::new(value));
             }
         }
-        if self.dry_run && !node.volatile() {
+        if self.dry_run && !node.volatile() && !node.computes_in_dry_run() {
             let _ = slot.planned.set(());
             return Ok((Status::Planned, Some(reason)));
         }
