@@ -233,12 +233,21 @@ fn the_tag_answers_for_the_selected_stores_and_is_read_again_only_after_a_change
     let (code, report, stderr) = deploy_json(&repo, &profile, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["tag"], head(&repo));
-    assert_eq!(revision_status(), "cached", "nothing changed: git is not asked");
+    assert_eq!(
+        revision_status(),
+        "cached",
+        "nothing changed: git is not asked"
+    );
 
     // Work in progress in fashion-eu's own folder: a deploy of sports is
     // not about it; one of every store is refused, in a dry run too.
     let nobody = format!("127.0.0.1:{}", crate::util::free_port());
-    let to_registry = ["--registry", nobody.as_str(), "--insecure-registry", "--dry-run"];
+    let to_registry = [
+        "--registry",
+        nobody.as_str(),
+        "--insecure-registry",
+        "--dry-run",
+    ];
     let wip = "apps/stores/fashion/stores/fashion-eu/storefront-unified-nextjs/wip.html";
     repo.write(wip, "<p>not yet</p>\n");
     let mut sports = to_registry.to_vec();
@@ -248,7 +257,10 @@ fn the_tag_answers_for_the_selected_stores_and_is_read_again_only_after_a_change
     assert_eq!(report["tag"], head(&repo));
     let (code, _, stderr) = deploy_json(&repo, &to_registry, &[]);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains(wip) && stderr.contains("--allow-dirty"), "{stderr}");
+    assert!(
+        stderr.contains(wip) && stderr.contains("--allow-dirty"),
+        "{stderr}"
+    );
     // Gone again: the tree is clean, whatever was recorded before.
     std::fs::remove_file(repo.path().join(wip)).unwrap();
     let (code, report, stderr) = deploy_json(&repo, &to_registry, &[]);

@@ -4,12 +4,16 @@
 use ignore::WalkBuilder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, IoContext, Result};
 use crate::hash::{ContentHash, KeyHasher};
-use crate::statcache::{StatCache, file_digest};
+use crate::statcache::{DirHandle, Fingerprint, FolderCache, StatCache, file_digest};
 
 /// What an input path is. Folders are not entries: as in git, a folder
 /// exists when a file inside it does.
@@ -57,48 +61,268 @@ pub fn scan(dir: &Path, cache: Option<&StatCache>, key_prefix: &str) -> Result<V
         Err(e) => return Err(Error::io(dir, e)),
     }
     // Walk in this thread (a parallel walker's threads cost more than the
-    // walk of a typical layer), then stat and hash in parallel.
-    let mut found = Vec::new();
-    for result in walker(dir).build() {
-        let entry = match result {
-            Ok(e) => e,
-            // Deleted while we walked: it is simply not there any more.
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) =>
-            {
-                continue;
-            }
-            // A folder strata may not read: the user's to fix.
-            Err(e)
-                if e.io_error()
-                    .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied) =>
-            {
-                return Err(Error::Io {
-                    path: dir.to_path_buf(),
-                    source: std::io::Error::new(
-                        std::io::ErrorKind::PermissionDenied,
-                        e.to_string(),
-                    ),
-                });
-            }
-            Err(e) => {
-                return Err(Error::Walk {
-                    path: dir.to_path_buf(),
-                    message: e.to_string(),
-                });
-            }
-        };
-        if entry.file_type().is_some_and(|t| !t.is_dir()) {
-            found.push(entry);
-        }
+    // walk of a typical layer), then stat and hash: each file through a
+    // handle on its folder (no lookup of the whole path), the folders of a
+    // large layer in parallel.
+    let dir = &std::path::absolute(dir).map_err(|e| Error::io(dir, e))?;
+    let found = walk(dir)?;
+    let count: usize = found.iter().map(|(_, files)| files.len()).sum();
+    let folder = cache.map(|c| c.folder(key_prefix)).transpose()?;
+    let read =
+        |(parent, files): &(PathBuf, Vec<Found>)| read_folder(dir, parent, files, folder.as_ref());
+    // A small layer is read in this thread, not handed to the pool.
+    let read: Vec<Vec<(ScanEntry, Option<Fingerprint>)>> = if count < 256 {
+        found.iter().map(read).collect::<Result<_>>()?
+    } else {
+        found.par_iter().map(read).collect::<Result<_>>()?
+    };
+    let read: Vec<(ScanEntry, Option<Fingerprint>)> = read.into_iter().flatten().collect();
+    if let Some(folder) = &folder {
+        folder.save(
+            read.iter()
+                .filter_map(|(e, fp)| fp.map(|fp| (e.path.as_str(), fp, e.digest))),
+        )?;
     }
-    let mut entries = found
-        .par_iter()
-        .filter_map(|entry| scan_entry(dir, entry, cache, key_prefix).transpose())
-        .collect::<Result<Vec<_>>>()?;
+    let mut entries: Vec<ScanEntry> = read.into_iter().map(|(e, _)| e).collect();
     entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(entries)
+}
+
+/// A file or symlink a walk found: its name, and whether it is a symlink.
+type Found = (std::ffi::OsString, bool);
+
+/// The files and symlinks under `dir` that git does not ignore, by folder:
+/// what [`walker`] yields, found with one read of each folder and each
+/// `.gitignore` compiled once per process (and again when it changes).
+fn walk(dir: &Path) -> Result<Vec<(PathBuf, Vec<Found>)>> {
+    let walk_error = |message: String| Error::Walk {
+        path: dir.to_path_buf(),
+        message,
+    };
+    // The rules of the folders above: up to the repository's top inside
+    // one (rules above it do not apply), every parent's outside one. As in
+    // the watch's walker (the `ignore` crate's), a folder holding a `.git`
+    // stops the rules from above only inside a repository.
+    let top = git_root(dir);
+    let in_git = top.is_some();
+    let mut above = Vec::new();
+    if top.as_deref() != Some(dir) {
+        for ancestor in dir.ancestors().skip(1) {
+            let has_git = in_git && ancestor.join(".git").exists();
+            above.push(Level::read(ancestor, has_git, true).map_err(walk_error)?);
+            if has_git {
+                break;
+            }
+        }
+    }
+    above.reverse();
+    let mut out = Vec::new();
+    // Folders to read, each with the rules of the folders above it.
+    let mut pending: Vec<(PathBuf, Vec<Arc<Level>>)> =
+        vec![(dir.to_path_buf(), above.into_iter().map(Arc::new).collect())];
+    while let Some((folder, levels)) = pending.pop() {
+        let read = match std::fs::read_dir(&folder) {
+            Ok(r) => r,
+            // Deleted while we walked: it is simply not there any more.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(&folder, e)),
+        };
+        let mut names = Vec::new();
+        for entry in read {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(Error::io(&folder, e)),
+            };
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            names.push((entry.file_name(), kind));
+        }
+        let has_git = in_git && names.iter().any(|(n, _)| n == ".git");
+        let has_gitignore = names.iter().any(|(n, t)| n == ".gitignore" && !t.is_dir());
+        let mut levels = levels;
+        if has_git || has_gitignore {
+            levels.push(Arc::new(
+                Level::read(&folder, has_git, has_gitignore).map_err(walk_error)?,
+            ));
+        }
+        let mut files = Vec::new();
+        for (name, kind) in names {
+            if name == ".git" {
+                continue;
+            }
+            let path = folder.join(&name);
+            let is_dir = kind.is_dir();
+            if ignored(&levels, &path, is_dir) {
+                continue;
+            }
+            if is_dir {
+                pending.push((path, levels.clone()));
+            } else if kind.is_file() || kind.is_symlink() {
+                files.push((name, kind.is_symlink()));
+            }
+        }
+        if !files.is_empty() {
+            out.push((folder, files));
+        }
+    }
+    Ok(out)
+}
+
+/// The ignore rules of one folder: its `.gitignore`, and the repository's
+/// `.git/info/exclude` when the folder is a repository's top.
+struct Level {
+    gitignore: Option<Arc<Gitignore>>,
+    exclude: Option<Arc<Gitignore>>,
+    has_git: bool,
+}
+
+impl Level {
+    fn read(folder: &Path, has_git: bool, look: bool) -> std::result::Result<Level, String> {
+        Ok(Level {
+            gitignore: if look {
+                compiled(folder, &folder.join(".gitignore"))?
+            } else {
+                None
+            },
+            exclude: if has_git {
+                compiled(folder, &folder.join(".git/info/exclude"))?
+            } else {
+                None
+            },
+            has_git,
+        })
+    }
+}
+
+/// Whether git ignores `path`: the deepest folder's rule that matches it
+/// decides, `.gitignore` files before the repository's exclude file, and
+/// no rule above the top of the repository holding it counts.
+fn ignored(levels: &[Arc<Level>], path: &Path, is_dir: bool) -> bool {
+    let mut exclude = ignore::Match::None;
+    for level in levels.iter().rev() {
+        if let Some(g) = &level.gitignore {
+            match g.matched(path, is_dir) {
+                ignore::Match::Ignore(_) => return true,
+                ignore::Match::Whitelist(_) => return false,
+                ignore::Match::None => {}
+            }
+        }
+        if exclude.is_none()
+            && let Some(g) = &level.exclude
+        {
+            exclude = g.matched(path, is_dir).map(|_| ());
+        }
+        if level.has_git {
+            break;
+        }
+    }
+    exclude.is_ignore()
+}
+
+/// The rules of the ignore file at `file` (for paths under `folder`),
+/// compiled once per process while the file's stat is unchanged; none
+/// when there is no such file.
+fn compiled(folder: &Path, file: &Path) -> std::result::Result<Option<Arc<Gitignore>>, String> {
+    /// Compiled rules by file, with the file's stat when compiled.
+    type Compiled = HashMap<PathBuf, (Fingerprint, Arc<Gitignore>)>;
+    static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
+    let fingerprint = match Fingerprint::at(file) {
+        Ok(fp) if fp.mode & 0o170000 == 0o100000 => fp,
+        Ok(_) => return Ok(None),
+        // No such file (or `.git` is a file: a worktree's).
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("{}: {e}", file.display())),
+    };
+    if let Some((fp, g)) = COMPILED
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .get(file)
+        && *fp == fingerprint
+    {
+        return Ok(Some(g.clone()));
+    }
+    let mut builder = GitignoreBuilder::new(folder);
+    if let Some(e) = builder.add(file) {
+        return Err(e.to_string());
+    }
+    let gitignore = Arc::new(builder.build().map_err(|e| e.to_string())?);
+    // A file changed within the last second may change again unseen.
+    if !fingerprint.is_racy(std::time::SystemTime::now()) {
+        COMPILED
+            .lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(file.to_path_buf(), (fingerprint, gitignore.clone()));
+    }
+    Ok(Some(gitignore))
+}
+
+/// The entries of one folder `parent` of the scan of `root`, each file
+/// with its stat; those gone since the walk are left out.
+fn read_folder(
+    root: &Path,
+    parent: &Path,
+    files: &[Found],
+    folder: Option<&FolderCache<'_>>,
+) -> Result<Vec<(ScanEntry, Option<Fingerprint>)>> {
+    let handle = match DirHandle::open(parent) {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(parent, e)),
+    };
+    let mut out = Vec::with_capacity(files.len());
+    for (name, symlink) in files {
+        let path = &parent.join(name);
+        if *symlink {
+            if let Some(e) = entry_at(root, path, true, None, "")? {
+                out.push((e, None));
+            }
+            continue;
+        }
+        let fingerprint = match handle.entry_os(name) {
+            Ok(fp) => fp,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(Error::io(path, e)),
+        };
+        // Something else took its place since the walk.
+        if fingerprint.mode & 0o170000 != 0o100000 {
+            continue;
+        }
+        let rel = relative(root, path);
+        let digest = match folder {
+            Some(folder) => folder.digest(&rel, path, &fingerprint),
+            None => file_digest(path),
+        };
+        let digest = match digest {
+            Ok(d) => d,
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        out.push((
+            ScanEntry {
+                path: rel,
+                kind: EntryKind::File {
+                    executable: fingerprint.mode & 0o111 != 0,
+                },
+                digest,
+                link_target: None,
+            },
+            Some(fingerprint),
+        ));
+    }
+    Ok(out)
 }
 
 /// The walker every scan uses: git's ignore rules only, hidden files
@@ -128,27 +352,6 @@ pub fn git_root(dir: &Path) -> Option<std::path::PathBuf> {
         .ancestors()
         .find(|d| d.join(".git").exists())
         .map(Path::to_path_buf)
-}
-
-fn scan_entry(
-    root: &Path,
-    entry: &ignore::DirEntry,
-    cache: Option<&StatCache>,
-    key_prefix: &str,
-) -> Result<Option<ScanEntry>> {
-    let Some(file_type) = entry.file_type() else {
-        return Ok(None);
-    };
-    if file_type.is_dir() || !(file_type.is_file() || file_type.is_symlink()) {
-        return Ok(None);
-    }
-    entry_at(
-        root,
-        entry.path(),
-        file_type.is_symlink(),
-        cache,
-        key_prefix,
-    )
 }
 
 /// The entry for the file or symlink at `path` under `root`, as a scan
@@ -263,6 +466,153 @@ mod tests {
         assert_eq!(paths, [".env.example", ".gitignore", "link", "src/a.ts"]);
         assert_eq!(entries[2].kind, EntryKind::Symlink);
         assert_eq!(entries[3].digest, ContentHash::of(b"a"));
+    }
+
+    /// What `walker` yields under `dir` (files and symlinks, relative).
+    fn walked_by_ignore(dir: &Path) -> std::collections::BTreeSet<String> {
+        walker(dir)
+            .build()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_some_and(|t| !t.is_dir()))
+            .map(|e| relative(dir, e.path()))
+            .collect()
+    }
+
+    fn walked(dir: &Path) -> std::collections::BTreeSet<String> {
+        let dir = std::path::absolute(dir).unwrap();
+        walk(&dir)
+            .unwrap()
+            .into_iter()
+            .flat_map(|(folder, files)| {
+                files
+                    .into_iter()
+                    .map(|(name, _)| relative(&dir, &folder.join(name)))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    use proptest::prelude::*;
+
+    /// Ignore rules of every shape the scans meet: globs, anchors,
+    /// folders only, negations, double stars, comments.
+    const PATTERNS: &[&str] = &[
+        "*.log",
+        "!keep.log",
+        "build/",
+        "/a",
+        "node_modules",
+        "b/*.txt",
+        "!b/",
+        ".h*",
+        "**/deep",
+        "x.log",
+        "a/",
+        "# a comment",
+        "",
+        "!a",
+        "*",
+        "!*.txt",
+        "/b/",
+        "a/**/c",
+        "\\!bang",
+        "c",
+        "!c/",
+        "deep/",
+        "**/b",
+        "?.txt",
+    ];
+    const NAMES: &[&str] = &[
+        "a",
+        "b",
+        "c",
+        "deep",
+        "build",
+        "node_modules",
+        ".h",
+        ".hidden",
+        "x.log",
+        "keep.log",
+        "k.txt",
+        "!bang",
+        ".env",
+    ];
+
+    /// A tree: folders (paths of names), files in them, `.gitignore`
+    /// contents by folder, whether its top is a repository (with an exclude
+    /// file), rules in the folder above its top, and a folder that is a
+    /// repository of its own.
+    #[allow(clippy::type_complexity)]
+    fn trees() -> impl Strategy<
+        Value = (
+            Vec<Vec<usize>>,
+            Vec<(usize, usize)>,
+            Vec<(usize, Vec<usize>)>,
+            Option<Vec<usize>>,
+            Vec<usize>,
+            Option<usize>,
+        ),
+    > {
+        (
+            prop::collection::vec(prop::collection::vec(0..NAMES.len(), 1..4), 1..8),
+            prop::collection::vec((0..9usize, 0..NAMES.len()), 0..20),
+            prop::collection::vec(
+                (0..9usize, prop::collection::vec(0..PATTERNS.len(), 0..5)),
+                0..5,
+            ),
+            prop::option::of(prop::collection::vec(0..PATTERNS.len(), 0..3)),
+            prop::collection::vec(0..PATTERNS.len(), 0..3),
+            prop::option::of(1..9usize),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+        /// The scan's own walk finds exactly what the `ignore` crate's
+        /// walker (the watch's) finds, for the top and a folder inside.
+        #[test]
+        fn the_walk_agrees_with_the_ignore_walker(
+            (dirs, files, ignores, repo, outer, nested) in trees()
+        ) {
+            let tmp = tempfile::tempdir().unwrap();
+            let top = tmp.path().join("top");
+            std::fs::create_dir_all(&top).unwrap();
+            let mut folders = vec![top.clone()];
+            for d in &dirs {
+                let mut path = top.clone();
+                for n in d {
+                    path.push(NAMES[*n]);
+                }
+                // A name taken by a file stays a file.
+                if std::fs::create_dir_all(&path).is_ok() {
+                    folders.push(path);
+                }
+            }
+            for (f, n) in &files {
+                let folder = &folders[f % folders.len()];
+                let _ = std::fs::write(folder.join(NAMES[*n]), "x");
+            }
+            for (f, lines) in &ignores {
+                let folder = &folders[f % folders.len()];
+                let text: Vec<&str> = lines.iter().map(|l| PATTERNS[*l]).collect();
+                let _ = std::fs::write(folder.join(".gitignore"), text.join("\n"));
+            }
+            if let Some(lines) = &repo {
+                std::fs::create_dir_all(top.join(".git/info")).unwrap();
+                let text: Vec<&str> = lines.iter().map(|l| PATTERNS[*l]).collect();
+                std::fs::write(top.join(".git/info/exclude"), text.join("\n")).unwrap();
+            }
+            let text: Vec<&str> = outer.iter().map(|l| PATTERNS[*l]).collect();
+            std::fs::write(tmp.path().join(".gitignore"), text.join("\n")).unwrap();
+            if let Some(f) = nested {
+                let _ = std::fs::create_dir_all(folders[f % folders.len()].join(".git"));
+            }
+            for dir in [top.clone(), top.join("a"), top.join("b").join("c")] {
+                if dir.is_dir() {
+                    prop_assert_eq!(walked(&dir), walked_by_ignore(&dir), "{}", dir.display());
+                }
+            }
+        }
     }
 
     #[test]

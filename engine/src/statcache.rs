@@ -1,6 +1,7 @@
 //! The stat cache: a file whose size, times and inode are unchanged since it
 //! was last hashed is not read again.
 
+use std::collections::HashMap;
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -101,12 +102,13 @@ impl DirHandle {
     /// The fingerprint of the entry `name` in the folder (a name as
     /// [`crate::name_str`] gives it), not following a symlink.
     pub fn entry(&self, name: &str) -> io::Result<Fingerprint> {
-        let name = crate::names::fs_path(name);
-        let st = rustix::fs::statat(
-            &self.fd,
-            name.as_ref(),
-            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
-        )?;
+        self.entry_os(crate::names::fs_path(name).as_os_str())
+    }
+
+    /// The fingerprint of the entry named `name` in the folder, not
+    /// following a symlink.
+    pub fn entry_os(&self, name: &std::ffi::OsStr) -> io::Result<Fingerprint> {
+        let st = rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
         Ok(Fingerprint::of_stat(&st))
     }
 }
@@ -158,6 +160,88 @@ impl StatCache {
             self.tree.insert(key.as_bytes(), &bytes)?;
         }
         Ok(digest)
+    }
+}
+
+/// The digests of one scanned folder's files, kept as one record: a scan
+/// reads it once rather than asking the database about every file, and
+/// writes it back only when a file's digest or stat changed, or the files
+/// did.
+pub struct FolderCache<'a> {
+    cache: &'a StatCache,
+    key: Vec<u8>,
+    known: HashMap<String, CacheEntry>,
+}
+
+impl StatCache {
+    /// The folder record of the files whose keys start with `prefix` (a
+    /// folder's path relative to the repository, ending with `/`).
+    pub fn folder(&self, prefix: &str) -> Result<FolderCache<'_>> {
+        // Paths hold no NUL: no file's key is a folder record's.
+        let key = [FOLDER, prefix.as_bytes()].concat();
+        let known = match self.tree.get(&key)? {
+            Some(bytes) => postcard::from_bytes::<Vec<(String, CacheEntry)>>(&bytes)
+                .map(|entries| entries.into_iter().collect())
+                .unwrap_or_default(),
+            None => HashMap::new(),
+        };
+        Ok(FolderCache {
+            cache: self,
+            key,
+            known,
+        })
+    }
+}
+
+/// What a folder record's key starts with.
+const FOLDER: &[u8] = b"\0folder\0";
+
+impl FolderCache<'_> {
+    /// The digest of the file `rel` (relative to the folder) at `path`,
+    /// whose stat is `fingerprint`: read only when the record has no
+    /// trusted entry for it.
+    pub fn digest(&self, rel: &str, path: &Path, fingerprint: &Fingerprint) -> Result<ContentHash> {
+        match self.known.get(rel) {
+            Some(entry)
+                if entry.fingerprint == *fingerprint
+                    && !fingerprint.is_racy(self.cache.started) =>
+            {
+                Ok(entry.digest)
+            }
+            _ => file_digest(path),
+        }
+    }
+
+    /// Keeps `files` (relative path, stat, digest) as the folder's record,
+    /// leaving out those modified too recently to be trusted; nothing is
+    /// written when that is what the record holds.
+    pub fn save<'f>(
+        &self,
+        files: impl Iterator<Item = (&'f str, Fingerprint, ContentHash)>,
+    ) -> Result<()> {
+        let now: Vec<(String, CacheEntry)> = files
+            .filter(|(_, fingerprint, _)| !fingerprint.is_racy(self.cache.started))
+            .map(|(rel, fingerprint, digest)| {
+                (
+                    rel.to_string(),
+                    CacheEntry {
+                        fingerprint,
+                        digest,
+                    },
+                )
+            })
+            .collect();
+        let same = now.len() == self.known.len()
+            && now.iter().all(|(rel, entry)| {
+                self.known.get(rel).is_some_and(|known| {
+                    known.fingerprint == entry.fingerprint && known.digest == entry.digest
+                })
+            });
+        if !same {
+            let bytes = postcard::to_stdvec(&now).expect("a cache entry always encodes");
+            self.cache.tree.insert(&self.key, &bytes)?;
+        }
+        Ok(())
     }
 }
 
