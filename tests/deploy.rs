@@ -74,6 +74,11 @@ fn stage<'a>(report: &'a serde_json::Value, store: &str, name: &str) -> &'a str 
 /// A base image made with umoci (a file `/etc/base-release` in one layer),
 /// copied into `registry` as `base/node:1` by skopeo.
 fn push_base(registry: &str, into: &Path) -> String {
+    push_base_with(registry, into, "strata test base 1\n")
+}
+
+/// [`push_base`], its file holding `release`.
+fn push_base_with(registry: &str, into: &Path, release: &str) -> String {
     require("umoci", "umoci");
     let layout = into.join("base-layout");
     let run = |args: &[&str]| {
@@ -95,11 +100,7 @@ fn push_base(registry: &str, into: &Path) -> String {
         &bundle.display().to_string(),
     ]);
     std::fs::create_dir_all(bundle.join("rootfs/etc")).unwrap();
-    std::fs::write(
-        bundle.join("rootfs/etc/base-release"),
-        "strata test base 1\n",
-    )
-    .unwrap();
+    std::fs::write(bundle.join("rootfs/etc/base-release"), release).unwrap();
     run(&[
         "repack",
         "--image",
@@ -291,6 +292,57 @@ fn the_tag_answers_for_the_selected_stores_and_is_read_again_only_after_a_change
     let (code, report, stderr) = deploy_json(&repo, &sports, &[]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(report["tag"], head(&repo));
+}
+
+/// A base is resolved once and kept as its node's value: without `--pull`
+/// a deploy stays on it although its tag moved (nothing is rebuilt or
+/// triggered); `--pull` looks the tag up again and the images move onto
+/// the new base.
+#[test]
+fn a_base_is_kept_until_pull_looks_its_tag_up_again() {
+    let registry = RegistryServer::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = push_base_with(&registry.host(), &tmp.path().join("one"), "base one\n");
+    let first_layers = inspect(&base)["Layers"].as_array().unwrap().clone();
+    let repo = committed_example();
+    let url = format!("http://{}", registry.host());
+    let args = [
+        "--registry",
+        url.as_str(),
+        "--base-image",
+        base.as_str(),
+        "-s",
+        "sports",
+    ];
+    let (code, first, stderr) = deploy_json(&repo, &args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let moved = push_base_with(&registry.host(), &tmp.path().join("two"), "base two\n");
+    assert_eq!(moved, base);
+    let moved_layers = inspect(&base)["Layers"].as_array().unwrap().clone();
+    assert_ne!(moved_layers[0], first_layers[0]);
+    let (code, kept, stderr) = deploy_json(&repo, &args, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    for app in [FE, MW] {
+        assert_eq!(
+            image_of(&kept, "sports", app)["digest"],
+            image_of(&first, "sports", app)["digest"]
+        );
+    }
+    assert_eq!(stage(&kept, "sports", "trigger"), "unchanged");
+    let mut pull = args.to_vec();
+    pull.push("--pull");
+    let (code, pulled, stderr) = deploy_json(&repo, &pull, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stage(&pulled, "sports", "trigger"), "run");
+    let sha = head(&repo);
+    for app in [FE, MW] {
+        assert_ne!(
+            image_of(&pulled, "sports", app)["digest"],
+            image_of(&first, "sports", app)["digest"]
+        );
+        let info = inspect(&format!("{}/demo-sports/{app}:{sha}", registry.host()));
+        assert_eq!(info["Layers"][0], moved_layers[0], "on the new base");
+    }
 }
 
 #[test]

@@ -249,7 +249,6 @@ fn rollout(
         root: ws.root().to_path_buf(),
         layout: Layout::open(&options.state_dir.join("oci"))?,
         layers: engine.db().tree("layers")?,
-        bases: engine.db().tree("bases")?,
         homes: BlobHomes::new(engine.db().tree("blob-homes")?),
         registries: Arc::new(Registries::new(
             target.map(|(h, _, _)| h.clone()),

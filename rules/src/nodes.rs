@@ -556,11 +556,10 @@ impl Node for StoreNode {
                     .str(entry.as_deref().unwrap_or(""))
             }
             StoreNode::Setting { id, .. } => h.str("setting").str(id),
-            StoreNode::Base { name, rollout, .. } => h
-                .str("base/v1")
-                .str(name)
-                .str(&rollout.platform)
-                .str(if rollout.pull { "pull" } else { "" }),
+            // v2: the resolved base is the node's value (no table beside).
+            StoreNode::Base { name, rollout, .. } => {
+                h.str("base/v2").str(name).str(&rollout.platform)
+            }
             StoreNode::Layer {
                 store,
                 app,
@@ -662,20 +661,20 @@ impl Node for StoreNode {
     }
 
     fn volatile(&self) -> bool {
-        matches!(
-            self,
-            StoreNode::Scan { .. } | StoreNode::Setting { .. } | StoreNode::Base { .. }
-        )
+        match self {
+            StoreNode::Scan { .. } | StoreNode::Setting { .. } => true,
+            // A base is resolved once and kept; `--pull` looks its tag up
+            // again (not in a dry run, which fetches nothing).
+            StoreNode::Base { rollout, .. } => rollout.pull && !rollout.dry_run,
+            _ => false,
+        }
     }
 
     fn persist(&self) -> bool {
-        // A composition is cheap to compute again from its scans; a base
-        // is read every run.
+        // A composition is cheap to compute again from its scans.
         !matches!(
             self,
-            StoreNode::Compose { .. }
-                | StoreNode::Setting { closure: None, .. }
-                | StoreNode::Base { .. }
+            StoreNode::Compose { .. } | StoreNode::Setting { closure: None, .. }
         )
     }
 
@@ -695,6 +694,7 @@ impl Node for StoreNode {
             StoreNode::Materialize { .. }
                 | StoreNode::Build { .. }
                 | StoreNode::Prepare { .. }
+                | StoreNode::Base { .. }
                 | StoreNode::Layer { .. }
                 | StoreNode::Image { .. }
                 | StoreNode::Push { .. }
@@ -746,6 +746,11 @@ impl Node for StoreNode {
                 record,
                 Strays::RemoveAll,
             )),
+            // A base stands while the local layout holds its layers.
+            (StoreNode::Base { rollout, .. }, StoreValue::Base(base)) => Ok(base
+                .layers
+                .iter()
+                .all(|l| rollout.layout.has_blob(&l.digest, Some(l.size)))),
             (StoreNode::Layer { rollout, .. }, StoreValue::Layer(blob)) => Ok(blob
                 .as_ref()
                 .is_none_or(|b| rollout.layout.has_blob(&b.digest, Some(b.size)))),

@@ -34,8 +34,6 @@ pub struct Rollout {
     pub layout: Layout,
     /// Layers already compressed, by the key of their files.
     pub layers: Tree,
-    /// Base images resolved, by name and platform.
-    pub bases: Tree,
     /// Where each blob was seen, per registry (for cross-repository mounts).
     pub homes: BlobHomes,
     /// Registry clients.
@@ -233,28 +231,11 @@ pub fn forget_pending(rollout: &Rollout, store: &str) -> Result<()> {
 /// run reads only what is cached: a base not pulled yet stands for itself
 /// by name, and the images on it are planned.
 pub fn base(rollout: &Rollout, name: &str) -> Result<BaseImage> {
-    if rollout.dry_run && name != "scratch" {
-        return Ok(crate::oci::base::cached_base(
-            name,
-            &rollout.platform,
-            &rollout.layout,
-            &rollout.bases,
-        )
-        .unwrap_or_else(|| BaseImage {
-            name: name.to_string(),
-            manifest: None,
-            config: serde_json::json!({"not pulled yet": name}),
-            layers: Vec::new(),
-            origin: None,
-        }));
-    }
     resolve_base(
         name,
         &rollout.platform,
         &rollout.layout,
-        &rollout.bases,
         &rollout.registries,
-        rollout.pull,
     )
 }
 

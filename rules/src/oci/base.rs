@@ -7,8 +7,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use strata_engine::Tree;
-
 use super::auth::{Credentials, docker_config};
 use super::image::BaseImage;
 use super::layout::{Descriptor, Layout, sha256_digest};
@@ -139,36 +137,16 @@ impl Source<'_> {
     }
 }
 
-/// The base `name` as resolved before, when the layout still holds its
-/// layers; nothing is fetched.
-pub fn cached_base(name: &str, platform: &str, store: &Layout, cache: &Tree) -> Option<BaseImage> {
-    if name == "scratch" {
-        return Some(BaseImage::scratch(platform));
-    }
-    let bytes = cache.get(format!("{name}|{platform}").as_bytes()).ok()??;
-    let base = serde_json::from_slice::<BaseImage>(&bytes).ok()?;
-    base.layers
-        .iter()
-        .all(|l| store.has_blob(&l.digest, Some(l.size)))
-        .then_some(base)
-}
-
 /// Resolves the base image `name` for `platform` (`os/arch[/variant]`),
 /// with its blobs in `store`.
 pub fn resolve_base(
     name: &str,
     platform: &str,
     store: &Layout,
-    cache: &Tree,
     registries: &Registries,
-    pull: bool,
 ) -> Result<BaseImage> {
     if name == "scratch" {
         return Ok(BaseImage::scratch(platform));
-    }
-    let key = format!("{name}|{platform}");
-    if !pull && let Some(base) = cached_base(name, platform, store, cache) {
-        return Ok(base);
     }
     let base = if let Some(rest) = name.strip_prefix("oci-layout:") {
         let (path, reference) = split_layout(rest);
@@ -202,10 +180,6 @@ pub fn resolve_base(
             origin,
         )?
     };
-    cache.insert(
-        key.as_bytes(),
-        &serde_json::to_vec(&base).expect("a base encodes"),
-    )?;
     Ok(base)
 }
 

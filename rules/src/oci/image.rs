@@ -32,12 +32,28 @@ pub struct BaseImage {
     pub name: String,
     /// Its manifest's digest (none for `scratch`).
     pub manifest: Option<String>,
-    /// Its config JSON.
+    /// Its config JSON (kept as text: the engine's records are not
+    /// self-describing, a JSON value is).
+    #[serde(with = "json_text")]
     pub config: serde_json::Value,
     /// Its layers, with OCI media types.
     pub layers: Vec<Descriptor>,
     /// The registry and repository its blobs can be mounted from.
     pub origin: Option<(String, String)>,
+}
+
+/// A JSON value stored as its text.
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+
+    pub fn serialize<S: Serializer>(value: &serde_json::Value, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<serde_json::Value, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(D::Error::custom)
+    }
 }
 
 impl BaseImage {
