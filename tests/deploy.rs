@@ -262,7 +262,22 @@ fn the_tag_answers_for_the_selected_stores_and_is_read_again_only_after_a_change
         stderr.contains(wip) && stderr.contains("--allow-dirty"),
         "{stderr}"
     );
-    // Gone again: the tree is clean, whatever was recorded before.
+    // A refused --force forgets nothing and runs nothing.
+    let forced = [
+        "--registry",
+        nobody.as_str(),
+        "--insecure-registry",
+        "--force",
+    ];
+    let (code, _, stderr) = deploy_json(&repo, &forced, &[]);
+    assert_eq!(code, 2, "{stderr}");
+    // Into the local layout it goes as `-dirty`, and that is recorded;
+    // sports, not about it, is not triggered again.
+    let (code, report, stderr) = deploy_json(&repo, &[], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["tag"], format!("{}-dirty", head(&repo)));
+    assert_eq!(stage(&report, "sports", "trigger"), "unchanged");
+    // Gone again: the tree is clean, although a dirty tree was recorded.
     std::fs::remove_file(repo.path().join(wip)).unwrap();
     let (code, report, stderr) = deploy_json(&repo, &to_registry, &[]);
     assert_eq!(code, 0, "{stderr}");

@@ -95,10 +95,6 @@ type Found = (std::ffi::OsString, bool);
 /// what [`walker`] yields, found with one read of each folder and each
 /// `.gitignore` compiled once per process (and again when it changes).
 fn walk(dir: &Path) -> Result<Vec<(PathBuf, Vec<Found>)>> {
-    let walk_error = |message: String| Error::Walk {
-        path: dir.to_path_buf(),
-        message,
-    };
     // The rules of the folders above: up to the repository's top inside
     // one (rules above it do not apply), every parent's outside one. As in
     // the watch's walker (the `ignore` crate's), a folder holding a `.git`
@@ -109,7 +105,7 @@ fn walk(dir: &Path) -> Result<Vec<(PathBuf, Vec<Found>)>> {
     if top.as_deref() != Some(dir) {
         for ancestor in dir.ancestors().skip(1) {
             let has_git = in_git && ancestor.join(".git").exists();
-            above.push(Level::read(ancestor, has_git, true).map_err(walk_error)?);
+            above.push(Level::read(ancestor, has_git, true)?);
             if has_git {
                 break;
             }
@@ -143,9 +139,7 @@ fn walk(dir: &Path) -> Result<Vec<(PathBuf, Vec<Found>)>> {
         let has_gitignore = names.iter().any(|(n, t)| n == ".gitignore" && !t.is_dir());
         let mut levels = levels;
         if has_git || has_gitignore {
-            levels.push(Arc::new(
-                Level::read(&folder, has_git, has_gitignore).map_err(walk_error)?,
-            ));
+            levels.push(Arc::new(Level::read(&folder, has_git, has_gitignore)?));
         }
         let mut files = Vec::new();
         for (name, kind) in names {
@@ -179,20 +173,37 @@ struct Level {
 }
 
 impl Level {
-    fn read(folder: &Path, has_git: bool, look: bool) -> std::result::Result<Level, String> {
+    fn read(folder: &Path, has_git: bool, look: bool) -> Result<Level> {
         Ok(Level {
             gitignore: if look {
                 compiled(folder, &folder.join(".gitignore"))?
             } else {
                 None
             },
-            exclude: if has_git {
-                compiled(folder, &folder.join(".git/info/exclude"))?
-            } else {
-                None
+            exclude: match has_git.then(|| git_dir(folder)).flatten() {
+                Some(dir) => compiled(folder, &dir.join("info/exclude"))?,
+                None => None,
             },
             has_git,
         })
+    }
+}
+
+/// The repository folder of the working tree at `folder`: its `.git`
+/// folder, or, when `.git` is a file (a linked worktree's, a submodule's),
+/// the folder it names, or that folder's common one (where a worktree's
+/// `info/exclude` lives).
+fn git_dir(folder: &Path) -> Option<PathBuf> {
+    let dot_git = folder.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read_to_string(&dot_git).ok()?;
+    let named = text.lines().next()?.strip_prefix("gitdir:")?.trim();
+    let dir = folder.join(named);
+    match std::fs::read_to_string(dir.join("commondir")) {
+        Ok(common) => Some(dir.join(common.trim())),
+        Err(_) => Some(dir),
     }
 }
 
@@ -221,17 +232,18 @@ fn ignored(levels: &[Arc<Level>], path: &Path, is_dir: bool) -> bool {
     exclude.is_ignore()
 }
 
-/// The rules of the ignore file at `file` (for paths under `folder`),
-/// compiled once per process while the file's stat is unchanged; none
-/// when there is no such file.
-fn compiled(folder: &Path, file: &Path) -> std::result::Result<Option<Arc<Gitignore>>, String> {
+/// The rules of the ignore file at `file` (for paths under `folder`; a
+/// symlink is followed, as the watch's walker does), compiled once per
+/// process while the file's stat is unchanged; none when there is no such
+/// file. A file that cannot be read is an error naming it: its rules
+/// would be missing from the scan.
+fn compiled(folder: &Path, file: &Path) -> Result<Option<Arc<Gitignore>>> {
     /// Compiled rules by file, with the file's stat when compiled.
     type Compiled = HashMap<PathBuf, (Fingerprint, Arc<Gitignore>)>;
     static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
-    let fingerprint = match Fingerprint::at(file) {
-        Ok(fp) if fp.mode & 0o170000 == 0o100000 => fp,
+    let fingerprint = match std::fs::metadata(file) {
+        Ok(meta) if meta.is_file() => Fingerprint::of(&meta),
         Ok(_) => return Ok(None),
-        // No such file (or `.git` is a file: a worktree's).
         Err(e)
             if matches!(
                 e.kind(),
@@ -240,7 +252,7 @@ fn compiled(folder: &Path, file: &Path) -> std::result::Result<Option<Arc<Gitign
         {
             return Ok(None);
         }
-        Err(e) => return Err(format!("{}: {e}", file.display())),
+        Err(e) => return Err(Error::io(file, e)),
     };
     if let Some((fp, g)) = COMPILED
         .lock()
@@ -251,11 +263,17 @@ fn compiled(folder: &Path, file: &Path) -> std::result::Result<Option<Arc<Gitign
     {
         return Ok(Some(g.clone()));
     }
+    // Readable, or the error that says why not.
+    std::fs::File::open(file).map_err(|e| Error::io(file, e))?;
     let mut builder = GitignoreBuilder::new(folder);
+    let walk_error = |message: String| Error::Walk {
+        path: file.to_path_buf(),
+        message,
+    };
     if let Some(e) = builder.add(file) {
-        return Err(e.to_string());
+        return Err(walk_error(e.to_string()));
     }
-    let gitignore = Arc::new(builder.build().map_err(|e| e.to_string())?);
+    let gitignore = Arc::new(builder.build().map_err(|e| walk_error(e.to_string()))?);
     // A file changed within the last second may change again unseen.
     if !fingerprint.is_racy(std::time::SystemTime::now()) {
         COMPILED
@@ -540,8 +558,10 @@ mod tests {
 
     /// A tree: folders (paths of names), files in them, `.gitignore`
     /// contents by folder, whether its top is a repository (with an exclude
-    /// file), rules in the folder above its top, and a folder that is a
-    /// repository of its own.
+    /// file), rules in the folder above its top, a folder that is a
+    /// repository of its own, and whether the top is a linked worktree (its
+    /// `.git` a file naming the repository folder, the exclude file in the
+    /// common one) with a symlinked `.gitignore`.
     #[allow(clippy::type_complexity)]
     fn trees() -> impl Strategy<
         Value = (
@@ -551,6 +571,7 @@ mod tests {
             Option<Vec<usize>>,
             Vec<usize>,
             Option<usize>,
+            bool,
         ),
     > {
         (
@@ -563,6 +584,7 @@ mod tests {
             prop::option::of(prop::collection::vec(0..PATTERNS.len(), 0..3)),
             prop::collection::vec(0..PATTERNS.len(), 0..3),
             prop::option::of(1..9usize),
+            any::<bool>(),
         )
     }
 
@@ -572,7 +594,7 @@ mod tests {
         /// walker (the watch's) finds, for the top and a folder inside.
         #[test]
         fn the_walk_agrees_with_the_ignore_walker(
-            (dirs, files, ignores, repo, outer, nested) in trees()
+            (dirs, files, ignores, repo, outer, nested, worktree) in trees()
         ) {
             let tmp = tempfile::tempdir().unwrap();
             let top = tmp.path().join("top");
@@ -598,9 +620,25 @@ mod tests {
                 let _ = std::fs::write(folder.join(".gitignore"), text.join("\n"));
             }
             if let Some(lines) = &repo {
-                std::fs::create_dir_all(top.join(".git/info")).unwrap();
                 let text: Vec<&str> = lines.iter().map(|l| PATTERNS[*l]).collect();
-                std::fs::write(top.join(".git/info/exclude"), text.join("\n")).unwrap();
+                if worktree {
+                    let common = tmp.path().join("main.git");
+                    let own = common.join("worktrees/top");
+                    std::fs::create_dir_all(common.join("info")).unwrap();
+                    std::fs::create_dir_all(&own).unwrap();
+                    std::fs::write(common.join("info/exclude"), text.join("\n")).unwrap();
+                    std::fs::write(own.join("commondir"), "../..\n").unwrap();
+                    // As git writes it: an absolute path.
+                    std::fs::write(top.join(".git"), format!("gitdir: {}\n", own.display()))
+                        .unwrap();
+                } else {
+                    std::fs::create_dir_all(top.join(".git/info")).unwrap();
+                    std::fs::write(top.join(".git/info/exclude"), text.join("\n")).unwrap();
+                }
+            }
+            if worktree && !top.join(".gitignore").exists() {
+                std::fs::write(tmp.path().join("rules"), "k.txt\n").unwrap();
+                std::os::unix::fs::symlink("../rules", top.join(".gitignore")).unwrap();
             }
             let text: Vec<&str> = outer.iter().map(|l| PATTERNS[*l]).collect();
             std::fs::write(tmp.path().join(".gitignore"), text.join("\n")).unwrap();

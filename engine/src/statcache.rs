@@ -296,6 +296,44 @@ mod tests {
         assert!(handle.entry("missing").is_err());
     }
 
+    /// A folder record: what a scan saves is what the next one finds,
+    /// without the files gone since, and without files too recent to trust.
+    #[test]
+    fn a_folder_record_keeps_what_is_there_and_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("db")).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(10);
+        let cache = StatCache::as_of(db.tree("stat").unwrap(), later);
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::write(&a, "one").unwrap();
+        std::fs::write(&b, "two").unwrap();
+        let fp = |p: &Path| Fingerprint::at(p).unwrap();
+        let folder = cache.folder("apps/x/").unwrap();
+        let da = folder.digest("a", &a, &fp(&a)).unwrap();
+        let db_ = folder.digest("b", &b, &fp(&b)).unwrap();
+        folder
+            .save([("a", fp(&a), da), ("b", fp(&b), db_)].into_iter())
+            .unwrap();
+        // Both kept: with the files unreadable, only the record answers.
+        let (fa, fb) = (fp(&a), fp(&b));
+        std::fs::remove_file(&a).unwrap();
+        let folder = cache.folder("apps/x/").unwrap();
+        assert_eq!(
+            folder.digest("a", &a, &fa).unwrap(),
+            ContentHash::of(b"one")
+        );
+        // `a` is gone: the next record holds `b` only.
+        folder.save([("b", fb, db_)].into_iter()).unwrap();
+        let folder = cache.folder("apps/x/").unwrap();
+        assert_eq!(folder.known.len(), 1);
+        assert!(folder.known.contains_key("b"));
+        // Judged as of now, a file just written is not kept.
+        let now = StatCache::new(db.tree("stat").unwrap());
+        let folder = now.folder("apps/y/").unwrap();
+        folder.save([("b", fp(&b), db_)].into_iter()).unwrap();
+        assert!(now.folder("apps/y/").unwrap().known.is_empty());
+    }
+
     #[test]
     fn racy_file_is_not_cached() {
         let dir = tempfile::tempdir().unwrap();

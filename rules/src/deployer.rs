@@ -24,8 +24,8 @@ use crate::oci::layer::Compression;
 use crate::oci::layout::Layout;
 use crate::oci::push::BlobHomes;
 use crate::prepare::deployed_apps;
-use crate::revision::{self, Revision, Tagging};
-use crate::rollout::{RequestSettings, Rollout, forget_pending};
+use crate::revision::{self, Revision, Tagging, short};
+use crate::rollout::{RequestSettings, Rollout};
 use crate::workspace::Workspace;
 
 /// What `store deploy` was asked to do.
@@ -186,11 +186,6 @@ fn repository(ws: &Workspace, store: &str, app: &str, prefix: &str) -> String {
     format!("{prefix}{repo}").to_ascii_lowercase()
 }
 
-/// The first 12 hex digits of a commit id.
-fn short(sha: &str) -> &str {
-    sha.get(..12).unwrap_or(sha)
-}
-
 fn stage_of(statuses: &[&str]) -> String {
     if statuses.contains(&"failed") {
         "failed"
@@ -269,7 +264,9 @@ fn rollout(
         pending: engine.db().tree("deploy-pending")?,
         db: engine.db().clone(),
         legacy: engine.db().tree("deployments")?,
+        legacy_bases: engine.db().tree("bases")?,
         dry_run: deploying.is_none() || options.build.dry_run,
+        force: deploying.is_some() && options.force && !options.build.dry_run,
     })
 }
 
@@ -324,16 +321,20 @@ fn add_rollout(
             || (options.registry.is_none() && options.console_url.is_none()),
         dirs: dirs.clone(),
         files: revision::root_files(ws.root(), engine.stat_cache())?,
+        cache: engine.stat_cache().clone(),
         rollout: rollout.clone(),
     })?;
     for dir in &dirs {
         graph.depend(&revision, &scan_id(dir))?;
     }
+    // Nothing is built, prepared or pulled before the tag is known: a
+    // refused deploy does no work.
     for store in stores {
         for app in &ws.base_apps {
-            let build = build_id(store, app);
-            if graph.contains(&build) {
-                graph.order(&build, &revision)?;
+            for id in [build_id(store, app), deploy_id(store, app)] {
+                if graph.contains(&id) {
+                    graph.order(&id, &revision)?;
+                }
             }
         }
     }
@@ -353,6 +354,7 @@ fn add_rollout(
                 name,
                 rollout: rollout.clone(),
             })?;
+            graph.order(&base, &revision)?;
         }
         let trigger = trigger_id(store);
         let mut images = Vec::new();
@@ -542,10 +544,16 @@ pub fn deploy(
         .transpose()?;
     let selected = selected(ws, options)?;
     let rollout = rollout(ws, engine, options, target.as_ref(), Some(&head))?;
-    // The registry is asked what the commit's tags name while the working
-    // tree is read and the sources are scanned: the pushes' checks take
-    // the answers. Only pushes that ran before can be cached.
+    // The registry is asked what the tags name while the sources are
+    // scanned: the pushes' checks take the answers. Only pushes that ran
+    // before can be cached, and only under the tag recorded last: after a
+    // new commit every push runs again, and nothing is asked.
+    let recorded_tag = match engine.load::<StoreNode>(&revision_id())? {
+        Some(StoreValue::Revision(t)) if t.sha == head.sha => Some(t.tag),
+        _ => None,
+    };
     if let Some((host, prefix, _)) = &target
+        && let Some(tag) = recorded_tag
         && let Ok(registry) = rollout.registries.get(host)
     {
         let mut repositories = Vec::new();
@@ -557,7 +565,7 @@ pub fn deploy(
             }
         }
         if !repositories.is_empty() {
-            rollout.tags.ask(registry, repositories, head.sha.clone());
+            rollout.tags.ask(registry, repositories, tag);
         }
     }
     let rollout = Arc::new(rollout);
@@ -578,18 +586,6 @@ pub fn deploy(
             }
         }
     }
-    // --force: every selected store is pushed and triggered again, as a
-    // new deployment (a new idempotency key).
-    if options.force && !options.build.dry_run {
-        for store in &selected {
-            for app in deployed_apps(ws, store) {
-                engine.forget(&push_id(store, &app))?;
-            }
-            engine.forget(&trigger_id(store))?;
-            forget_pending(&rollout, store)?;
-        }
-    }
-
     let extend =
         |graph: &mut Graph<StoreNode>| add_rollout(graph, ws, engine, options, &rollout, &selected);
     let mut build = build_stores_with(ws, engine, &options.build, observe, &extend, true)?;
@@ -754,16 +750,17 @@ pub fn deploy(
         Some((host, prefix, _)) => format!("{host}/{prefix}"),
         None => format!("oci:{}", rollout.layout.dir().display()),
     };
-    // The tag the revision node gave, or kept from an earlier run (HEAD's
-    // SHA when it did not run: the run stopped before it).
+    // The tag the revision node gave, or kept from an earlier run with the
+    // same key; HEAD's SHA when it did not run (the run stopped first).
+    let cached = build.log.status(&revision_id()) == Some(Status::Cached);
     let tagging = match build.revision.take().or_else(|| {
         match engine.load::<StoreNode>(&revision_id()).ok().flatten() {
-            Some(StoreValue::Revision(t)) if t.sha == head.sha => Some(t),
+            Some(StoreValue::Revision(t)) if cached => Some(t),
             _ => None,
         }
     }) {
         Some(t) => t,
-        None => Tagging::of(&head.sha, Vec::new(), false)?,
+        None => Tagging::of(&head.sha, Vec::new(), true)?,
     };
     if !tagging.dirty.is_empty() && !options.allow_dirty {
         build.warnings.push(format!(

@@ -212,6 +212,8 @@ pub enum StoreNode {
         /// The root files builds read, with the digest of each (read when
         /// the graph is made; none when absent).
         files: Vec<(String, Option<ContentHash>)>,
+        /// File digests by stat.
+        cache: StatCache,
         /// What the rollout shares.
         rollout: Arc<Rollout>,
     },
@@ -704,8 +706,9 @@ impl Node for StoreNode {
     }
 
     fn computes_in_dry_run(&self) -> bool {
-        // A dry run refuses uncommitted work as the deploy would.
-        matches!(self, StoreNode::Revision { .. })
+        // A dry run refuses uncommitted work as the deploy would; a base
+        // not resolved yet stands for itself by name (nothing is fetched).
+        matches!(self, StoreNode::Revision { .. } | StoreNode::Base { .. })
     }
 
     fn waits_on_network(&self) -> bool {
@@ -758,6 +761,7 @@ impl Node for StoreNode {
                 Ok(image_present(rollout, image))
             }
             // The registry is asked: a tag deleted there is pushed again.
+            // `--force` pushes and triggers again.
             (
                 StoreNode::Push {
                     repository,
@@ -765,9 +769,9 @@ impl Node for StoreNode {
                     ..
                 },
                 StoreValue::Published(published),
-            ) => Ok(published_still(rollout, repository, published)),
+            ) => Ok(!rollout.force && published_still(rollout, repository, published)),
             (StoreNode::Trigger { rollout, .. }, StoreValue::Deployed(deployed)) => {
-                Ok(deployed_still(rollout, deployed))
+                Ok(!rollout.force && deployed_still(rollout, deployed))
             }
             _ => Ok(false),
         }
@@ -1005,6 +1009,10 @@ impl Node for StoreNode {
                         rollout.pinned(repository, &image.manifest.digest),
                     );
                 }
+                // `--force`: a new deployment, under a new key.
+                if rollout.force {
+                    crate::rollout::forget_pending(rollout, &settings.store)?;
+                }
                 let deployed = crate::rollout::deploy(rollout, settings, pinned)?;
                 let digest = deployed_digest(&deployed);
                 Ok(Computed::new(StoreValue::Deployed(deployed), digest))
@@ -1018,6 +1026,7 @@ impl Node for StoreNode {
                 allow_dirty,
                 dirs,
                 files,
+                cache,
                 rollout,
                 ..
             } => {
@@ -1033,12 +1042,22 @@ impl Node for StoreNode {
                     Some(StoreValue::Revision(t)) => Some(t),
                     _ => None,
                 };
+                let content_now = |path: &str| -> Result<Option<ContentHash>> {
+                    if files.iter().any(|(name, _)| name == path) {
+                        crate::revision::root_file(&rollout.root, path, cache)
+                    } else {
+                        Ok(Some(
+                            Listing::scan(&rollout.root, path, Some(cache))?.digest(),
+                        ))
+                    }
+                };
                 let tagging = crate::revision::tagging(
                     &rollout.root,
                     &rollout.sha,
                     &paths,
                     prior,
                     *allow_dirty,
+                    &content_now,
                 )?;
                 // Dependents see the tag only.
                 let digest = KeyHasher::new("revision/v1").str(&tagging.tag).finish();

@@ -3,10 +3,11 @@
 //! that would make the tag lie, and the repository's URL.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use git2::{Repository, StatusOptions};
-use strata_engine::{ContentHash, KeyHasher, StatCache, file_entry};
+use std::os::unix::ffi::OsStrExt;
+use strata_engine::{ContentHash, KeyHasher, StatCache, file_entry, fs_path, relative};
 
 use crate::config::CONFIG_FILE;
 use crate::error::{Error, Result};
@@ -61,7 +62,7 @@ impl Tagging {
         } else if allow_dirty {
             format!("{sha}-dirty")
         } else {
-            let short = sha.get(..12).unwrap_or(sha);
+            let short = short(sha);
             return Err(Error::GitRef {
                 message: format!(
                     "uncommitted changes ({}): images are tagged with the commit SHA {short}, which would not describe what is deployed; commit them, or pass --allow-dirty to tag {short}-dirty",
@@ -82,21 +83,23 @@ impl Tagging {
 /// folders: the config, the lockfiles and the root files builds read, each
 /// with the digest of its content and mode (none when absent).
 pub fn root_files(root: &Path, cache: &StatCache) -> Result<Vec<(String, Option<ContentHash>)>> {
-    let names = std::iter::once(CONFIG_FILE)
+    std::iter::once(CONFIG_FILE)
         .chain(crate::lockfile::LOCKFILES.iter().copied())
-        .chain(crate::toolchain::GLOBAL_INPUTS.iter().copied());
-    let mut files = Vec::new();
-    for name in names {
-        let entry = file_entry(root, &root.join(name), Some(cache), "")?;
-        let digest = entry.map(|e| {
-            KeyHasher::new("root-file/v1")
-                .u64(kind_tag(e.kind))
-                .hash(&e.digest)
-                .finish()
-        });
-        files.push((name.to_string(), digest));
-    }
-    Ok(files)
+        .chain(crate::toolchain::GLOBAL_INPUTS.iter().copied())
+        .map(|name| Ok((name.to_string(), root_file(root, name, cache)?)))
+        .collect()
+}
+
+/// The digest of the content and mode of the file `name` at `root` (none
+/// when absent).
+pub fn root_file(root: &Path, name: &str, cache: &StatCache) -> Result<Option<ContentHash>> {
+    let entry = file_entry(root, &root.join(name), Some(cache), "")?;
+    Ok(entry.map(|e| {
+        KeyHasher::new("root-file/v1")
+            .u64(kind_tag(e.kind))
+            .hash(&e.digest)
+            .finish()
+    }))
 }
 
 /// The tag for commit `sha` of the repository holding `root`, given the
@@ -106,16 +109,25 @@ pub fn root_files(root: &Path, cache: &StatCache) -> Result<Vec<(String, Option<
 /// `<sha>-dirty`, or a refusal without `allow_dirty`. Git is asked only
 /// about the paths `prior` did not find clean with the same content and
 /// the same object in HEAD: a deploy after a one-file edit reads that
-/// file's folder, not the whole tree.
+/// file's folder, not the whole tree. A path git found clean is kept as
+/// clean only if `content_now` (its content read again after git's answer)
+/// is what was given: one edited meanwhile is asked about next time.
 pub fn tagging(
     root: &Path,
     sha: &str,
     paths: &[(String, Option<ContentHash>)],
     prior: Option<&Tagging>,
     allow_dirty: bool,
+    content_now: &dyn Fn(&str) -> Result<Option<ContentHash>>,
 ) -> Result<Tagging> {
     let repo = discover(root)?;
-    let prefix = workdir_prefix(&repo, root);
+    let workdir = repo.workdir().ok_or_else(|| Error::GitRef {
+        message: format!(
+            "the repository holding {} has no working tree",
+            root.display()
+        ),
+    })?;
+    let prefix = crate::changed::prefix(workdir, root)?;
     let tree = git2::Oid::from_str(sha)
         .and_then(|oid| repo.find_commit(oid))
         .and_then(|c| c.tree())
@@ -123,18 +135,17 @@ pub fn tagging(
     let mut seen = Vec::new();
     let mut ask = Vec::new();
     for (path, content) in paths {
-        let head = tree
-            .get_path(Path::new(&prefix.join(path)))
-            .ok()
-            .map(|e| e.id().to_string());
+        let in_repo = Path::new(&prefix).join(fs_path(path));
+        let head = tree.get_path(&in_repo).ok().map(|e| e.id().to_string());
         let now = Seen {
             content: *content,
             head,
         };
-        if prior.and_then(|p| p.clean.get(path)) != Some(&now) {
+        let known = prior.and_then(|p| p.clean.get(path)) == Some(&now);
+        if !known {
             ask.push(path.as_str());
         }
-        seen.push((path, now));
+        seen.push((path, now, known));
     }
     let dirty = if ask.is_empty() {
         Vec::new()
@@ -147,40 +158,35 @@ pub fn tagging(
                 .strip_prefix(path)
                 .is_some_and(|rest| rest.starts_with('/'))
     };
-    let clean = seen
-        .into_iter()
-        .filter(|(path, _)| !dirty.iter().any(|d| under(d, path)))
-        .map(|(path, now)| (path.clone(), now))
-        .collect();
+    // A change git named that falls under no path asked about (a name it
+    // could not give back): none of them is taken as clean.
+    let unplaced = dirty.iter().any(|d| !ask.iter().any(|path| under(d, path)));
+    let mut clean = BTreeMap::new();
+    for (path, now, known) in seen {
+        let found_clean = !unplaced && !dirty.iter().any(|d| under(d, path));
+        if known || (found_clean && content_now(path)? == now.content) {
+            clean.insert(path.clone(), now);
+        }
+    }
     let mut tagging = Tagging::of(sha, dirty.into_iter().take(5).collect(), allow_dirty)?;
     tagging.clean = clean;
     Ok(tagging)
 }
 
-/// Where `root` is inside the repository's working tree (empty at its top).
-fn workdir_prefix(repo: &Repository, root: &Path) -> PathBuf {
-    let workdir = repo.workdir().unwrap_or(root);
-    root.canonicalize()
-        .ok()
-        .and_then(|r| {
-            workdir
-                .canonicalize()
-                .ok()
-                .and_then(|w| r.strip_prefix(&w).ok().map(|p| p.to_path_buf()))
-        })
-        .unwrap_or_default()
-}
-
-/// The paths under `paths` (relative to `prefix` in the working tree) that
-/// git's status names, relative to `prefix`.
-fn status(repo: &Repository, prefix: &Path, paths: &[&str]) -> Result<Vec<String>> {
+/// The paths under `paths` (relative to the monorepo's root, which is at
+/// `prefix` in the working tree) that git's status names, relative to the
+/// root; a name that is not UTF-8 as [`strata_engine::name_str`] carries
+/// it.
+fn status(repo: &Repository, prefix: &str, paths: &[&str]) -> Result<Vec<String>> {
     let mut options = StatusOptions::new();
     options
         .include_untracked(true)
         .recurse_untracked_dirs(true)
-        .include_ignored(false);
+        .include_ignored(false)
+        // Paths, not patterns: a name holding `*` or starting with `!`.
+        .disable_pathspec_match(true);
     for path in paths {
-        options.pathspec(prefix.join(path));
+        options.pathspec(Path::new(prefix).join(fs_path(path)));
     }
     // As `git status` does, the index's stat data is refreshed when the
     // index can be written: files whose stat data is stale (a checkout or
@@ -197,17 +203,16 @@ fn status(repo: &Repository, prefix: &Path, paths: &[&str]) -> Result<Vec<String
     };
     Ok(statuses
         .iter()
-        .filter_map(|s| {
-            let path = s.path()?;
-            Some(
-                Path::new(path)
-                    .strip_prefix(prefix)
-                    .ok()?
-                    .to_string_lossy()
-                    .into_owned(),
-            )
+        .map(|s| {
+            let path = Path::new(std::ffi::OsStr::from_bytes(s.path_bytes()));
+            relative(Path::new(prefix), path)
         })
         .collect())
+}
+
+/// The first 12 hex digits of a commit id.
+pub(crate) fn short(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
 }
 
 fn git(what: &str, e: git2::Error) -> Error {
@@ -295,7 +300,84 @@ pub fn image_epoch() -> Result<u64> {
 
 #[cfg(test)]
 mod tests {
-    use super::public_url;
+    use super::*;
+
+    /// A repository whose monorepo root is its folder `mono`, with a layer
+    /// `apps/a` holding `f.txt`, committed; its HEAD.
+    fn repo() -> (tempfile::TempDir, std::path::PathBuf, String) {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("mono");
+        std::fs::create_dir_all(root.join("apps/a")).unwrap();
+        std::fs::create_dir_all(root.join("apps/b")).unwrap();
+        std::fs::write(root.join("apps/a/f.txt"), "one\n").unwrap();
+        std::fs::write(root.join("apps/b/g.txt"), "two\n").unwrap();
+        let repo = Repository::init(tmp.path()).unwrap();
+        let mut index = repo.index().unwrap();
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .unwrap();
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let who = git2::Signature::now("t", "t@strata.invalid").unwrap();
+        let sha = repo
+            .commit(Some("HEAD"), &who, &who, "one", &tree, &[])
+            .unwrap()
+            .to_string();
+        (tmp, root, sha)
+    }
+
+    /// What the caller says of each path: a digest standing for its content.
+    fn paths(a: &str) -> Vec<(String, Option<ContentHash>)> {
+        vec![
+            ("apps/a".into(), Some(ContentHash::of(a.as_bytes()))),
+            ("apps/b".into(), Some(ContentHash::of(b"b"))),
+        ]
+    }
+
+    #[test]
+    fn git_is_asked_only_about_paths_not_seen_clean_as_they_are() {
+        let (_tmp, root, sha) = repo();
+        let same = |path: &str| Ok(paths("a").into_iter().find(|(p, _)| p == path).unwrap().1);
+        let first = tagging(&root, &sha, &paths("a"), None, false, &same).unwrap();
+        assert_eq!(first.tag, sha);
+        assert_eq!(first.clean.len(), 2);
+        // Edited, but said to hold what was seen clean: not asked again.
+        std::fs::write(root.join("apps/a/f.txt"), "edited\n").unwrap();
+        let again = tagging(&root, &sha, &paths("a"), Some(&first), false, &same).unwrap();
+        assert_eq!(again.tag, sha);
+        // Its content changed: asked, and named relative to the root.
+        let err = tagging(&root, &sha, &paths("a2"), Some(&first), false, &same).unwrap_err();
+        assert!(err.to_string().contains("apps/a/f.txt"), "{err}");
+        let dirty = tagging(&root, &sha, &paths("a2"), Some(&first), true, &same).unwrap();
+        assert_eq!(dirty.tag, format!("{sha}-dirty"));
+        assert_eq!(dirty.dirty, ["apps/a/f.txt"]);
+        assert!(!dirty.clean.contains_key("apps/a") && dirty.clean.contains_key("apps/b"));
+    }
+
+    #[test]
+    fn a_path_edited_while_git_answers_is_asked_about_next_time() {
+        let (_tmp, root, sha) = repo();
+        // The content read again is not what was given: clean now, but
+        // not kept as clean.
+        let moved = |_: &str| Ok(Some(ContentHash::of(b"moved")));
+        let t = tagging(&root, &sha, &paths("a"), None, false, &moved).unwrap();
+        assert_eq!(t.tag, sha);
+        assert!(t.clean.is_empty());
+    }
+
+    #[test]
+    fn a_name_that_is_not_utf8_is_uncommitted_work() {
+        use std::os::unix::ffi::OsStrExt;
+        let (_tmp, root, sha) = repo();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.html");
+        std::fs::write(root.join("apps/a").join(name), "x").unwrap();
+        let same = |path: &str| Ok(paths("a").into_iter().find(|(p, _)| p == path).unwrap().1);
+        let t = tagging(&root, &sha, &paths("a"), None, true, &same).unwrap();
+        assert_eq!(t.tag, format!("{sha}-dirty"));
+        assert_eq!(t.dirty.len(), 1);
+        assert!(t.dirty[0].starts_with("apps/a/caf"), "{:?}", t.dirty);
+        assert!(!t.clean.contains_key("apps/a"));
+    }
 
     #[test]
     fn published_urls_hold_no_credentials() {

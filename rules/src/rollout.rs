@@ -1,9 +1,9 @@
 //! The rollout as nodes of the graph, above each store's `.deploy`
-//! folders: a base image (read every run: a tag may move with `--pull`),
-//! an image per app (keyed by the base's digest and the `.deploy` content,
-//! never the commit), a push per app and target repository (keyed by the
-//! image and the tag; it asks the registry whether the tag is still
-//! there), and a trigger per store and console (keyed by the images of the
+//! folders: a base image (resolved once and kept; `--pull` looks its tag
+//! up again), an image per app (keyed by the base's digest and the
+//! `.deploy` content, never the commit), a push per app and target
+//! repository (keyed by the image and the tag; it asks the registry whether
+//! the tag is still there), and a trigger per store and console (keyed by the
 //! store's apps: a commit that changes none of them triggers nothing, it
 //! only moves the tag).
 
@@ -68,8 +68,14 @@ pub struct Rollout {
     /// Deployments recorded by strata before triggers were nodes (the
     /// `deployments` tree): adopted once, so an upgrade re-triggers nothing.
     pub legacy: Tree,
-    /// A dry run: bases are read from the cache only, never pulled.
+    /// Bases as strata recorded them before they were node values (the
+    /// `bases` tree): adopted once, so an upgrade looks no tag up again.
+    pub legacy_bases: Tree,
+    /// A dry run: nothing is pulled, pushed or sent.
     pub dry_run: bool,
+    /// `--force`: every push and trigger runs again, a trigger as a new
+    /// deployment (a new idempotency key).
+    pub force: bool,
 }
 
 impl Rollout {
@@ -227,10 +233,29 @@ pub fn forget_pending(rollout: &Rollout, store: &str) -> Result<()> {
     Ok(())
 }
 
-/// The base image `name`, resolved (pulled once into the layout). A dry
-/// run reads only what is cached: a base not pulled yet stands for itself
-/// by name, and the images on it are planned.
+/// The base image `name`, resolved (pulled into the layout; its node keeps
+/// it until `--pull`). One recorded by an earlier strata is adopted.
 pub fn base(rollout: &Rollout, name: &str) -> Result<BaseImage> {
+    // A dry run fetches (and adopts) nothing: a base not resolved yet
+    // stands for itself by name, and the images on it are planned.
+    if rollout.dry_run && name != "scratch" {
+        return Ok(BaseImage {
+            name: name.to_string(),
+            manifest: None,
+            config: serde_json::json!({"not pulled yet": name}),
+            layers: Vec::new(),
+            origin: None,
+        });
+    }
+    let recorded = crate::oci::base::adopt_recorded(
+        name,
+        &rollout.platform,
+        &rollout.layout,
+        &rollout.legacy_bases,
+    )?;
+    if let Some(base) = recorded.filter(|_| !rollout.pull) {
+        return Ok(base);
+    }
     resolve_base(
         name,
         &rollout.platform,

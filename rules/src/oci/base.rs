@@ -137,6 +137,46 @@ impl Source<'_> {
     }
 }
 
+/// The base `name` for `platform` as strata recorded it before bases were
+/// node values (the `bases` table), taken out of `table`: adopted once when
+/// the layout still holds its layers, so an upgrade looks no tag up again.
+pub fn adopt_recorded(
+    name: &str,
+    platform: &str,
+    store: &Layout,
+    table: &strata_engine::Tree,
+) -> Result<Option<BaseImage>> {
+    let key = format!("{name}|{platform}");
+    let Some(bytes) = table.get(key.as_bytes())? else {
+        return Ok(None);
+    };
+    table.remove(key.as_bytes())?;
+    Ok(serde_json::from_slice::<LegacyBase>(&bytes)
+        .ok()
+        .map(|b| BaseImage {
+            name: b.name,
+            manifest: b.manifest,
+            config: b.config,
+            layers: b.layers,
+            origin: b.origin,
+        })
+        .filter(|base| {
+            base.layers
+                .iter()
+                .all(|l| store.has_blob(&l.digest, Some(l.size)))
+        }))
+}
+
+/// A base as the `bases` table held it (JSON, the config a value).
+#[derive(serde::Deserialize)]
+struct LegacyBase {
+    name: String,
+    manifest: Option<String>,
+    config: serde_json::Value,
+    layers: Vec<crate::oci::layout::Descriptor>,
+    origin: Option<(String, String)>,
+}
+
 /// Resolves the base image `name` for `platform` (`os/arch[/variant]`),
 /// with its blobs in `store`.
 pub fn resolve_base(
