@@ -237,19 +237,27 @@ pub fn changed(root: &Path, options: &ChangedOptions) -> Result<ChangeReport> {
     })
 }
 
-/// The root of the monorepo relative to the repository's working folder:
-/// empty, or ending in `/`.
-pub(crate) fn prefix(workdir: &Path, root: &Path) -> Result<String> {
+/// The root of the monorepo relative to the repository's working folder,
+/// as a path (empty at the top; any name, UTF-8 or not).
+pub(crate) fn prefix_path(workdir: &Path, root: &Path) -> Result<std::path::PathBuf> {
     let canon = |p: &Path| p.canonicalize().map_err(|e| Error::io(p, e));
     let workdir = canon(workdir)?;
     let root = canon(root)?;
-    let rel = root.strip_prefix(&workdir).map_err(|_| Error::GitRef {
-        message: format!(
-            "{} is outside the repository at {}",
-            root.display(),
-            workdir.display()
-        ),
-    })?;
+    root.strip_prefix(&workdir)
+        .map(Path::to_path_buf)
+        .map_err(|_| Error::GitRef {
+            message: format!(
+                "{} is outside the repository at {}",
+                root.display(),
+                workdir.display()
+            ),
+        })
+}
+
+/// The root of the monorepo relative to the repository's working folder:
+/// empty, or ending in `/`.
+pub(crate) fn prefix(workdir: &Path, root: &Path) -> Result<String> {
+    let rel = prefix_path(workdir, root)?;
     let rel = rel.to_string_lossy();
     Ok(if rel.is_empty() {
         String::new()

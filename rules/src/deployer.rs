@@ -25,7 +25,7 @@ use crate::oci::layout::Layout;
 use crate::oci::push::BlobHomes;
 use crate::prepare::deployed_apps;
 use crate::revision::{self, Revision, Tagging, short};
-use crate::rollout::{RequestSettings, Rollout};
+use crate::rollout::{RequestSettings, Rollout, forget_pending};
 use crate::workspace::Workspace;
 
 /// What `store deploy` was asked to do.
@@ -266,7 +266,6 @@ fn rollout(
         legacy: engine.db().tree("deployments")?,
         legacy_bases: engine.db().tree("bases")?,
         dry_run: deploying.is_none() || options.build.dry_run,
-        force: deploying.is_some() && options.force && !options.build.dry_run,
     })
 }
 
@@ -305,20 +304,10 @@ fn add_rollout(
     stores: &[String],
 ) -> Result<()> {
     let revision = revision_id();
-    let dirs: Vec<String> = graph
-        .edges()
-        .into_iter()
-        .filter_map(|(node, _, _)| match node {
-            StoreNode::Scan { dir, .. } => Some(dir.clone()),
-            _ => None,
-        })
-        .collect();
+    let dirs = layer_dirs(ws, stores);
     graph.add(StoreNode::Revision {
         id: revision.clone(),
-        // Nothing leaves the machine with no registry and no console: a
-        // local deploy of work in progress is tagged for what it is.
-        allow_dirty: options.allow_dirty
-            || (options.registry.is_none() && options.console_url.is_none()),
+        allow_dirty: allows_dirty(options),
         dirs: dirs.clone(),
         files: revision::root_files(ws.root(), engine.stat_cache())?,
         cache: engine.stat_cache().clone(),
@@ -428,6 +417,25 @@ fn add_rollout(
         }
     }
     Ok(())
+}
+
+/// The layer folders the compositions of `stores` read (the scans the
+/// revision node reads).
+fn layer_dirs(ws: &Workspace, stores: &[String]) -> Vec<String> {
+    let mut dirs = std::collections::BTreeSet::new();
+    for store in stores {
+        for app in &ws.base_apps {
+            dirs.extend(ws.layers(store, app).into_iter().map(|l| l.dir));
+        }
+    }
+    dirs.into_iter().collect()
+}
+
+/// Whether uncommitted work is tagged `<sha>-dirty` rather than refused:
+/// with `--allow-dirty`, or when nothing leaves the machine (no registry,
+/// no console: a local deploy of work in progress is tagged for what it is).
+fn allows_dirty(options: &DeployOptions) -> bool {
+    options.allow_dirty || (options.registry.is_none() && options.console_url.is_none())
 }
 
 /// A rollout stage's word for a node's status: `cached` (or `unchanged`
@@ -553,6 +561,7 @@ pub fn deploy(
         _ => None,
     };
     if let Some((host, prefix, _)) = &target
+        && !options.force
         && let Some(tag) = recorded_tag
         && let Ok(registry) = rollout.registries.get(host)
     {
@@ -569,6 +578,27 @@ pub fn deploy(
         }
     }
     let rollout = Arc::new(rollout);
+    // --force: every selected store is pushed and triggered again, as a
+    // new deployment (a new idempotency key). Its records are forgotten
+    // only once the tag is known to be allowed: a refused deploy changes
+    // nothing.
+    if options.force && !options.build.dry_run {
+        if !allows_dirty(options) {
+            let mut paths: Vec<(String, Option<ContentHash>)> = layer_dirs(ws, &selected)
+                .into_iter()
+                .map(|dir| (dir, None))
+                .collect();
+            paths.extend(revision::root_files(ws.root(), engine.stat_cache())?);
+            revision::tagging(ws.root(), &head.sha, &paths, None, false, &|_| Ok(None))?;
+        }
+        for store in &selected {
+            for app in deployed_apps(ws, store) {
+                engine.forget(&push_id(store, &app))?;
+            }
+            engine.forget(&trigger_id(store))?;
+            forget_pending(&rollout, store)?;
+        }
+    }
     // Two stores must not claim one repository and tag.
     if let Some((_, prefix, _)) = &target {
         let mut owners: HashMap<String, String> = HashMap::new();

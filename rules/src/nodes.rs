@@ -761,7 +761,6 @@ impl Node for StoreNode {
                 Ok(image_present(rollout, image))
             }
             // The registry is asked: a tag deleted there is pushed again.
-            // `--force` pushes and triggers again.
             (
                 StoreNode::Push {
                     repository,
@@ -769,9 +768,9 @@ impl Node for StoreNode {
                     ..
                 },
                 StoreValue::Published(published),
-            ) => Ok(!rollout.force && published_still(rollout, repository, published)),
+            ) => Ok(published_still(rollout, repository, published)),
             (StoreNode::Trigger { rollout, .. }, StoreValue::Deployed(deployed)) => {
-                Ok(!rollout.force && deployed_still(rollout, deployed))
+                Ok(deployed_still(rollout, deployed))
             }
             _ => Ok(false),
         }
@@ -1008,10 +1007,6 @@ impl Node for StoreNode {
                         app.clone(),
                         rollout.pinned(repository, &image.manifest.digest),
                     );
-                }
-                // `--force`: a new deployment, under a new key.
-                if rollout.force {
-                    crate::rollout::forget_pending(rollout, &settings.store)?;
                 }
                 let deployed = crate::rollout::deploy(rollout, settings, pinned)?;
                 let digest = deployed_digest(&deployed);

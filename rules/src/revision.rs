@@ -127,7 +127,7 @@ pub fn tagging(
             root.display()
         ),
     })?;
-    let prefix = crate::changed::prefix(workdir, root)?;
+    let prefix = crate::changed::prefix_path(workdir, root)?;
     let tree = git2::Oid::from_str(sha)
         .and_then(|oid| repo.find_commit(oid))
         .and_then(|c| c.tree())
@@ -135,7 +135,7 @@ pub fn tagging(
     let mut seen = Vec::new();
     let mut ask = Vec::new();
     for (path, content) in paths {
-        let in_repo = Path::new(&prefix).join(fs_path(path));
+        let in_repo = prefix.join(fs_path(path));
         let head = tree.get_path(&in_repo).ok().map(|e| e.id().to_string());
         let now = Seen {
             content: *content,
@@ -177,7 +177,7 @@ pub fn tagging(
 /// `prefix` in the working tree) that git's status names, relative to the
 /// root; a name that is not UTF-8 as [`strata_engine::name_str`] carries
 /// it.
-fn status(repo: &Repository, prefix: &str, paths: &[&str]) -> Result<Vec<String>> {
+fn status(repo: &Repository, prefix: &Path, paths: &[&str]) -> Result<Vec<String>> {
     let mut options = StatusOptions::new();
     options
         .include_untracked(true)
@@ -186,7 +186,7 @@ fn status(repo: &Repository, prefix: &str, paths: &[&str]) -> Result<Vec<String>
         // Paths, not patterns: a name holding `*` or starting with `!`.
         .disable_pathspec_match(true);
     for path in paths {
-        options.pathspec(Path::new(prefix).join(fs_path(path)));
+        options.pathspec(prefix.join(fs_path(path)));
     }
     // As `git status` does, the index's stat data is refreshed when the
     // index can be written: files whose stat data is stale (a checkout or
@@ -205,7 +205,7 @@ fn status(repo: &Repository, prefix: &str, paths: &[&str]) -> Result<Vec<String>
         .iter()
         .map(|s| {
             let path = Path::new(std::ffi::OsStr::from_bytes(s.path_bytes()));
-            relative(Path::new(prefix), path)
+            relative(prefix, path)
         })
         .collect())
 }
@@ -305,8 +305,13 @@ mod tests {
     /// A repository whose monorepo root is its folder `mono`, with a layer
     /// `apps/a` holding `f.txt`, committed; its HEAD.
     fn repo() -> (tempfile::TempDir, std::path::PathBuf, String) {
+        repo_in("mono".as_ref())
+    }
+
+    /// [`repo`], the monorepo in the folder `folder` of the repository.
+    fn repo_in(folder: &std::ffi::OsStr) -> (tempfile::TempDir, std::path::PathBuf, String) {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().join("mono");
+        let root = tmp.path().join(folder);
         std::fs::create_dir_all(root.join("apps/a")).unwrap();
         std::fs::create_dir_all(root.join("apps/b")).unwrap();
         std::fs::write(root.join("apps/a/f.txt"), "one\n").unwrap();
@@ -352,6 +357,17 @@ mod tests {
         assert_eq!(dirty.tag, format!("{sha}-dirty"));
         assert_eq!(dirty.dirty, ["apps/a/f.txt"]);
         assert!(!dirty.clean.contains_key("apps/a") && dirty.clean.contains_key("apps/b"));
+    }
+
+    #[test]
+    fn a_monorepo_in_a_folder_whose_name_is_not_utf8_is_read_where_it_is() {
+        use std::os::unix::ffi::OsStrExt;
+        let (_tmp, root, sha) = repo_in(std::ffi::OsStr::from_bytes(b"m\xe9no"));
+        let same = |path: &str| Ok(paths("a").into_iter().find(|(p, _)| p == path).unwrap().1);
+        std::fs::write(root.join("apps/a/f.txt"), "edited\n").unwrap();
+        let t = tagging(&root, &sha, &paths("a"), None, true, &same).unwrap();
+        assert_eq!(t.dirty, ["apps/a/f.txt"]);
+        assert!(t.clean.contains_key("apps/b") && !t.clean.contains_key("apps/a"));
     }
 
     #[test]

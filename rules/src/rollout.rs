@@ -73,9 +73,6 @@ pub struct Rollout {
     pub legacy_bases: Tree,
     /// A dry run: nothing is pulled, pushed or sent.
     pub dry_run: bool,
-    /// `--force`: every push and trigger runs again, a trigger as a new
-    /// deployment (a new idempotency key).
-    pub force: bool,
 }
 
 impl Rollout {
@@ -239,6 +236,15 @@ pub fn base(rollout: &Rollout, name: &str) -> Result<BaseImage> {
     // A dry run fetches (and adopts) nothing: a base not resolved yet
     // stands for itself by name, and the images on it are planned.
     if rollout.dry_run && name != "scratch" {
+        if let Some(base) = crate::oci::base::adopt_recorded(
+            name,
+            &rollout.platform,
+            &rollout.layout,
+            &rollout.legacy_bases,
+            false,
+        )? {
+            return Ok(base);
+        }
         return Ok(BaseImage {
             name: name.to_string(),
             manifest: None,
@@ -252,6 +258,7 @@ pub fn base(rollout: &Rollout, name: &str) -> Result<BaseImage> {
         &rollout.platform,
         &rollout.layout,
         &rollout.legacy_bases,
+        true,
     )?;
     if let Some(base) = recorded.filter(|_| !rollout.pull) {
         return Ok(base);

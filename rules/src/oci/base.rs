@@ -138,19 +138,23 @@ impl Source<'_> {
 }
 
 /// The base `name` for `platform` as strata recorded it before bases were
-/// node values (the `bases` table), taken out of `table`: adopted once when
-/// the layout still holds its layers, so an upgrade looks no tag up again.
+/// node values (the `bases` table), taken out of `table` when `take`:
+/// adopted once when the layout still holds its layers, so an upgrade
+/// looks no tag up again.
 pub fn adopt_recorded(
     name: &str,
     platform: &str,
     store: &Layout,
     table: &strata_engine::Tree,
+    take: bool,
 ) -> Result<Option<BaseImage>> {
     let key = format!("{name}|{platform}");
     let Some(bytes) = table.get(key.as_bytes())? else {
         return Ok(None);
     };
-    table.remove(key.as_bytes())?;
+    if take {
+        table.remove(key.as_bytes())?;
+    }
     Ok(serde_json::from_slice::<LegacyBase>(&bytes)
         .ok()
         .map(|b| BaseImage {
