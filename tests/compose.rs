@@ -667,4 +667,18 @@ fn an_unreadable_file_or_folder_is_a_clear_error_that_loses_nothing() {
     assert!(stderr.contains("apps/web/src/deep"), "{stderr}");
     assert!(stderr.contains("Permission denied"), "{stderr}");
     assert_eq!(repo.out_tree(), before, ".out changed");
+
+    // An ignore file strata may not read: its rules would be missing.
+    let rules = repo.path().join("apps/web/src/.gitignore");
+    repo.write("apps/web/src/.gitignore", "*.log\n");
+    std::fs::set_permissions(&rules, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let out = run(&["store", "compose"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    std::fs::remove_file(&rules).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("apps/web/src/.gitignore") && stderr.contains("Permission denied"),
+        "{stderr}"
+    );
+    assert_eq!(repo.out_tree(), before, ".out changed");
 }
