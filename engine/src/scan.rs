@@ -5,7 +5,7 @@ use ignore::WalkBuilder;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
 use std::os::unix::fs::PermissionsExt;
@@ -240,7 +240,7 @@ fn ignored(levels: &[Arc<Level>], path: &Path, is_dir: bool) -> bool {
 fn compiled(folder: &Path, file: &Path) -> Result<Option<Arc<Gitignore>>> {
     /// Compiled rules by file, with the file's stat when compiled.
     type Compiled = HashMap<PathBuf, (Fingerprint, Arc<Gitignore>)>;
-    static COMPILED: Mutex<Option<Compiled>> = Mutex::new(None);
+    static COMPILED: LazyLock<Mutex<Compiled>> = LazyLock::new(Mutex::default);
     let fingerprint = match std::fs::metadata(file) {
         Ok(meta) if meta.is_file() => Fingerprint::of(&meta),
         Ok(_) => return Ok(None),
@@ -254,11 +254,7 @@ fn compiled(folder: &Path, file: &Path) -> Result<Option<Arc<Gitignore>>> {
         }
         Err(e) => return Err(Error::io(file, e)),
     };
-    if let Some((fp, g)) = COMPILED
-        .lock()
-        .unwrap()
-        .get_or_insert_with(HashMap::new)
-        .get(file)
+    if let Some((fp, g)) = COMPILED.lock().unwrap().get(file)
         && *fp == fingerprint
     {
         return Ok(Some(g.clone()));
@@ -279,7 +275,6 @@ fn compiled(folder: &Path, file: &Path) -> Result<Option<Arc<Gitignore>>> {
         COMPILED
             .lock()
             .unwrap()
-            .get_or_insert_with(HashMap::new)
             .insert(file.to_path_buf(), (fingerprint, gitignore.clone()));
     }
     Ok(Some(gitignore))

@@ -578,6 +578,23 @@ pub fn deploy(
         }
     }
     let rollout = Arc::new(rollout);
+    // Two stores must not claim one repository and tag.
+    if let Some((_, prefix, _)) = &target {
+        let mut owners: HashMap<String, String> = HashMap::new();
+        for store in &selected {
+            for app in deployed_apps(ws, store) {
+                let repo = repository(ws, store, &app, prefix);
+                if let Some(other) = owners.insert(repo.clone(), store.clone()) {
+                    return Err(Error::RepositoryClash {
+                        first: other,
+                        second: store.clone(),
+                        repository: repo,
+                        tag: head.sha.clone(),
+                    });
+                }
+            }
+        }
+    }
     // --force: every selected store is pushed and triggered again, as a
     // new deployment (a new idempotency key). Its records are forgotten
     // only once the tag is known to be allowed: a refused deploy changes
@@ -597,23 +614,6 @@ pub fn deploy(
             }
             engine.forget(&trigger_id(store))?;
             forget_pending(&rollout, store)?;
-        }
-    }
-    // Two stores must not claim one repository and tag.
-    if let Some((_, prefix, _)) = &target {
-        let mut owners: HashMap<String, String> = HashMap::new();
-        for store in &selected {
-            for app in deployed_apps(ws, store) {
-                let repo = repository(ws, store, &app, prefix);
-                if let Some(other) = owners.insert(repo.clone(), store.clone()) {
-                    return Err(Error::RepositoryClash {
-                        first: other,
-                        second: store.clone(),
-                        repository: repo,
-                        tag: head.sha.clone(),
-                    });
-                }
-            }
         }
     }
     let extend =
