@@ -476,7 +476,8 @@ pub struct ComposeArgs {
 /// What CI runs want: a shared cache, sharding, and reports.
 #[derive(Args, Debug)]
 pub struct CiArgs {
-    /// A remote cache shared by machines (Bazel HTTP layout: /ac/ and /cas/).
+    /// A remote cache shared by machines: http(s):// (Bazel HTTP layout:
+    /// /ac/ and /cas/) or grpc(s):// (a REAPI server's action cache and CAS).
     #[arg(
         long,
         env = "STRATA_REMOTE_CACHE",
@@ -488,6 +489,20 @@ pub struct CiArgs {
     /// Only read from the remote cache.
     #[arg(long)]
     pub remote_cache_read_only: bool,
+
+    /// The REAPI instance name on a grpc(s):// remote cache.
+    #[arg(
+        long,
+        env = "STRATA_REMOTE_INSTANCE",
+        value_name = "NAME",
+        default_value = ""
+    )]
+    pub remote_instance: String,
+
+    /// A header sent with every REAPI call, as NAME=VALUE (repeatable; e.g.
+    /// authorization=Bearer …). Values are never shown.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = header)]
+    pub remote_header: Vec<(String, String)>,
 
     /// Work on part I of N of the selected stores (for a CI matrix).
     #[arg(long, value_name = "I/N")]
@@ -587,4 +602,20 @@ pub struct ExplainArgs {
     /// Print the explanation as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Parses `NAME=VALUE` (a header for REAPI calls).
+fn header(text: &str) -> Result<(String, String), String> {
+    let (name, value) = text
+        .split_once('=')
+        .ok_or("expected NAME=VALUE (e.g. authorization=Bearer TOKEN)")?;
+    let name = name.trim();
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!("{name:?} is not a header name"));
+    }
+    Ok((name.to_ascii_lowercase(), value.to_string()))
 }

@@ -29,10 +29,15 @@ pub fn stores(
 }
 
 /// The remote cache option.
-pub fn remote(ci: &CiArgs) -> Option<(String, bool)> {
+pub fn remote(ci: &CiArgs) -> Option<strata_rules::RemoteSettings> {
     ci.remote_cache
         .clone()
-        .map(|url| (url, ci.remote_cache_read_only))
+        .map(|url| strata_rules::RemoteSettings {
+            url,
+            read_only: ci.remote_cache_read_only,
+            instance: ci.remote_instance.clone(),
+            headers: ci.remote_header.clone(),
+        })
 }
 
 fn write(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {

@@ -108,6 +108,28 @@ pub enum Error {
         /// What the holder wrote about itself.
         holder: String,
     },
+    /// A REAPI server answered wrongly or not at all.
+    #[error("REAPI server {server}: {message}")]
+    Remote {
+        /// The server's address (no credentials).
+        server: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A REAPI server does not hold a blob it was asked for.
+    #[error("REAPI server {server} does not hold blob {digest}")]
+    RemoteMissing {
+        /// The server's address (no credentials).
+        server: String,
+        /// The blob, as `<sha256>/<size>`.
+        digest: String,
+    },
+    /// A file changed while it was being read.
+    #[error("{what} changed while it was read")]
+    Changed {
+        /// What changed.
+        what: String,
+    },
 }
 
 impl Error {

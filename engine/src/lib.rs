@@ -14,6 +14,7 @@ mod lock;
 mod names;
 mod node;
 pub mod process;
+pub mod reapi;
 mod remote;
 mod run;
 mod scan;
@@ -29,7 +30,7 @@ pub use hash::{ContentHash, KeyHasher};
 pub use lock::Lock;
 pub use names::{display, fs_path, name_str};
 pub use node::{Computed, Node};
-pub use remote::{RemoteAuth, RemoteCache, file_sha256};
+pub use remote::{RemoteAuth, RemoteCache, RemoteOptions, file_sha256};
 pub use run::{Engine, Event, Inputs, OnFailure, Outcome, RunLog, RunOptions, Status, TraceEvent};
 pub use scan::{
     EntryKind, ScanEntry, file_entry, git_root, read, relative, scan, symlink_digest, walker,

@@ -1,7 +1,8 @@
-//! A remote cache shared by machines, in the Bazel HTTP cache layout:
-//! `GET`/`PUT`/`HEAD` on `/ac/<key>` (what a key produced) and
-//! `/cas/<sha256>` (blobs by content). nginx with WebDAV, bazel-remote and
-//! hosted caches serve it. The cache only ever saves time: every fetched
+//! A remote cache shared by machines: the Bazel HTTP cache layout
+//! (`GET`/`PUT`/`HEAD` on `/ac/<action>` and `/cas/<sha256>`, served by
+//! nginx with WebDAV, bazel-remote and hosted caches) or a REAPI server's
+//! action cache and CAS over gRPC. Entries are REAPI `ActionResult`s either
+//! way. The cache only ever saves time: every fetched
 //! blob is verified, and a slow, failing or unreachable cache gives a
 //! warning and is left alone for the rest of the run.
 
@@ -18,6 +19,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::atomic::TempName;
 use crate::error::{Error, Result};
+use crate::reapi;
 
 /// How to authenticate to a remote cache when its URL holds no
 /// credentials (those in the URL win).
@@ -48,12 +50,54 @@ impl std::fmt::Debug for RemoteAuth {
     }
 }
 
-/// A remote cache.
+/// How the cache is reached.
+enum Backend {
+    /// The Bazel HTTP cache layout.
+    Http {
+        base: String,
+        client: Client,
+        auth: Option<String>,
+    },
+    /// A REAPI server's action cache and CAS.
+    Grpc(Box<reapi::Client>),
+}
+
+/// How to use a remote cache.
+#[derive(Clone, Debug)]
+pub struct RemoteOptions {
+    /// Credentials, when the URL holds none.
+    pub auth: RemoteAuth,
+    /// Only read.
+    pub read_only: bool,
+    /// The longest one request may take.
+    pub timeout: Duration,
+    /// The REAPI instance name (gRPC only).
+    pub instance: String,
+    /// Headers sent with every gRPC call (values never shown).
+    pub headers: Vec<(String, String)>,
+}
+
+impl Default for RemoteOptions {
+    fn default() -> Self {
+        RemoteOptions {
+            auth: RemoteAuth::None,
+            read_only: false,
+            timeout: Duration::from_secs(20),
+            instance: String::new(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A remote cache of action results and blobs, in REAPI's terms: an action
+/// cache of `ActionResult` messages keyed by action digest, and a CAS of
+/// blobs keyed by SHA-256. Over HTTP, `/ac/<hash>` holds the encoded
+/// `ActionResult` and `/cas/<hash>` the blob, as bazel-remote stores them;
+/// over gRPC, the REAPI `ActionCache` and `ContentAddressableStorage`
+/// services. The same entries work through either.
 pub struct RemoteCache {
-    base: String,
     shown: String,
-    client: Client,
-    auth: Option<String>,
+    backend: Backend,
     read_only: bool,
     off: AtomicBool,
     warnings: Mutex<Vec<String>>,
@@ -79,28 +123,81 @@ pub fn file_sha256(path: &Path) -> Result<String> {
 }
 
 impl RemoteCache {
-    /// A cache at `url` (`http[s]://[user:password@]host[:port][/prefix]`).
-    /// Credentials come from the URL, else `auth`. They never appear in
-    /// messages.
-    pub fn new(
-        url: &str,
-        auth: RemoteAuth,
-        read_only: bool,
-        timeout: Duration,
-    ) -> Result<RemoteCache> {
+    /// A cache at `url`: `http[s]://[user:password@]host[:port][/prefix]`
+    /// (the Bazel HTTP layout) or `grpc[s]://host[:port]` (REAPI).
+    /// Credentials come from the URL, else `options.auth`; they never
+    /// appear in messages. A gRPC server that cannot be reached or lacks
+    /// what strata needs gives a warning, and the run goes on without it.
+    pub fn new(url: &str, options: RemoteOptions) -> Result<RemoteCache> {
         let parsed = reqwest::Url::parse(url).map_err(|e| Error::Url {
             message: format!("not a URL ({e})"),
         })?;
+        if matches!(parsed.scheme(), "grpc" | "grpcs") {
+            let mut headers = options.headers.clone();
+            let has_auth = headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"));
+            if !has_auth && let Some(value) = auth_header(&options.auth) {
+                headers.push(("authorization".into(), value));
+            }
+            let shown = {
+                let mut clean = parsed.clone();
+                clean.set_query(None);
+                clean.as_str().trim_end_matches('/').to_string()
+            };
+            let cache = |backend, off| RemoteCache {
+                shown: shown.clone(),
+                backend,
+                read_only: options.read_only,
+                off: AtomicBool::new(off),
+                warnings: Mutex::new(Vec::new()),
+                downloaded: AtomicU64::new(0),
+                uploaded: AtomicU64::new(0),
+            };
+            let client = reapi::Client::connect(
+                url,
+                reapi::Options {
+                    instance: options.instance.clone(),
+                    headers,
+                    timeout: options.timeout,
+                    retries: 2,
+                },
+            );
+            return match client {
+                Ok(client) => Ok(cache(Backend::Grpc(Box::new(client)), false)),
+                Err(e @ Error::Url { .. }) => Err(e),
+                Err(e) => {
+                    // Unreachable, or not a cache strata can use: it only
+                    // ever saves time.
+                    let shell = cache(
+                        Backend::Http {
+                            base: String::new(),
+                            client: Client::new(),
+                            auth: None,
+                        },
+                        true,
+                    );
+                    shell.warn(format!(
+                        "{e}; going on without the remote cache for this run"
+                    ));
+                    Ok(shell)
+                }
+            };
+        }
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(Error::Url {
+                message: format!(
+                    "{}:// is not a remote cache address; use http(s):// (the Bazel HTTP cache) or grpc(s):// (REAPI)",
+                    parsed.scheme()
+                ),
+            });
+        }
         let auth = if !parsed.username().is_empty() {
             let user = percent_decode(parsed.username());
             let password = percent_decode(parsed.password().unwrap_or(""));
             Some(basic(&user, &password))
         } else {
-            match auth {
-                RemoteAuth::None => None,
-                RemoteAuth::Bearer(token) => Some(format!("Bearer {token}")),
-                RemoteAuth::Basic { user, password } => Some(basic(&user, &password)),
-            }
+            auth_header(&options.auth)
         };
         let mut clean = parsed.clone();
         let _ = clean.set_username("");
@@ -111,18 +208,16 @@ impl RemoteCache {
         shown.set_query(None);
         let shown = shown.as_str().trim_end_matches('/').to_string();
         let client = Client::builder()
-            .connect_timeout(timeout.min(Duration::from_secs(5)))
-            .timeout(timeout)
+            .connect_timeout(options.timeout.min(Duration::from_secs(5)))
+            .timeout(options.timeout)
             .build()
             .map_err(|e| Error::Url {
                 message: e.to_string(),
             })?;
         Ok(RemoteCache {
             shown,
-            base,
-            client,
-            auth,
-            read_only,
+            backend: Backend::Http { base, client, auth },
+            read_only: options.read_only,
             off: AtomicBool::new(false),
             warnings: Mutex::new(Vec::new()),
             downloaded: AtomicU64::new(0),
@@ -159,68 +254,241 @@ impl RemoteCache {
         }
     }
 
-    fn request(&self, make: RequestBuilder) -> RequestBuilder {
-        match &self.auth {
-            Some(a) => make.header(reqwest::header::AUTHORIZATION, a),
-            None => make,
-        }
-    }
-
     /// Whether the cache is still in use this run (it is left alone after
     /// a failure).
     pub fn usable(&self) -> bool {
         !self.off.load(Ordering::SeqCst)
     }
 
-    /// Whether the cache holds the action result of `key` (one `HEAD`);
-    /// `None` when it cannot tell.
-    pub fn has_ac(&self, key: &str) -> Option<bool> {
-        if !self.usable() {
-            return None;
+    /// Bytes fetched and sent so far.
+    pub fn traffic(&self) -> (u64, u64) {
+        let (mut down, mut up) = (
+            self.downloaded.load(Ordering::Relaxed),
+            self.uploaded.load(Ordering::Relaxed),
+        );
+        if let Backend::Grpc(client) = &self.backend {
+            down += client.downloaded.load(Ordering::Relaxed);
+            up += client.uploaded.load(Ordering::Relaxed);
         }
-        self.exists(&format!("ac/{key}"))
+        (down, up)
     }
 
-    /// The action result stored under `key`, if any.
-    pub fn get_ac(&self, key: &str) -> Option<Vec<u8>> {
+    fn http_request(&self, make: RequestBuilder) -> RequestBuilder {
+        match &self.backend {
+            Backend::Http {
+                auth: Some(auth), ..
+            } => make.header(reqwest::header::AUTHORIZATION, auth),
+            _ => make,
+        }
+    }
+
+    /// Whether the cache holds a result for `action`; `None` when it
+    /// cannot tell.
+    pub fn has_action_result(&self, action: &reapi::Digest) -> Option<bool> {
         if !self.usable() {
             return None;
         }
-        let url = format!("{}/ac/{key}", self.base);
-        match self.request(self.client.get(&url)).send() {
-            Ok(r) if r.status().is_success() => match r.bytes() {
-                Ok(b) => {
-                    self.downloaded.fetch_add(b.len() as u64, Ordering::Relaxed);
-                    Some(b.to_vec())
-                }
+        match &self.backend {
+            Backend::Http { .. } => self.exists(&format!("ac/{}", action.hash)),
+            Backend::Grpc(client) => match client.get_action_result(action) {
+                Ok(found) => Some(found.is_some()),
                 Err(e) => {
-                    self.give_up("reading an action result", e.without_url().to_string());
+                    self.give_up("reading an action result", e.to_string());
                     None
                 }
             },
-            Ok(r) if r.status() == StatusCode::NOT_FOUND => None,
-            Ok(r) => {
-                self.give_up(
-                    "reading an action result",
-                    format!("answered {}", r.status()),
-                );
-                None
+        }
+    }
+
+    /// The result the cache holds for `action`, if any. An entry that is
+    /// not an `ActionResult` is a miss.
+    pub fn get_action_result(&self, action: &reapi::Digest) -> Option<reapi::re::ActionResult> {
+        if !self.usable() {
+            return None;
+        }
+        match &self.backend {
+            Backend::Http { base, client, .. } => {
+                let url = format!("{base}/ac/{}", action.hash);
+                let bytes = match self.http_request(client.get(&url)).send() {
+                    Ok(r) if r.status().is_success() => match r.bytes() {
+                        Ok(b) => b,
+                        Err(e) => {
+                            self.give_up("reading an action result", e.without_url().to_string());
+                            return None;
+                        }
+                    },
+                    Ok(r) if r.status() == StatusCode::NOT_FOUND => return None,
+                    Ok(r) => {
+                        self.give_up(
+                            "reading an action result",
+                            format!("answered {}", r.status()),
+                        );
+                        return None;
+                    }
+                    Err(e) => {
+                        self.give_up("reading an action result", e.without_url().to_string());
+                        return None;
+                    }
+                };
+                self.downloaded
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                use prost::Message as _;
+                reapi::re::ActionResult::decode(bytes.as_ref()).ok()
             }
-            Err(e) => {
-                self.give_up("reading an action result", e.without_url().to_string());
-                None
+            Backend::Grpc(client) => match client.get_action_result(action) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.give_up("reading an action result", e.to_string());
+                    None
+                }
+            },
+        }
+    }
+
+    /// Which of `digests` the cache lacks; `None` when it cannot tell.
+    pub fn missing_blobs(&self, digests: &[reapi::Digest]) -> Option<Vec<reapi::Digest>> {
+        if !self.usable() {
+            return None;
+        }
+        match &self.backend {
+            Backend::Http { .. } => {
+                let mut missing = Vec::new();
+                for d in digests {
+                    match self.exists(&format!("cas/{}", d.hash)) {
+                        Some(true) => {}
+                        Some(false) => missing.push(d.clone()),
+                        None => return None,
+                    }
+                }
+                Some(missing)
             }
+            Backend::Grpc(client) => match client.find_missing(digests) {
+                Ok(missing) => Some(missing),
+                Err(e) => {
+                    self.give_up("checking blobs", e.to_string());
+                    None
+                }
+            },
+        }
+    }
+
+    /// Uploads the blobs of `blobs` the cache lacks; whether they are all
+    /// there now.
+    pub fn put_blobs(&self, blobs: Vec<reapi::Blob>) -> bool {
+        if !self.usable() || self.read_only {
+            return false;
+        }
+        let digests: Vec<reapi::Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+        let Some(missing) = self.missing_blobs(&digests) else {
+            return false;
+        };
+        let missing: std::collections::HashSet<String> =
+            missing.into_iter().map(|d| d.hash).collect();
+        let mut sent = std::collections::HashSet::new();
+        let wanted: Vec<reapi::Blob> = blobs
+            .into_iter()
+            .filter(|b| missing.contains(&b.digest.hash) && sent.insert(b.digest.hash.clone()))
+            .collect();
+        match &self.backend {
+            Backend::Http { .. } => wanted.into_iter().all(|blob| {
+                let len = blob.digest.size_bytes as u64;
+                let body = match blob.source {
+                    reapi::Source::Bytes(bytes) => reqwest::blocking::Body::from(bytes),
+                    reapi::Source::File(path) => match std::fs::File::open(&path) {
+                        Ok(file) => reqwest::blocking::Body::sized(file, len),
+                        Err(_) => return false,
+                    },
+                };
+                self.put(&format!("cas/{}", blob.digest.hash), body, len)
+            }),
+            Backend::Grpc(client) => match client.upload(wanted) {
+                Ok(_) => true,
+                Err(e) => {
+                    self.give_up("storing blobs", e.to_string());
+                    false
+                }
+            },
+        }
+    }
+
+    /// Downloads blob `digest` into `dest` (atomically), checking it. A
+    /// blob that does not match is a miss with a warning.
+    pub fn get_blob(&self, digest: &reapi::Digest, dest: &Path) -> bool {
+        if !self.usable() {
+            return false;
+        }
+        match &self.backend {
+            Backend::Http { .. } => self.http_get_cas(&digest.hash, dest),
+            Backend::Grpc(client) => match client.download(digest, dest) {
+                Ok(()) => true,
+                Err(Error::RemoteMissing { .. }) => false,
+                Err(Error::Remote { message, .. }) if message.contains("other content") => {
+                    self.warn(format!("remote cache {}: {message}; not used", self.shown));
+                    false
+                }
+                Err(e) => {
+                    self.give_up("reading a blob", e.to_string());
+                    false
+                }
+            },
+        }
+    }
+
+    /// The bytes of blob `digest` (a small one: a tree), checked.
+    pub fn get_blob_bytes(&self, digest: &reapi::Digest) -> Option<Vec<u8>> {
+        if !self.usable() {
+            return None;
+        }
+        match &self.backend {
+            Backend::Http { base, client, .. } => {
+                let url = format!("{base}/cas/{}", digest.hash);
+                match self.http_request(client.get(&url)).send() {
+                    Ok(r) if r.status().is_success() => match r.bytes() {
+                        Ok(b) if reapi::digest_of(&b) == *digest => {
+                            self.downloaded.fetch_add(b.len() as u64, Ordering::Relaxed);
+                            Some(b.to_vec())
+                        }
+                        Ok(_) => {
+                            self.warn(format!(
+                                "remote cache {}: blob {} is corrupt; not used",
+                                self.shown, digest.hash
+                            ));
+                            None
+                        }
+                        Err(e) => {
+                            self.give_up("reading a blob", e.without_url().to_string());
+                            None
+                        }
+                    },
+                    Ok(r) if r.status() == StatusCode::NOT_FOUND => None,
+                    Ok(r) => {
+                        self.give_up("reading a blob", format!("answered {}", r.status()));
+                        None
+                    }
+                    Err(e) => {
+                        self.give_up("reading a blob", e.without_url().to_string());
+                        None
+                    }
+                }
+            }
+            Backend::Grpc(client) => match client.read_blob(digest) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.give_up("reading a blob", e.to_string());
+                    None
+                }
+            },
         }
     }
 
     /// Downloads blob `sha256` into `dest` (atomically), checking its
     /// digest. A corrupt blob is a miss with a warning.
-    pub fn get_cas(&self, sha256: &str, dest: &Path) -> bool {
-        if !self.usable() {
+    fn http_get_cas(&self, sha256: &str, dest: &Path) -> bool {
+        let Backend::Http { base, client, .. } = &self.backend else {
             return false;
-        }
-        let url = format!("{}/cas/{sha256}", self.base);
-        let mut response = match self.request(self.client.get(&url)).send() {
+        };
+        let url = format!("{base}/cas/{sha256}");
+        let mut response = match self.http_request(client.get(&url)).send() {
             Ok(r) if r.status().is_success() => r,
             Ok(r) if r.status() == StatusCode::NOT_FOUND => return false,
             Ok(r) => {
@@ -272,8 +540,11 @@ impl RemoteCache {
     }
 
     fn exists(&self, path: &str) -> Option<bool> {
-        let url = format!("{}/{path}", self.base);
-        match self.request(self.client.head(&url)).send() {
+        let Backend::Http { base, client, .. } = &self.backend else {
+            return None;
+        };
+        let url = format!("{base}/{path}");
+        match self.http_request(client.head(&url)).send() {
             Ok(r) if r.status().is_success() => Some(true),
             Ok(r) if r.status() == StatusCode::NOT_FOUND => Some(false),
             Ok(r) => {
@@ -288,9 +559,12 @@ impl RemoteCache {
     }
 
     fn put(&self, path: &str, body: reqwest::blocking::Body, len: u64) -> bool {
-        let url = format!("{}/{path}", self.base);
+        let Backend::Http { base, client, .. } = &self.backend else {
+            return false;
+        };
+        let url = format!("{base}/{path}");
         match self
-            .request(self.client.put(&url))
+            .http_request(client.put(&url))
             .header(reqwest::header::CONTENT_LENGTH, len)
             .body(body)
             .send()
@@ -310,38 +584,39 @@ impl RemoteCache {
         }
     }
 
-    /// Uploads the file at `path` as blob `sha256` unless the cache has it.
-    pub fn put_cas(&self, sha256: &str, path: &Path) -> bool {
+    /// Stores `result` as the entry of `action` (after the blobs it
+    /// names).
+    pub fn put_action_result(
+        &self,
+        action: &reapi::Digest,
+        result: &reapi::re::ActionResult,
+    ) -> bool {
         if !self.usable() || self.read_only {
             return false;
         }
-        match self.exists(&format!("cas/{sha256}")) {
-            Some(true) => true,
-            Some(false) => {
-                let Ok(file) = std::fs::File::open(path) else {
-                    return false;
-                };
-                let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-                self.put(
-                    &format!("cas/{sha256}"),
-                    reqwest::blocking::Body::sized(file, len),
-                    len,
-                )
+        match &self.backend {
+            Backend::Http { .. } => {
+                use prost::Message as _;
+                let bytes = result.encode_to_vec();
+                let len = bytes.len() as u64;
+                self.put(&format!("ac/{}", action.hash), bytes.into(), len)
             }
-            None => false,
+            Backend::Grpc(client) => match client.update_action_result(action, result) {
+                Ok(()) => true,
+                Err(e) => {
+                    self.give_up("storing an action result", e.to_string());
+                    false
+                }
+            },
         }
     }
+}
 
-    /// Stores the action result of `key` (after its blobs).
-    pub fn put_ac(&self, key: &str, bytes: &[u8]) -> bool {
-        if !self.usable() || self.read_only {
-            return false;
-        }
-        self.put(
-            &format!("ac/{key}"),
-            bytes.to_vec().into(),
-            bytes.len() as u64,
-        )
+fn auth_header(auth: &RemoteAuth) -> Option<String> {
+    match auth {
+        RemoteAuth::None => None,
+        RemoteAuth::Bearer(token) => Some(format!("Bearer {token}")),
+        RemoteAuth::Basic { user, password } => Some(basic(user, password)),
     }
 }
 
@@ -375,33 +650,42 @@ fn percent_decode(text: &str) -> String {
 mod tests {
     use super::*;
 
+    fn options(auth: RemoteAuth) -> RemoteOptions {
+        RemoteOptions {
+            auth,
+            timeout: Duration::from_secs(1),
+            ..RemoteOptions::default()
+        }
+    }
+
     #[test]
     fn credentials_leave_the_url_shown() {
         let cache = RemoteCache::new(
             "http://ci:s%40cret@127.0.0.1:9/cache/",
-            RemoteAuth::Bearer("ignored: the URL's credentials win".into()),
-            false,
-            Duration::from_secs(1),
+            options(RemoteAuth::Bearer(
+                "ignored: the URL's credentials win".into(),
+            )),
         )
         .unwrap();
         assert_eq!(cache.url(), "http://127.0.0.1:9/cache");
-        assert_eq!(cache.auth.as_deref(), Some(basic("ci", "s@cret").as_str()));
+        let Backend::Http { auth, .. } = &cache.backend else {
+            panic!("an HTTP cache");
+        };
+        assert_eq!(auth.as_deref(), Some(basic("ci", "s@cret").as_str()));
     }
 
     #[test]
     fn an_unreachable_cache_is_a_miss_and_one_warning() {
         // Nothing listens on port 9 of loopback (the discard port).
-        let cache = RemoteCache::new(
-            "http://127.0.0.1:9",
-            RemoteAuth::None,
-            false,
-            Duration::from_secs(1),
-        )
-        .unwrap();
-        assert_eq!(cache.get_ac("00"), None);
-        assert!(!cache.put_ac("00", b"{}"));
-        let warnings = cache.warnings();
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("going on without it"));
+        for url in ["http://127.0.0.1:9", "grpc://127.0.0.1:9"] {
+            let cache = RemoteCache::new(url, options(RemoteAuth::Bearer("t0ken".into()))).unwrap();
+            let action = reapi::digest_of(b"action");
+            assert_eq!(cache.get_action_result(&action), None);
+            assert!(!cache.put_action_result(&action, &Default::default()));
+            let warnings = cache.warnings();
+            assert_eq!(warnings.len(), 1, "{url}: {warnings:?}");
+            assert!(warnings[0].contains("going on without"), "{warnings:?}");
+            assert!(!warnings[0].contains("t0ken"), "{warnings:?}");
+        }
     }
 }

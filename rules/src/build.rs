@@ -14,7 +14,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use strata_engine::{
-    Cas, ContentHash, EntryKind, Fingerprint, KeyHasher, RemoteCache, Tree, process,
+    Cas, ContentHash, EntryKind, Fingerprint, KeyHasher, RemoteCache, Tree, process, reapi,
     symlink_atomic, symlink_digest, walker,
 };
 
@@ -411,7 +411,7 @@ pub fn build(
                     && let Some(remote) = &ctx.remote
                     && !remote.read_only()
                     && ctx.remote_checked.lock().unwrap().insert(key)
-                    && remote.has_ac(&key.to_hex()) == Some(false)
+                    && remote.has_action_result(&cache_action(ctx, &key).0) == Some(false)
                 {
                     upload_remote(ctx, &key, &outputs)?;
                 }
@@ -460,52 +460,85 @@ pub fn build(
     Ok(record)
 }
 
-/// One output in the remote cache's action result.
-#[derive(Serialize, Deserialize)]
-struct RemoteOutput {
-    path: String,
-    kind: EntryKind,
-    /// blake3, hex.
-    digest: String,
-    /// sha256, hex (the blob's name in `/cas/`); none for a symlink.
-    sha256: Option<String>,
-    link_target: Option<PathBuf>,
-}
-
-/// The version of [`RemoteResult`]: entries of another version are misses.
-const REMOTE_RESULT_VERSION: u32 = 2;
-
-#[derive(Serialize, Deserialize)]
-struct RemoteResult {
-    strata: u32,
-    outputs: Vec<RemoteOutput>,
+/// The action a build is cached under in a remote cache: a REAPI `Action`
+/// whose `Command` names the build key (the key covers every input the
+/// build reads, so the input root is left empty), and the blobs of its
+/// `Action` and `Command` messages. An action executed remotely has its
+/// result stored under this digest too, so that machines which only read
+/// the cache find it.
+pub(crate) fn cache_action(
+    ctx: &BuildContext,
+    key: &ContentHash,
+) -> (reapi::Digest, Vec<reapi::Blob>) {
+    use reapi::re;
+    let command = re::Command {
+        arguments: ctx.pm.run_script("build"),
+        environment_variables: vec![re::command::EnvironmentVariable {
+            name: "STRATA_BUILD_KEY".into(),
+            value: key.to_hex(),
+        }],
+        ..Default::default()
+    };
+    let (command_digest, command_bytes) = reapi::message_digest(&command);
+    let (empty, empty_bytes) = reapi::message_digest(&re::Directory::default());
+    let action = re::Action {
+        command_digest: Some(command_digest.clone()),
+        input_root_digest: Some(empty.clone()),
+        salt: b"strata build/v2".to_vec(),
+        ..Default::default()
+    };
+    let (action_digest, action_bytes) = reapi::message_digest(&action);
+    let blobs = vec![
+        reapi::Blob {
+            digest: command_digest,
+            source: reapi::Source::Bytes(command_bytes),
+        },
+        reapi::Blob {
+            digest: empty,
+            source: reapi::Source::Bytes(empty_bytes),
+        },
+        reapi::Blob {
+            digest: action_digest.clone(),
+            source: reapi::Source::Bytes(action_bytes),
+        },
+    ];
+    (action_digest, blobs)
 }
 
 /// The outputs of `key` from the remote cache, every blob fetched into the
 /// local store and verified; `None` on a miss (or a corrupt blob).
 fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<OutputFile>>> {
+    use prost::Message as _;
     let Some(remote) = &ctx.remote else {
         return Ok(None);
     };
-    let Some(bytes) = remote.get_ac(&key.to_hex()) else {
+    let (action, _) = cache_action(ctx, key);
+    let Some(result) = remote.get_action_result(&action) else {
         return Ok(None);
     };
-    let Ok(result) = serde_json::from_slice::<RemoteResult>(&bytes) else {
-        return Ok(None);
-    };
-    if result.strata != REMOTE_RESULT_VERSION {
+    if result.exit_code != 0 {
         return Ok(None);
     }
+    let entries = reapi::tree::result_entries(&result, |digest| {
+        let bytes = remote
+            .get_blob_bytes(digest)
+            .ok_or_else(|| format!("tree {} is missing", reapi::show(digest)))?;
+        reapi::re::Tree::decode(bytes.as_slice()).map_err(|e| e.to_string())
+    });
+    let Ok(entries) = entries else {
+        return Ok(None);
+    };
     // An entry names paths to write: only plain relative paths inside the
     // app, never under a symlink it also makes, and links that stay inside
     // at every step (followed through the entry's other links, which a
     // check of each target's text alone would miss) and land on no path
     // outputs never have (`.env*`, the installed `node_modules/`, `.git`).
-    let links: HashMap<&str, &Path> = result
-        .outputs
+    let links: HashMap<&str, &Path> = entries
         .iter()
-        .filter(|o| o.kind == EntryKind::Symlink)
-        .filter_map(|o| Some((o.path.as_str(), o.link_target.as_deref()?)))
+        .filter_map(|(path, e)| match e {
+            reapi::tree::Entry::Symlink { target } => Some((path.as_str(), Path::new(target))),
+            reapi::tree::Entry::File { .. } => None,
+        })
         .collect();
     let under_link = |path: &str| {
         let mut p = path;
@@ -517,57 +550,74 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
         }
         false
     };
-    let unsafe_entry = result.outputs.iter().any(|o| {
-        !safe_output_path(&o.path)
-            || under_link(&o.path)
-            || (o.kind == EntryKind::Symlink
-                && !o.link_target.as_deref().is_some_and(|t| {
-                    safe_link(&o.path, t)
-                        && crate::prepare::links::landing(&links, &o.path, t)
-                            .is_some_and(|l| !l.is_empty() && !never_output(&l))
-                }))
-            || (o.kind != EntryKind::Symlink && o.sha256.is_none())
+    let unsafe_entry = entries.iter().any(|(path, e)| {
+        !safe_output_path(path)
+            || under_link(path)
+            || matches!(e, reapi::tree::Entry::Symlink { target }
+                if !(safe_link(path, Path::new(target))
+                    && crate::prepare::links::landing(&links, path, Path::new(target))
+                        .is_some_and(|l| !l.is_empty() && !never_output(&l))))
     });
     if unsafe_entry {
         return Ok(None);
     }
-    let mut outputs = Vec::with_capacity(result.outputs.len());
-    for o in result.outputs {
-        let Ok(digest) = o.digest.parse::<ContentHash>() else {
-            return Ok(None);
-        };
-        if let (EntryKind::File { .. }, Some(sha)) = (o.kind, &o.sha256)
-            && !ctx.cas.contains(&digest)
-        {
-            let dest = ctx.cas.path(&digest);
-            let dir = dest.parent().expect("a blob has a folder");
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            let tmp = strata_engine::TempName::beside(&dest);
-            if !remote.get_cas(sha, &tmp) {
-                return Ok(None);
+    let fetched: Vec<Result<Option<OutputFile>>> = entries
+        .par_iter()
+        .map(|(path, entry)| match entry {
+            reapi::tree::Entry::Symlink { target } => {
+                let target = PathBuf::from(target);
+                Ok(Some(OutputFile {
+                    path: path.clone(),
+                    kind: EntryKind::Symlink,
+                    digest: symlink_digest(&target),
+                    link_target: Some(target),
+                }))
             }
-            // The blob matched its sha256; it must match the blake3 the
-            // result names too.
-            if strata_engine::file_digest(&tmp)? != digest {
-                let _ = std::fs::remove_file(&tmp);
-                return Ok(None);
+            reapi::tree::Entry::File { digest, executable } => {
+                // The local store is keyed by blake3: the blob lands beside
+                // it, is checked against its sha256 as it arrives, then
+                // takes its blake3 name.
+                let staging = ctx.cas.dir().join("tmp");
+                std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+                let tmp = strata_engine::TempName::beside(&staging.join(&digest.hash));
+                if !remote.get_blob(digest, &tmp) {
+                    return Ok(None);
+                }
+                let blake = strata_engine::file_digest(&tmp)?;
+                let dest = ctx.cas.path(&blake);
+                if ctx.cas.contains(&blake) {
+                    let _ = std::fs::remove_file(&tmp);
+                } else {
+                    let dir = dest.parent().expect("a blob has a folder");
+                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                    std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+                }
+                Ok(Some(OutputFile {
+                    path: path.clone(),
+                    kind: EntryKind::File {
+                        executable: *executable,
+                    },
+                    digest: blake,
+                    link_target: None,
+                }))
             }
-            std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+        })
+        .collect();
+    let mut outputs = Vec::with_capacity(fetched.len());
+    for f in fetched {
+        match f? {
+            Some(o) => outputs.push(o),
+            None => return Ok(None),
         }
-        outputs.push(OutputFile {
-            path: o.path,
-            kind: o.kind,
-            digest,
-            link_target: o.link_target,
-        });
     }
     let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
     ctx.manifests.insert(&key.0, &bytes)?;
     Ok(Some(outputs))
 }
 
-/// Sends a successful build's outputs to the remote cache: the blobs first,
-/// then the action result that names them.
+/// Sends a successful build's outputs to the remote cache as a REAPI
+/// `ActionResult`: the blobs first (files, then each output folder's
+/// `Tree`), then the result that names them.
 fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) -> Result<()> {
     let Some(remote) = &ctx.remote else {
         return Ok(());
@@ -575,44 +625,81 @@ fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) 
     if remote.read_only() || !remote.usable() {
         return Ok(());
     }
-    let described: Vec<Result<Option<RemoteOutput>>> = outputs
+    /// An output as the result names it, and its blob.
+    type Described = Option<(String, reapi::tree::Entry, Option<reapi::Blob>)>;
+    let described: Vec<Result<Described>> = outputs
         .par_iter()
-        .map(|o| {
-            let sha256 = match o.kind {
-                EntryKind::Symlink => None,
-                EntryKind::File { .. } => {
-                    let blob = ctx.cas.path(&o.digest);
-                    let sha = strata_engine::file_sha256(&blob)?;
-                    if !remote.put_cas(&sha, &blob) {
-                        return Ok(None);
-                    }
-                    Some(sha)
-                }
-            };
-            Ok(Some(RemoteOutput {
-                path: o.path.clone(),
-                kind: o.kind,
-                digest: o.digest.to_hex(),
-                sha256,
-                link_target: o.link_target.clone(),
-            }))
+        .map(|o| match o.kind {
+            EntryKind::Symlink => {
+                // A target that is not UTF-8 has no REAPI form.
+                let Some(target) = o.link_target.as_deref().and_then(|t| t.to_str()) else {
+                    return Ok(None);
+                };
+                Ok(Some((
+                    o.path.clone(),
+                    reapi::tree::Entry::Symlink {
+                        target: target.to_string(),
+                    },
+                    None,
+                )))
+            }
+            EntryKind::File { executable } => {
+                let blob = ctx.cas.path(&o.digest);
+                let hash = strata_engine::file_sha256(&blob)?;
+                let size = std::fs::metadata(&blob)
+                    .map_err(|e| Error::io(&blob, e))?
+                    .len();
+                let digest = reapi::Digest {
+                    hash,
+                    size_bytes: size as i64,
+                };
+                Ok(Some((
+                    o.path.clone(),
+                    reapi::tree::Entry::File {
+                        digest: digest.clone(),
+                        executable,
+                    },
+                    Some(reapi::Blob {
+                        digest,
+                        source: reapi::Source::File(blob),
+                    }),
+                )))
+            }
         })
         .collect();
-    let mut listed = Vec::with_capacity(described.len());
+    let mut entries = BTreeMap::new();
+    let mut blobs = Vec::new();
     for d in described {
         match d? {
-            Some(o) => listed.push(o),
-            // A blob did not go up: no action result may name it.
+            Some((path, entry, blob)) => {
+                entries.insert(path, entry);
+                blobs.extend(blob);
+            }
             None => return Ok(()),
         }
     }
-    let result = RemoteResult {
-        strata: REMOTE_RESULT_VERSION,
-        outputs: listed,
+    let Ok(parts) = reapi::tree::outputs(&entries) else {
+        return Ok(());
     };
-    remote.put_ac(
-        &key.to_hex(),
-        &serde_json::to_vec(&result).expect("a result encodes"),
+    let (action, action_blobs) = cache_action(ctx, key);
+    blobs.extend(action_blobs);
+    blobs.extend(parts.trees.into_iter().map(|(digest, bytes)| reapi::Blob {
+        digest,
+        source: reapi::Source::Bytes(bytes),
+    }));
+    // No result may name a blob that did not go up.
+    if !remote.put_blobs(blobs) {
+        return Ok(());
+    }
+    remote.put_action_result(
+        &action,
+        &reapi::re::ActionResult {
+            output_files: parts.files,
+            output_symlinks: parts.symlinks,
+            output_directories: parts.directories,
+            exit_code: 0,
+            ..Default::default()
+        },
     );
     Ok(())
 }

@@ -37,8 +37,8 @@ pub struct BuildOptions {
     pub cas_dir: std::path::PathBuf,
     /// Plan only: run nothing, record nothing.
     pub dry_run: bool,
-    /// The remote cache: its URL, and whether to only read from it.
-    pub remote: Option<(String, bool)>,
+    /// The remote cache.
+    pub remote: Option<RemoteSettings>,
 }
 
 /// What happened to one app.
@@ -214,6 +214,19 @@ fn remote_auth() -> strata_engine::RemoteAuth {
     }
 }
 
+/// A remote cache to use.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteSettings {
+    /// `http(s)://…` or `grpc(s)://…`.
+    pub url: String,
+    /// Only read from it.
+    pub read_only: bool,
+    /// The REAPI instance name (gRPC).
+    pub instance: String,
+    /// Headers for every gRPC call (`name`, `value`; values never shown).
+    pub headers: Vec<(String, String)>,
+}
+
 /// The shared context of a run's builds.
 pub fn build_context(
     ws: &Workspace,
@@ -222,12 +235,16 @@ pub fn build_context(
 ) -> Result<BuildContext> {
     let (pm, lockfile) = PackageManager::detect(ws.root());
     let remote = match &options.remote {
-        Some((url, read_only)) => Some(Arc::new(
+        Some(settings) => Some(Arc::new(
             RemoteCache::new(
-                url,
-                remote_auth(),
-                *read_only,
-                std::time::Duration::from_secs(20),
+                &settings.url,
+                strata_engine::RemoteOptions {
+                    auth: remote_auth(),
+                    read_only: settings.read_only,
+                    timeout: std::time::Duration::from_secs(20),
+                    instance: settings.instance.clone(),
+                    headers: settings.headers.clone(),
+                },
             )
             .map_err(|e| Error::BadUrl {
                 option: "--remote-cache",
@@ -523,8 +540,8 @@ pub fn build_stores_with(
             r.warnings(),
             Some(RemoteUse {
                 url: r.url().to_string(),
-                downloaded: r.downloaded.load(Ordering::Relaxed),
-                uploaded: r.uploaded.load(Ordering::Relaxed),
+                downloaded: r.traffic().0,
+                uploaded: r.traffic().1,
             }),
         ),
         None => (Vec::new(), None),

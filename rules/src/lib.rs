@@ -41,7 +41,8 @@ mod workspace;
 
 pub use build::{BuildContext, BuildRecord, BuildSpec, How, OutputFile};
 pub use builder::{
-    AppBuild, BuildOptions, BuildReport, RemoteUse, StoreBuild, build_stores, filter_apps, shard,
+    AppBuild, BuildOptions, BuildReport, RemoteSettings, RemoteUse, StoreBuild, build_stores,
+    filter_apps, shard,
 };
 pub use caddy::{CADDYFILE, caddyfile};
 pub use changed::{
