@@ -490,7 +490,18 @@ pub struct CiArgs {
     #[arg(long)]
     pub remote_cache_read_only: bool,
 
-    /// The REAPI instance name on a grpc(s):// remote cache.
+    /// Run builds as actions on a REAPI executor (grpc://host:port or
+    /// grpcs://…): BuildGrid, Buildbarn, BuildBuddy, NativeLink, EngFlow.
+    /// Its server is the remote cache too unless --remote-cache names one.
+    #[arg(long, env = "STRATA_REMOTE_EXECUTOR", value_name = "URL")]
+    pub remote_executor: Option<String>,
+
+    /// Build actions executing at once on the executor (apart from -j,
+    /// which counts local build scripts).
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub remote_jobs: usize,
+
+    /// The REAPI instance name on a grpc(s):// remote cache or executor.
     #[arg(
         long,
         env = "STRATA_REMOTE_INSTANCE",

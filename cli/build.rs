@@ -24,6 +24,7 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         cas_dir: cx.state_dir.join("cas"),
         dry_run: false,
         remote: crate::ci::remote(&args.ci),
+        executor: crate::ci::executor(&args.ci),
     };
     strata_engine::process::exit_on_signal(|| {
         eprintln!("interrupted: every build process was stopped; nothing was recorded")
@@ -57,6 +58,7 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
             "stores": report.stores,
             "scripts_run": report.scripts_run,
             "remote_cache": report.remote,
+            "remote_executor": report.executor,
             "warnings": report.warnings,
             "failures": report.failures.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
             "seconds": started.elapsed().as_secs_f64(),
@@ -107,4 +109,14 @@ fn print_report(report: &BuildReport, elapsed: std::time::Duration, verbose: u8)
         crate::count(report.scripts_run, "build script", "build scripts"),
         report.failures.len()
     );
+    if let Some(e) = &report.executor {
+        println!(
+            "remote executor {}: {} submitted, {} run by a worker, {} sent, {} read",
+            e.url,
+            crate::count(e.actions, "action", "actions"),
+            e.executed,
+            crate::deploy::bytes(e.uploaded),
+            crate::deploy::bytes(e.downloaded)
+        );
+    }
 }

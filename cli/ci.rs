@@ -40,6 +40,18 @@ pub fn remote(ci: &CiArgs) -> Option<strata_rules::RemoteSettings> {
         })
 }
 
+/// The remote executor option.
+pub fn executor(ci: &CiArgs) -> Option<strata_rules::ExecutorSettings> {
+    ci.remote_executor
+        .clone()
+        .map(|url| strata_rules::ExecutorSettings {
+            url,
+            instance: ci.remote_instance.clone(),
+            headers: ci.remote_header.clone(),
+            jobs: ci.remote_jobs.max(1),
+        })
+}
+
 fn write(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(value)?;
     bytes.push(b'\n');

@@ -25,6 +25,7 @@ pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
             cas_dir: cx.state_dir.join("cas"),
             dry_run: true,
             remote: None,
+            executor: None,
         },
         registry: env("CLI_DOCKER_REGISTRY_URL")
             .or_else(|| cx.workspace.config.strata.registry.clone()),
@@ -126,6 +127,7 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             cas_dir: cx.state_dir.join("cas"),
             dry_run: args.dry_run,
             remote: crate::ci::remote(&args.ci),
+            executor: crate::ci::executor(&args.ci),
         },
         registry: args
             .registry
@@ -260,7 +262,7 @@ fn print_report(report: &DeployReport, elapsed: std::time::Duration, dry_run: bo
     }
 }
 
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     match n {
         0 => "0".into(),
         n if n < 1 << 20 => format!("{:.1} KB", n as f64 / 1024.0),

@@ -49,6 +49,7 @@ pub fn run(cx: &Setup, args: &TestArgs) -> anyhow::Result<ExitCode> {
         cas_dir: cx.state_dir.join("cas"),
         dry_run: false,
         remote: None,
+        executor: None,
     };
     let options = TestOptions {
         jobs: if args.ui { 1 } else { args.jobs.max(1) },

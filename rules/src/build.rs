@@ -145,6 +145,8 @@ pub struct BuildContext {
     pub warnings: Mutex<Vec<String>>,
     /// When each build entry was last used (for `cache gc`).
     pub used: Option<Tree>,
+    /// The REAPI executor builds run on, when they run remotely.
+    pub executor: Option<Arc<crate::remote_build::Executor>>,
     /// Build keys whose remote entry this run checked (or made).
     remote_checked: Mutex<HashSet<ContentHash>>,
     failed: std::sync::atomic::AtomicBool,
@@ -186,7 +188,18 @@ impl BuildContext {
             warnings: Mutex::new(Vec::new()),
             used: None,
             remote_checked: Mutex::new(HashSet::new()),
+            executor: None,
         }
+    }
+
+    /// Whether a build of this run failed.
+    pub(crate) fn failed(&self) -> bool {
+        self.failed.load(Ordering::Acquire)
+    }
+
+    /// Records that a build failed (with `--fail-fast`, no other starts).
+    pub(crate) fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Release);
     }
 
     /// The settings every build reads, each with a name (for the graph's
@@ -279,6 +292,8 @@ pub enum How {
     },
     /// Fetched from the remote cache.
     Remote,
+    /// The script ran on a REAPI executor (`--remote-executor`).
+    Executed,
 }
 
 /// What is recorded of a build.
@@ -454,7 +469,24 @@ pub fn build(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
-    let record = run(ctx, spec, key, prior)?;
+    let record = match &ctx.executor {
+        Some(executor) => {
+            // As a local build, from a clean slate.
+            if let Some(prior) = prior {
+                remove_outputs(&spec.dir(&ctx.root), &prior.outputs, &HashSet::new());
+            }
+            let outputs = crate::remote_build::execute(ctx, executor, spec, &key)?;
+            let fingerprints = restore(ctx, spec, &outputs, None)?;
+            BuildRecord {
+                key,
+                outputs,
+                fingerprints,
+                how: How::Executed,
+                seconds: started.elapsed().as_secs_f64(),
+            }
+        }
+        None => run(ctx, spec, key, prior)?,
+    };
     upload_remote(ctx, &key, &record.outputs)?;
     *built_by = Some(format!("{}/{}", spec.store, spec.app));
     Ok(record)
@@ -528,6 +560,23 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
     let Ok(entries) = entries else {
         return Ok(None);
     };
+    let Some(outputs) = take_entries(ctx, &entries, &|digest, dest| remote.get_blob(digest, dest))?
+    else {
+        return Ok(None);
+    };
+    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
+    ctx.manifests.insert(&key.0, &bytes)?;
+    Ok(Some(outputs))
+}
+
+/// The outputs an action result names (`entries`), each file blob fetched
+/// by `get` into the local store and checked; `None` when a path is not
+/// safe to write (see below) or a blob could not be had.
+pub(crate) fn take_entries(
+    ctx: &BuildContext,
+    entries: &BTreeMap<String, reapi::tree::Entry>,
+    get: &(dyn Fn(&reapi::Digest, &Path) -> bool + Sync),
+) -> Result<Option<Vec<OutputFile>>> {
     // An entry names paths to write: only plain relative paths inside the
     // app, never under a symlink it also makes, and links that stay inside
     // at every step (followed through the entry's other links, which a
@@ -580,7 +629,7 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
                 let staging = ctx.cas.dir().join("tmp");
                 std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
                 let tmp = strata_engine::TempName::beside(&staging.join(&digest.hash));
-                if !remote.get_blob(digest, &tmp) {
+                if !get(digest, &tmp) {
                     return Ok(None);
                 }
                 let blake = strata_engine::file_digest(&tmp)?;
@@ -610,8 +659,6 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
             None => return Ok(None),
         }
     }
-    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
-    ctx.manifests.insert(&key.0, &bytes)?;
     Ok(Some(outputs))
 }
 

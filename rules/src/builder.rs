@@ -39,6 +39,8 @@ pub struct BuildOptions {
     pub dry_run: bool,
     /// The remote cache.
     pub remote: Option<RemoteSettings>,
+    /// The REAPI executor builds run on (`--remote-executor`).
+    pub executor: Option<crate::remote_build::ExecutorSettings>,
 }
 
 /// What happened to one app.
@@ -94,6 +96,8 @@ pub struct BuildReport {
     pub warnings: Vec<String>,
     /// The remote cache used, with bytes fetched and sent.
     pub remote: Option<RemoteUse>,
+    /// The REAPI executor used.
+    pub executor: Option<ExecutorUse>,
     /// Failed nodes of the rollout (base, image, push, trigger), by id.
     #[serde(skip)]
     pub rollout_errors: Vec<(String, Error)>,
@@ -118,6 +122,21 @@ pub struct RemoteUse {
     pub downloaded: u64,
     /// Bytes sent.
     pub uploaded: u64,
+}
+
+/// What the REAPI executor did in a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct ExecutorUse {
+    /// Its address.
+    pub url: String,
+    /// Build actions submitted.
+    pub actions: usize,
+    /// Of those, actions a worker ran (the others were in its cache).
+    pub executed: usize,
+    /// Bytes sent (inputs).
+    pub uploaded: u64,
+    /// Bytes read (outputs, logs).
+    pub downloaded: u64,
 }
 
 /// The part `spec` (`I/N`, 1-based) of `ids`: sorted, then dealt round
@@ -234,7 +253,17 @@ pub fn build_context(
     options: &BuildOptions,
 ) -> Result<BuildContext> {
     let (pm, lockfile) = PackageManager::detect(ws.root());
-    let remote = match &options.remote {
+    // An executor's server is the remote cache too, unless another is
+    // named (as Bazel does).
+    let remote_settings = options.remote.clone().or_else(|| {
+        options.executor.as_ref().map(|e| RemoteSettings {
+            url: e.url.clone(),
+            read_only: false,
+            instance: e.instance.clone(),
+            headers: e.headers.clone(),
+        })
+    });
+    let remote = match &remote_settings {
         Some(settings) => Some(Arc::new(
             RemoteCache::new(
                 &settings.url,
@@ -266,6 +295,15 @@ pub fn build_context(
         options.fail_fast,
     );
     ctx.remote = remote;
+    if let Some(settings) = &options.executor
+        && !options.dry_run
+    {
+        ctx.executor = Some(Arc::new(crate::remote_build::Executor::connect(
+            settings,
+            engine.db().tree("reapi-sha256")?,
+            engine.db().tree("reapi-held")?,
+        )?));
+    }
     ctx.lockfile = lockfile
         .as_deref()
         .and_then(|p| p.file_name())
@@ -436,7 +474,13 @@ pub fn build_stores_with(
         },
         // Build nodes mostly wait on child processes: leave room for them
         // beside the compositions.
-        threads: Some(options.jobs.max(cores) + 2),
+        threads: Some(
+            options
+                .jobs
+                .max(cores)
+                .max(options.executor.as_ref().map_or(0, |e| e.jobs))
+                + 2,
+        ),
         dry_run: options.dry_run,
         on_demand,
     };
@@ -489,6 +533,7 @@ pub fn build_stores_with(
                         How::Restored => ("restored", None, None),
                         How::Shared { with } => ("shared", Some(with.clone()), None),
                         How::Remote => ("remote", None, None),
+                        How::Executed => ("executed", None, Some(r.seconds)),
                     },
                     _ => ("built", None, None),
                 },
@@ -559,6 +604,13 @@ pub fn build_stores_with(
         log: outcome.log,
         warnings,
         remote,
+        executor: ctx.executor.as_ref().map(|e| ExecutorUse {
+            url: e.url().to_string(),
+            actions: e.actions_submitted.load(Ordering::Relaxed),
+            executed: e.actions_run.load(Ordering::Relaxed),
+            uploaded: e.traffic().0,
+            downloaded: e.traffic().1,
+        }),
         rollout_errors,
     })
 }

@@ -87,6 +87,23 @@ pub struct StrataSettings {
     /// The base app whose `test` script `store test` runs (default
     /// `playwright`).
     pub test_app: Option<String>,
+    /// How builds run on a REAPI executor (`--remote-executor`).
+    #[serde(default)]
+    pub remote: RemoteBuildSettings,
+}
+
+/// How builds run on a REAPI executor.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteBuildSettings {
+    /// The platform properties of every build action (`{"container-image":
+    /// "docker://node:20", "OSFamily": "linux"}`): which workers may run it.
+    #[serde(default)]
+    pub platform: BTreeMap<String, String>,
+    /// `PATH` on the worker, after the monorepo's `node_modules/.bin`
+    /// (default: the folders of this machine's `node` and package manager,
+    /// then the usual system folders).
+    pub path: Option<String>,
 }
 
 /// Settings of one app.

@@ -233,6 +233,13 @@ pub enum Error {
         /// Its last lines.
         tail: Vec<String>,
     },
+    /// A REAPI executor could not run a build (unreachable, or it answered
+    /// wrongly); a build script that failed there is a `BuildFailed`.
+    #[error("remote executor: {message}")]
+    RemoteExecutor {
+        /// What went wrong.
+        message: String,
+    },
     /// Not started: `--fail-fast` and another build failed.
     #[error("not started: another build failed and --fail-fast is set")]
     Cancelled,

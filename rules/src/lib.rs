@@ -26,6 +26,8 @@ mod nodes;
 pub mod oci;
 mod picture;
 mod prepare;
+mod remote_build;
+pub use remote_build::ExecutorSettings;
 mod revision;
 mod rollout;
 mod servers;

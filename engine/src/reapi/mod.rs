@@ -9,6 +9,7 @@
 //! answers wrongly (a blob that does not hash to its digest, a capability it
 //! lacks) is an error naming it, never a hang.
 
+pub mod inputs;
 pub mod tree;
 
 use std::collections::HashMap;

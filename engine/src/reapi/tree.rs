@@ -60,6 +60,8 @@ struct Folder {
     files: BTreeMap<String, (Digest, bool)>,
     links: BTreeMap<String, String>,
     folders: BTreeMap<String, Folder>,
+    /// Folders built before, by digest.
+    mounted: BTreeMap<String, Digest>,
 }
 
 /// Whether `name` may name an entry of a folder.
@@ -71,7 +73,28 @@ fn good_name(name: &str) -> bool {
 /// A path whose parts are not names, or used both as a folder and not, is
 /// an error naming it.
 pub fn build<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Entry)>) -> Result<Built, String> {
+    build_with(entries, &[])
+}
+
+/// Builds the tree of `entries` with folders built before placed at the
+/// given paths (by digest: their messages are not in the result).
+pub fn build_with<'a>(
+    entries: impl IntoIterator<Item = (&'a str, &'a Entry)>,
+    mounts: &[(&str, &Digest)],
+) -> Result<Built, String> {
     let mut top = Folder::default();
+    for (path, digest) in mounts {
+        let parts: Vec<&str> = path.split('/').collect();
+        if parts.iter().any(|p| !good_name(p)) {
+            return Err(format!("{path:?} is not a relative path of names"));
+        }
+        let (name, folders) = parts.split_last().expect("split gives one part");
+        let mut at = &mut top;
+        for part in folders {
+            at = at.folders.entry((*part).to_string()).or_default();
+        }
+        at.mounted.insert((*name).to_string(), (*digest).clone());
+    }
     for (path, entry) in entries {
         let parts: Vec<&str> = path.split('/').collect();
         if parts.iter().any(|p| !good_name(p)) {
@@ -80,7 +103,10 @@ pub fn build<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Entry)>) -> Res
         let (name, folders) = parts.split_last().expect("split gives one part");
         let mut at = &mut top;
         for (i, part) in folders.iter().enumerate() {
-            if at.files.contains_key(*part) || at.links.contains_key(*part) {
+            if at.files.contains_key(*part)
+                || at.links.contains_key(*part)
+                || at.mounted.contains_key(*part)
+            {
                 return Err(format!(
                     "{} is both a file and a folder",
                     parts[..=i].join("/")
@@ -91,6 +117,7 @@ pub fn build<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Entry)>) -> Res
         if at.folders.contains_key(*name)
             || at.files.contains_key(*name)
             || at.links.contains_key(*name)
+            || at.mounted.contains_key(*name)
         {
             return Err(format!("{path} is listed twice, or as a file and a folder"));
         }
@@ -146,6 +173,14 @@ fn encode(
             digest: Some(digest),
         });
     }
+    for (name, digest) in folder.mounted {
+        message.directories.push(re::DirectoryNode {
+            name,
+            digest: Some(digest),
+        });
+    }
+    // By name, as REAPI requires.
+    message.directories.sort_by(|a, b| a.name.cmp(&b.name));
     let (digest, _) = message_digest(&message);
     (digest, message)
 }
@@ -459,6 +494,23 @@ mod tests {
             build(c.iter().map(|(p, e)| (*p, e))).unwrap().root,
             built_a.root
         );
+    }
+
+    #[test]
+    fn a_mounted_folder_is_the_folder_built_in_place() {
+        let whole = [
+            ("a/x", file("1", false)),
+            ("m/deep/y", file("2", false)),
+            ("z", file("3", false)),
+        ];
+        let inner = [("deep/y", file("2", false))];
+        let mounted = build(inner.iter().map(|(p, e)| (*p, e))).unwrap();
+        let rest = [("a/x", file("1", false)), ("z", file("3", false))];
+        let with = build_with(rest.iter().map(|(p, e)| (*p, e)), &[("m", &mounted.root)]).unwrap();
+        let built = build(whole.iter().map(|(p, e)| (*p, e))).unwrap();
+        assert_eq!(with.root, built.root);
+        let clash = [("m", file("1", false))];
+        assert!(build_with(clash.iter().map(|(p, e)| (*p, e)), &[("m", &mounted.root)]).is_err());
     }
 
     #[test]

@@ -1,0 +1,468 @@
+//! Builds executed on a REAPI service (`--remote-executor`): each build of
+//! an app is an `Action` whose input root holds what a local build reads
+//! (the composed app folder at its place in `.out`, the root files builds
+//! read, the root lockfile and the installed `node_modules/`), whose
+//! command is the package manager's `build` script with the declared
+//! environment, and whose outputs are the framework's output folders. The
+//! outputs come back through the CAS into the local store and `.out`; the
+//! rest of the run (prepare, images) is as after a local build.
+//!
+//! The installed `node_modules/` is read once per run, its folder digests
+//! kept; the folders a server was found to hold in full are recorded, so a
+//! second run sends nothing it sent before.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use strata_engine::reapi::{self, Blob, Digest, Source, re};
+use strata_engine::{ContentHash, Tree};
+
+use crate::build::{BuildContext, BuildSpec, OutputFile, Semaphore, never_output, take_entries};
+use crate::error::{Error, Result};
+use crate::prepare::AppKind;
+use crate::toolchain::{GLOBAL_INPUTS, which};
+
+/// Where and how builds are executed remotely.
+#[derive(Clone, Debug, Default)]
+pub struct ExecutorSettings {
+    /// `grpc(s)://host:port`.
+    pub url: String,
+    /// The REAPI instance name.
+    pub instance: String,
+    /// Headers for every call (values never shown).
+    pub headers: Vec<(String, String)>,
+    /// Actions executing at once.
+    pub jobs: usize,
+}
+
+/// The root's inputs every build action shares, read once per run.
+struct Shared {
+    /// The root files builds read, and the root lockfile.
+    files: reapi::inputs::Files,
+    /// The installed `node_modules/` folder's digest, when there is one.
+    node_modules: Option<Digest>,
+}
+
+/// A REAPI executor and what a run knows of it.
+pub struct Executor {
+    client: reapi::Client,
+    hasher: reapi::inputs::Hasher,
+    held: reapi::inputs::Held,
+    slots: Semaphore,
+    shared: Mutex<Option<Arc<Shared>>>,
+    /// Actions this run executed (not answered from the server's cache).
+    pub actions_run: AtomicUsize,
+    /// Actions this run submitted.
+    pub actions_submitted: AtomicUsize,
+}
+
+/// The longest one build may run remotely.
+const DEADLINE: Duration = Duration::from_secs(3 * 3600);
+
+impl Executor {
+    /// Connects to the executor at `settings.url`; it must execute actions
+    /// with SHA-256 digests.
+    pub fn connect(settings: &ExecutorSettings, memo: Tree, held: Tree) -> Result<Executor> {
+        let client = reapi::Client::connect(
+            &settings.url,
+            reapi::Options {
+                instance: settings.instance.clone(),
+                headers: settings.headers.clone(),
+                timeout: Duration::from_secs(60),
+                retries: 4,
+            },
+        )
+        .map_err(|e| Error::RemoteExecutor {
+            message: e.to_string(),
+        })?;
+        if !client.capabilities().exec_enabled {
+            return Err(Error::RemoteExecutor {
+                message: format!(
+                    "{} does not execute actions (its capabilities say exec_enabled is false, or no SHA-256)",
+                    client.url()
+                ),
+            });
+        }
+        let server = format!("{}/{}", client.url(), settings.instance);
+        Ok(Executor {
+            client,
+            hasher: reapi::inputs::Hasher::new(memo),
+            held: reapi::inputs::Held::new(held, &server),
+            slots: Semaphore::new(settings.jobs.max(1)),
+            shared: Mutex::new(None),
+            actions_run: AtomicUsize::new(0),
+            actions_submitted: AtomicUsize::new(0),
+        })
+    }
+
+    /// The server's address.
+    pub fn url(&self) -> &str {
+        self.client.url()
+    }
+
+    /// Bytes sent to and read from the server.
+    pub fn traffic(&self) -> (u64, u64) {
+        (
+            self.client.uploaded.load(Ordering::Relaxed),
+            self.client.downloaded.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Sends the blobs of `blobs` the server lacks.
+    fn upload(&self, blobs: Vec<Blob>) -> Result<()> {
+        self.client
+            .upload_missing(blobs)
+            .map(|_| ())
+            .map_err(|e| Error::RemoteExecutor {
+                message: e.to_string(),
+            })
+    }
+
+    /// The shared root inputs, read (and the installed `node_modules/`
+    /// sent) once per run.
+    fn shared(&self, root: &Path, lockfile: Option<&str>) -> Result<Arc<Shared>> {
+        let mut slot = self.shared.lock().unwrap();
+        if let Some(shared) = &*slot {
+            return Ok(shared.clone());
+        }
+        let mut files = reapi::inputs::Files::default();
+        for name in GLOBAL_INPUTS.iter().copied().chain(lockfile) {
+            let path = root.join(name);
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            use std::os::unix::fs::PermissionsExt;
+            let digest = self.hasher.digest(&path, &meta)?;
+            files.blobs.insert(digest.hash.clone(), path);
+            files.entries.insert(
+                name.to_string(),
+                reapi::tree::Entry::File {
+                    digest,
+                    executable: meta.permissions().mode() & 0o111 != 0,
+                },
+            );
+        }
+        let installed = root.join("node_modules");
+        let node_modules = if installed.is_dir() {
+            // Caches tools write while building are not inputs.
+            let skip = |rel: &str| rel == ".cache" || rel.starts_with(".cache/");
+            let found = self.hasher.folder(&installed, "", &skip)?;
+            let built = reapi::tree::build(found.entries.iter().map(|(p, e)| (p.as_str(), e)))
+                .map_err(|message| Error::RemoteExecutor {
+                    message: format!("{}: {message}", installed.display()),
+                })?;
+            if !self.held.holds(&built.root)? {
+                self.upload(blobs(&built, &found))?;
+                self.held.record(&built.root)?;
+            }
+            Some(built.root)
+        } else {
+            None
+        };
+        let shared = Arc::new(Shared {
+            files,
+            node_modules,
+        });
+        *slot = Some(shared.clone());
+        Ok(shared)
+    }
+
+    fn forget_shared(&self) -> Result<()> {
+        self.held.forget()?;
+        *self.shared.lock().unwrap() = None;
+        Ok(())
+    }
+}
+
+/// The blobs of a built tree: its folders and its files.
+fn blobs(built: &reapi::tree::Built, files: &reapi::inputs::Files) -> Vec<Blob> {
+    let mut out: Vec<Blob> = built
+        .blobs()
+        .into_iter()
+        .map(|(digest, bytes)| Blob {
+            digest,
+            source: Source::Bytes(bytes),
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    for entry in files.entries.values() {
+        if let reapi::tree::Entry::File { digest, .. } = entry
+            && seen.insert(digest.hash.clone())
+            && let Some(path) = files.blobs.get(&digest.hash)
+        {
+            out.push(Blob {
+                digest: digest.clone(),
+                source: Source::File(path.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// The folders (relative to the app) a build of `app` writes, which the
+/// action returns: the app's `outputs` setting, else its framework's.
+pub fn output_paths(ctx: &BuildContext, app: &str) -> Vec<String> {
+    let named = ctx
+        .settings
+        .apps
+        .get(app)
+        .map(|a| a.outputs.clone())
+        .unwrap_or_default();
+    if !named.is_empty() {
+        return named;
+    }
+    match AppKind::of(app) {
+        AppKind::Next => vec![".next".into()],
+        AppKind::Nuxt => vec![".nuxt".into(), ".output".into()],
+        AppKind::Node => vec!["build".into(), "dist".into(), "lib".into()],
+    }
+}
+
+/// `PATH` on the worker: the monorepo's `node_modules/.bin` (relative to
+/// the working directory `out`), then the setting, or this machine's
+/// folders of `node` and the package manager and the usual ones.
+fn worker_path(ctx: &BuildContext, out: &str) -> String {
+    let up = "../".repeat(out.split('/').filter(|p| !p.is_empty()).count());
+    let rest = ctx.settings.remote.path.clone().unwrap_or_else(|| {
+        let mut dirs: Vec<String> = Vec::new();
+        for program in ["node", ctx.pm.program()] {
+            if let Some(dir) = which(program)
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .and_then(|d| d.to_str().map(str::to_string))
+                && !dirs.contains(&dir)
+            {
+                dirs.push(dir);
+            }
+        }
+        for dir in ["/usr/local/bin", "/usr/bin", "/bin"] {
+            if !dirs.iter().any(|d| d == dir) {
+                dirs.push(dir.to_string());
+            }
+        }
+        dirs.join(":")
+    });
+    format!("{up}node_modules/.bin:{rest}")
+}
+
+/// The action of one build, and the blobs it needs beside the shared ones.
+struct Prepared {
+    action: Digest,
+    blobs: Vec<Blob>,
+}
+
+fn prepare(
+    ctx: &BuildContext,
+    exec: &Executor,
+    spec: &BuildSpec,
+    shared: &Shared,
+) -> Result<Prepared> {
+    let dir = ctx.root.join(&spec.out);
+    let outputs = output_paths(ctx, &spec.app);
+    // What the app folder holds that is not an input: tool files, the
+    // installed dependencies, and outputs of an earlier build.
+    let skip = |rel: &str| {
+        let inner = rel
+            .strip_prefix(spec.out.as_str())
+            .and_then(|r| r.strip_prefix('/'))
+            .unwrap_or(rel);
+        let first = inner.split('/').next().unwrap_or(inner);
+        crate::materialize::TOOL_OWNED.contains(&first)
+            || outputs
+                .iter()
+                .any(|o| inner == o || inner.starts_with(&format!("{o}/")))
+    };
+    let mut files = exec.hasher.folder(&dir, &spec.out, &skip)?;
+    files.entries.extend(shared.files.entries.clone());
+    files.blobs.extend(shared.files.blobs.clone());
+    let mounts: Vec<(&str, &Digest)> = shared
+        .node_modules
+        .as_ref()
+        .map(|d| ("node_modules", d))
+        .into_iter()
+        .collect();
+    let built =
+        reapi::tree::build_with(files.entries.iter().map(|(p, e)| (p.as_str(), e)), &mounts)
+            .map_err(|message| Error::RemoteExecutor {
+                message: format!("the input root of {}/{}: {message}", spec.store, spec.app),
+            })?;
+    let mut env: BTreeMap<String, String> = ctx.env.iter().cloned().collect();
+    env.insert("PATH".into(), worker_path(ctx, &spec.out));
+    let mut output_paths = outputs;
+    output_paths.sort();
+    let platform = (!ctx.settings.remote.platform.is_empty()).then(|| re::Platform {
+        properties: ctx
+            .settings
+            .remote
+            .platform
+            .iter()
+            .map(|(name, value)| re::platform::Property {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    });
+    // Servers before REAPI v2.2 read the platform from the command.
+    #[allow(deprecated)]
+    let command = re::Command {
+        arguments: ctx.pm.run_script("build"),
+        environment_variables: env
+            .into_iter()
+            .map(|(name, value)| re::command::EnvironmentVariable { name, value })
+            .collect(),
+        output_paths,
+        working_directory: spec.out.clone(),
+        platform: platform.clone(),
+        ..Default::default()
+    };
+    let (command_digest, command_bytes) = reapi::message_digest(&command);
+    let action = re::Action {
+        command_digest: Some(command_digest.clone()),
+        input_root_digest: Some(built.root.clone()),
+        platform,
+        ..Default::default()
+    };
+    let (action_digest, action_bytes) = reapi::message_digest(&action);
+    let mut all = blobs(&built, &files);
+    all.push(Blob {
+        digest: command_digest,
+        source: Source::Bytes(command_bytes),
+    });
+    all.push(Blob {
+        digest: action_digest.clone(),
+        source: Source::Bytes(action_bytes),
+    });
+    Ok(Prepared {
+        action: action_digest,
+        blobs: all,
+    })
+}
+
+/// Runs the build of `spec` on the executor; its outputs are in the local
+/// store and recorded under `key` when it returns.
+pub fn execute(
+    ctx: &BuildContext,
+    exec: &Executor,
+    spec: &BuildSpec,
+    key: &ContentHash,
+) -> Result<Vec<OutputFile>> {
+    let _permit = exec.slots.acquire();
+    if ctx.fail_fast && ctx.failed() {
+        return Err(Error::Cancelled);
+    }
+    let mut again = false;
+    let response = loop {
+        let shared = exec.shared(&ctx.root, ctx.lockfile.as_deref())?;
+        let prepared = prepare(ctx, exec, spec, &shared)?;
+        exec.upload(prepared.blobs)?;
+        exec.actions_submitted.fetch_add(1, Ordering::Relaxed);
+        match exec.client.execute(&prepared.action, false, DEADLINE) {
+            Ok(response) => break response,
+            // The server lost inputs it was found to hold: send them again,
+            // once.
+            Err(e) if !again && e.to_string().contains("FailedPrecondition") => {
+                exec.forget_shared()?;
+                again = true;
+            }
+            Err(e) => {
+                ctx.mark_failed();
+                return Err(Error::RemoteExecutor {
+                    message: format!("{}/{}: {e}", spec.store, spec.app),
+                });
+            }
+        }
+    };
+    if !response.cached_result {
+        exec.actions_run.fetch_add(1, Ordering::Relaxed);
+    }
+    let result = response.result.unwrap_or_default();
+    let dir = ctx.root.join(&spec.out);
+    let log_path = dir.join(".strata-build.log");
+    let mut log = Vec::new();
+    for (raw, digest) in [
+        (&result.stdout_raw, &result.stdout_digest),
+        (&result.stderr_raw, &result.stderr_digest),
+    ] {
+        if !raw.is_empty() {
+            log.extend_from_slice(raw);
+        } else if let Some(d) = digest
+            && let Ok(Some(bytes)) = exec.client.read_blob(d)
+        {
+            log.extend_from_slice(&bytes);
+        }
+    }
+    if !response.message.is_empty() {
+        log.extend_from_slice(format!("\n{}\n", response.message).as_bytes());
+    }
+    strata_engine::write_atomic(&log_path, &log, false)?;
+    if result.exit_code != 0 {
+        ctx.mark_failed();
+        return Err(Error::BuildFailed {
+            store: spec.store.clone(),
+            app: spec.app.clone(),
+            status: format!("exit status: {} (on {})", result.exit_code, exec.url()),
+            log: PathBuf::from(&spec.out).join(".strata-build.log"),
+            tail: String::from_utf8_lossy(&log)
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .map(str::to_string)
+                .collect(),
+        });
+    }
+    let entries = reapi::tree::result_entries(&result, |digest| {
+        use prost::Message as _;
+        let bytes = exec
+            .client
+            .read_blob(digest)
+            .map_err(|e| e.to_string())?
+            .ok_or_else(|| format!("tree {} is missing", reapi::show(digest)))?;
+        re::Tree::decode(bytes.as_slice()).map_err(|e| e.to_string())
+    })
+    .map_err(|message| Error::RemoteExecutor {
+        message: format!(
+            "{}/{}: the action's result: {message}",
+            spec.store, spec.app
+        ),
+    })?;
+    // The Next.js cache and the like are not outputs.
+    let entries: BTreeMap<String, reapi::tree::Entry> = entries
+        .into_iter()
+        .filter(|(path, _)| !never_output(path))
+        .collect();
+    let errors = Mutex::new(Vec::new());
+    let outputs = take_entries(ctx, &entries, &|digest, dest| match exec
+        .client
+        .download(digest, dest)
+    {
+        Ok(()) => true,
+        Err(e) => {
+            errors.lock().unwrap().push(e.to_string());
+            false
+        }
+    })?
+    .ok_or_else(|| Error::RemoteExecutor {
+        message: format!(
+            "{}/{}: the action's outputs could not be taken: {}",
+            spec.store,
+            spec.app,
+            errors
+                .lock()
+                .unwrap()
+                .first()
+                .cloned()
+                .unwrap_or_else(|| "a path outside the app folder".into())
+        ),
+    })?;
+    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
+    ctx.manifests.insert(&key.0, &bytes)?;
+    Ok(outputs)
+}
