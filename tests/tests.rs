@@ -20,6 +20,7 @@ mod manage;
 mod nextjs;
 mod outputs;
 mod proxy;
+mod reapi;
 mod registry;
 mod remote;
 mod secrets;

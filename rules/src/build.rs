@@ -394,6 +394,7 @@ pub fn build(
     spec: &BuildSpec,
     key: ContentHash,
     prior: Option<&BuildRecord>,
+    upstream: Option<&BuildRecord>,
 ) -> Result<BuildRecord> {
     let lock = ctx
         .keys
@@ -475,7 +476,7 @@ pub fn build(
             if let Some(prior) = prior {
                 remove_outputs(&spec.dir(&ctx.root), &prior.outputs, &HashSet::new());
             }
-            let outputs = crate::remote_build::execute(ctx, executor, spec, &key)?;
+            let outputs = crate::remote_build::execute(ctx, executor, spec, &key, upstream)?;
             let fingerprints = restore(ctx, spec, &outputs, None)?;
             BuildRecord {
                 key,

@@ -133,6 +133,8 @@ pub struct ExecutorUse {
     pub actions: usize,
     /// Of those, actions a worker ran (the others were in its cache).
     pub executed: usize,
+    /// The workers that ran them.
+    pub workers: Vec<String>,
     /// Bytes sent (inputs).
     pub uploaded: u64,
     /// Bytes read (outputs, logs).
@@ -608,6 +610,7 @@ pub fn build_stores_with(
             url: e.url().to_string(),
             actions: e.actions_submitted.load(Ordering::Relaxed),
             executed: e.actions_run.load(Ordering::Relaxed),
+            workers: e.workers.lock().unwrap().iter().cloned().collect(),
             uploaded: e.traffic().0,
             downloaded: e.traffic().1,
         }),

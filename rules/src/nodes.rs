@@ -855,8 +855,16 @@ impl Node for StoreNode {
             } => {
                 let composed = inputs.dependency(out)?;
                 let composed: &OutRecord = composed.get(out)?;
-                let upstream = match upstream {
-                    Some(id) => Some(inputs.dependency(id)?.get::<BuildRecord>(id)?.digest()),
+                let upstream_value = match upstream {
+                    Some(id) => Some(inputs.dependency(id)?),
+                    None => None,
+                };
+                let upstream_record = match (&upstream_value, upstream) {
+                    (Some(value), Some(id)) => Some(value.get::<BuildRecord>(id)?),
+                    _ => None,
+                };
+                let upstream = match upstream_record {
+                    Some(record) => Some(record.digest()),
                     None => *upstream_recorded,
                 };
                 let prior = match inputs.prior() {
@@ -865,7 +873,7 @@ impl Node for StoreNode {
                 };
                 let dotenv = crate::toolchain::dotenv_digests(&ctx.root.join(&spec.out))?;
                 let key = build_key(ctx, spec, composed.shared, upstream, &dotenv);
-                let record = build(ctx, spec, key, prior)?;
+                let record = build(ctx, spec, key, prior, upstream_record)?;
                 let digest = record.digest();
                 Ok(Computed::new(StoreValue::Build(record), digest))
             }

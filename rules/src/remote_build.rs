@@ -18,11 +18,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use strata_engine::reapi::{self, Blob, Digest, Source, re};
-use strata_engine::{ContentHash, Tree};
+use strata_engine::{ContentHash, EntryKind, Tree};
 
-use crate::build::{BuildContext, BuildSpec, OutputFile, Semaphore, never_output, take_entries};
+use crate::build::{
+    BuildContext, BuildRecord, BuildSpec, OutputFile, Semaphore, never_output, take_entries,
+};
 use crate::error::{Error, Result};
 use crate::prepare::AppKind;
+use crate::prepare::MIDDLEWARE_APP;
 use crate::toolchain::{GLOBAL_INPUTS, which};
 
 /// Where and how builds are executed remotely.
@@ -57,6 +60,8 @@ pub struct Executor {
     pub actions_run: AtomicUsize,
     /// Actions this run submitted.
     pub actions_submitted: AtomicUsize,
+    /// The workers that ran them, as the server names them.
+    pub workers: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// The longest one build may run remotely.
@@ -95,6 +100,7 @@ impl Executor {
             shared: Mutex::new(None),
             actions_run: AtomicUsize::new(0),
             actions_submitted: AtomicUsize::new(0),
+            workers: Mutex::new(Default::default()),
         })
     }
 
@@ -261,6 +267,7 @@ fn prepare(
     exec: &Executor,
     spec: &BuildSpec,
     shared: &Shared,
+    upstream: Option<&BuildRecord>,
 ) -> Result<Prepared> {
     let dir = ctx.root.join(&spec.out);
     let outputs = output_paths(ctx, &spec.app);
@@ -278,6 +285,37 @@ fn prepare(
                 .any(|o| inner == o || inner.starts_with(&format!("{o}/")))
     };
     let mut files = exec.hasher.folder(&dir, &spec.out, &skip)?;
+    // What the build builds on (the middleware's outputs, for a frontend),
+    // at its place beside the app.
+    if let Some(record) = upstream {
+        let above = spec.out.rsplit_once('/').map_or("", |(a, _)| a);
+        let up_out = if above.is_empty() {
+            MIDDLEWARE_APP.to_string()
+        } else {
+            format!("{above}/{MIDDLEWARE_APP}")
+        };
+        for o in &record.outputs {
+            let rel = format!("{up_out}/{}", o.path);
+            let path = ctx.root.join(strata_engine::fs_path(&rel));
+            let entry = match o.kind {
+                EntryKind::Symlink => reapi::tree::Entry::Symlink {
+                    target: o
+                        .link_target
+                        .as_deref()
+                        .and_then(|t| t.to_str())
+                        .unwrap_or_default()
+                        .to_string(),
+                },
+                EntryKind::File { executable } => {
+                    let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+                    let digest = exec.hasher.digest(&path, &meta)?;
+                    files.blobs.insert(digest.hash.clone(), path);
+                    reapi::tree::Entry::File { digest, executable }
+                }
+            };
+            files.entries.insert(rel, entry);
+        }
+    }
     files.entries.extend(shared.files.entries.clone());
     files.blobs.extend(shared.files.blobs.clone());
     let mounts: Vec<(&str, &Digest)> = shared
@@ -350,6 +388,7 @@ pub fn execute(
     exec: &Executor,
     spec: &BuildSpec,
     key: &ContentHash,
+    upstream: Option<&BuildRecord>,
 ) -> Result<Vec<OutputFile>> {
     let _permit = exec.slots.acquire();
     if ctx.fail_fast && ctx.failed() {
@@ -358,7 +397,7 @@ pub fn execute(
     let mut again = false;
     let response = loop {
         let shared = exec.shared(&ctx.root, ctx.lockfile.as_deref())?;
-        let prepared = prepare(ctx, exec, spec, &shared)?;
+        let prepared = prepare(ctx, exec, spec, &shared, upstream)?;
         exec.upload(prepared.blobs)?;
         exec.actions_submitted.fetch_add(1, Ordering::Relaxed);
         match exec.client.execute(&prepared.action, false, DEADLINE) {
@@ -377,10 +416,15 @@ pub fn execute(
             }
         }
     };
+    let result = response.result.unwrap_or_default();
     if !response.cached_result {
         exec.actions_run.fetch_add(1, Ordering::Relaxed);
+        if let Some(worker) = result.execution_metadata.as_ref().map(|m| &m.worker)
+            && !worker.is_empty()
+        {
+            exec.workers.lock().unwrap().insert(worker.clone());
+        }
     }
-    let result = response.result.unwrap_or_default();
     let dir = ctx.root.join(&spec.out);
     let log_path = dir.join(".strata-build.log");
     let mut log = Vec::new();

@@ -812,6 +812,9 @@ impl Client {
             }
             let mut execution =
                 ExecutionClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE);
+            // The operation's name, kept as soon as the server gives it: a
+            // stream that breaks is resumed with `WaitExecution`.
+            let mut seen: Option<String> = None;
             let outcome: std::result::Result<Option<Operation>, Status> =
                 self.runtime.block_on(async {
                     let call = async {
@@ -837,30 +840,27 @@ impl Client {
                             }
                         };
                         let mut stream = stream?.into_inner();
-                        let mut last = None;
                         while let Some(op) = stream.message().await? {
+                            if !op.name.is_empty() {
+                                seen = Some(op.name.clone());
+                            }
                             if op.done {
                                 return Ok(Some(op));
                             }
-                            last = Some(op);
                         }
                         // The stream ended before the operation did.
-                        Ok(last.map(|mut op| {
-                            op.done = false;
-                            op
-                        }))
+                        Ok(None)
                     };
                     match tokio::time::timeout(left, call).await {
                         Ok(outcome) => outcome,
                         Err(_) => Err(Status::deadline_exceeded("the execution's deadline")),
                     }
                 });
+            if seen.is_some() {
+                name = seen;
+            }
             match outcome {
-                Ok(Some(op)) if op.done => return self.finished(action, op),
-                Ok(Some(op)) => {
-                    // Broken off: wait for the same operation.
-                    name = Some(op.name);
-                }
+                Ok(Some(op)) => return self.finished(action, op),
                 Ok(None) => {
                     failures += 1;
                     if failures > self.retries {
@@ -883,7 +883,14 @@ impl Client {
                     name = None;
                     failures += 1;
                 }
-                Err(status) if transient(&status) || status.code() == Code::Internal => {
+                // A stream cut off shows as one of these.
+                Err(status)
+                    if transient(&status)
+                        || matches!(
+                            status.code(),
+                            Code::Internal | Code::Unknown | Code::Cancelled
+                        ) =>
+                {
                     failures += 1;
                     if failures > self.retries {
                         return Err(self.error("Execute", &status));
