@@ -554,6 +554,13 @@ pub struct BuildArgs {
     #[arg(long)]
     pub fail_fast: bool,
 
+    /// Run each local build in a temporary copy of the monorepo holding
+    /// only what a remote build's input root holds, with only its
+    /// environment: a build that reads an undeclared input fails, as it
+    /// would on --remote-executor.
+    #[arg(long, conflicts_with = "remote_executor")]
+    pub sandbox: bool,
+
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -25,6 +25,7 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         dry_run: false,
         remote: crate::ci::remote(&args.ci),
         executor: crate::ci::executor(&args.ci),
+        sandbox: args.sandbox,
     };
     strata_engine::process::exit_on_signal(|| {
         eprintln!("interrupted: every build process was stopped; nothing was recorded")

@@ -26,6 +26,7 @@ pub fn graph_options(cx: &Setup, stores: Vec<String>) -> DeployOptions {
             dry_run: true,
             remote: None,
             executor: None,
+            sandbox: false,
         },
         registry: env("CLI_DOCKER_REGISTRY_URL")
             .or_else(|| cx.workspace.config.strata.registry.clone()),
@@ -128,6 +129,7 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             dry_run: args.dry_run,
             remote: crate::ci::remote(&args.ci),
             executor: crate::ci::executor(&args.ci),
+            sandbox: false,
         },
         registry: args
             .registry

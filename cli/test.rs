@@ -50,6 +50,7 @@ pub fn run(cx: &Setup, args: &TestArgs) -> anyhow::Result<ExitCode> {
         dry_run: false,
         remote: None,
         executor: None,
+        sandbox: false,
     };
     let options = TestOptions {
         jobs: if args.ui { 1 } else { args.jobs.max(1) },

@@ -160,6 +160,18 @@ fn committed() -> Repo {
     repo
 }
 
+/// Installed dependencies: 1,500 files of 3 KB (more than one batch of
+/// blobs), the same in every monorepo.
+fn install(repo: &Repo) {
+    for i in 0..1500 {
+        let line = format!("export const v{i} = {i}; // a line of an installed package\n");
+        repo.write(
+            &format!("node_modules/dep-{}/lib/file{i}.js", i % 15),
+            &line.repeat(3000 / line.len()),
+        );
+    }
+}
+
 /// A clone of `repo` at another, deeper path.
 fn clone_of(repo: &Repo) -> Repo {
     let holder = tempfile::tempdir().unwrap();
@@ -172,6 +184,7 @@ fn clone_of(repo: &Repo) -> Repo {
 fn builds_run_as_actions_on_workers_equal_local_builds_and_warm_a_cache_another_clone_reads() {
     let grid = BuildGrid::start(2);
     let remote = committed();
+    install(&remote);
     let (code, report, stderr) = run(
         &remote,
         &["store", "build", "--json", "--remote-executor", &grid.url()],
@@ -191,6 +204,7 @@ fn builds_run_as_actions_on_workers_equal_local_builds_and_warm_a_cache_another_
     }
 
     let local = committed();
+    install(&local);
     let (code, _, stderr) = run(&local, &["store", "build", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(local.builds().len(), 5);
@@ -218,17 +232,29 @@ fn builds_run_as_actions_on_workers_equal_local_builds_and_warm_a_cache_another_
     }
     assert_eq!(deploys(&other), deploys(&local));
 
-    // Run again with the executor after a clean: the server's cache
-    // answers, nothing is sent again.
-    std::fs::remove_dir_all(remote.path().join(".out")).unwrap();
+    // One store's banner changes: one action runs, and what is sent is
+    // that file and the folders above it, not the 4.5 MB node_modules nor
+    // the rest of the app.
+    remote.write(
+        "apps/stores/solo/storefront-unified-nextjs/components/banner.html",
+        "solo banner, changed\n",
+    );
     let (code, report, stderr) = run(
         &remote,
         &["store", "build", "--json", "--remote-executor", &grid.url()],
     );
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["remote_executor"]["executed"], 0, "{report:#}");
-    assert_eq!(report["remote_executor"]["uploaded"], 0, "{report:#}");
-    assert_eq!(deploys(&remote), deploys(&local));
+    let executor = &report["remote_executor"];
+    assert_eq!(executor["executed"], 1, "{report:#}");
+    let sent = executor["uploaded"].as_u64().unwrap();
+    assert!(sent > 0 && sent < 16_000, "{sent} bytes sent: {report:#}");
+    let page = remote
+        .path()
+        .join(".out/solo/storefront-unified-nextjs/.deploy/.next/server/page.html");
+    assert_eq!(
+        std::fs::read_to_string(page).unwrap(),
+        "solo banner, changed\n"
+    );
 }
 
 #[test]
@@ -423,4 +449,151 @@ fn a_worker_killed_mid_action_is_replaced_and_the_build_gets_one_result() {
     assert_eq!(report["remote_executor"]["actions"], 2, "{report:#}");
     let server = repo.path().join(".out/solo/storefront-middleware/.deploy");
     assert!(server.is_dir());
+}
+
+/// What bazel-remote checks of an `/ac/` entry before it stores it: an
+/// `ActionResult` whose output files and trees are in the CAS, and whose
+/// trees' files are too. Returns the digests of the entries' actions
+/// (their `Action` blobs are in the CAS as well).
+fn validate_http_cache(data: &Path) -> Vec<strata_engine::reapi::Digest> {
+    use prost::Message as _;
+    use strata_engine::reapi::{Digest, digest_of, re};
+    let cas = |d: &Digest| -> Vec<u8> {
+        let bytes = std::fs::read(data.join("cas").join(&d.hash))
+            .unwrap_or_else(|_| panic!("blob {} is not in the cache", d.hash));
+        assert_eq!(digest_of(&bytes), *d, "blob {} is whole", d.hash);
+        bytes
+    };
+    let mut actions = Vec::new();
+    let entries: Vec<_> = std::fs::read_dir(data.join("ac"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(!entries.is_empty());
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let bytes = std::fs::read(entry.path()).unwrap();
+        let result = re::ActionResult::decode(bytes.as_slice())
+            .unwrap_or_else(|e| panic!("ac/{name} is not an ActionResult: {e}"));
+        assert_eq!(result.exit_code, 0);
+        assert!(
+            !result.output_directories.is_empty(),
+            "ac/{name}: {result:?}"
+        );
+        for file in &result.output_files {
+            cas(file.digest.as_ref().unwrap());
+        }
+        for dir in &result.output_directories {
+            let tree = re::Tree::decode(cas(dir.tree_digest.as_ref().unwrap()).as_slice()).unwrap();
+            for folder in tree.root.iter().chain(&tree.children) {
+                for file in &folder.files {
+                    cas(file.digest.as_ref().unwrap());
+                }
+            }
+        }
+        // The action the entry is kept under is in the CAS too.
+        let action_bytes = std::fs::read(data.join("cas").join(&name))
+            .unwrap_or_else(|_| panic!("the action of ac/{name} is not in the cache"));
+        let action = re::Action::decode(action_bytes.as_slice()).unwrap();
+        cas(action.command_digest.as_ref().unwrap());
+        actions.push(digest_of(&action_bytes));
+    }
+    actions
+}
+
+#[test]
+fn entries_written_over_http_are_valid_actionresults_a_grpc_clone_reads() {
+    crate::registry::require("nginx", "nginx");
+    let http = crate::remote::CacheServer::start();
+    let grid = BuildGrid::start(0);
+    let first = committed();
+    let (code, _, stderr) = run(
+        &first,
+        &["store", "build", "--json", "--remote-cache", &http.url()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let actions = validate_http_cache(&http.data());
+    assert_eq!(actions.len(), 5, "one entry per distinct build");
+
+    // The same store served over gRPC, as bazel-remote serves one store
+    // through both: every blob, then every entry under its action.
+    let client = strata_engine::reapi::Client::connect(&grid.url(), Default::default()).unwrap();
+    let blobs: Vec<_> = std::fs::read_dir(http.data().join("cas"))
+        .unwrap()
+        .flatten()
+        .map(|e| strata_engine::reapi::Blob {
+            digest: strata_engine::reapi::Digest {
+                hash: e.file_name().to_string_lossy().into_owned(),
+                size_bytes: e.metadata().unwrap().len() as i64,
+            },
+            source: strata_engine::reapi::Source::File(e.path()),
+        })
+        .collect();
+    client.upload(blobs).unwrap();
+    for action in &actions {
+        use prost::Message as _;
+        let bytes = std::fs::read(http.data().join("ac").join(&action.hash)).unwrap();
+        let result = strata_engine::reapi::re::ActionResult::decode(bytes.as_slice()).unwrap();
+        client.update_action_result(action, &result).unwrap();
+    }
+
+    let other = clone_of(&first);
+    let (code, report, stderr) = run(
+        &other,
+        &["store", "build", "--json", "--remote-cache", &grid.url()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["scripts_run"], 0, "{report:#}");
+    assert!(other.builds().is_empty());
+    assert_eq!(deploys(&other), deploys(&first));
+}
+
+#[test]
+fn a_sandboxed_build_equals_a_plain_one_and_finds_an_undeclared_input() {
+    let sandboxed = committed();
+    let (code, report, stderr) = run(&sandboxed, &["store", "build", "--json", "--sandbox"]);
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let plain = committed();
+    let (code, _, stderr) = run(&plain, &["store", "build", "--json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(deploys(&sandboxed), deploys(&plain));
+    // The sandbox is gone, and the builds logged nowhere in the monorepo
+    // (their `builds.log` was in the sandbox).
+    assert!(sandboxed.builds().is_empty(), "{:?}", sandboxed.builds());
+    assert!(
+        !sandboxed
+            .path()
+            .join(".strata/sandbox")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some())
+    );
+
+    // A build that reads a file no input declares: fine here, not there.
+    let repo = committed();
+    repo.write("notes/banner.txt", "read from outside the app\n");
+    let base =
+        std::fs::read_to_string(repo.path().join("apps/storefront-middleware/build.mjs")).unwrap();
+    repo.write(
+        "apps/stores/solo/storefront-middleware/build.mjs",
+        &format!("{base}\nconsole.log(readFileSync(`${{root}}/notes/banner.txt`, \"utf8\"));\n")
+            .replace(
+                "import { appendFileSync,",
+                "import { readFileSync, appendFileSync,",
+            ),
+    );
+    let (code, _, stderr) = run(&repo, &["store", "build", "--json", "-s", "solo"]);
+    assert_eq!(code, 0, "a plain build reads it: {stderr}");
+    std::fs::remove_dir_all(repo.path().join(".out")).unwrap();
+    std::fs::remove_dir_all(repo.path().join(".strata")).unwrap();
+    let (code, _, stderr) = run(
+        &repo,
+        &["store", "build", "--json", "-s", "solo", "--sandbox"],
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("build of solo/storefront-middleware failed")
+            && stderr.contains("in a sandbox holding only the input root")
+            && stderr.contains("ENOENT"),
+        "{stderr}"
+    );
 }

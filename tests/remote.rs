@@ -61,6 +61,11 @@ impl CacheServer {
         format!("http://ci-user:cache-s3cret@127.0.0.1:{}", self.port)
     }
 
+    /// The folder the server stores `ac/` and `cas/` in.
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// The blobs stored.
     pub fn blobs(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.dir.path().join("data/cas"))

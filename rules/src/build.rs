@@ -133,7 +133,7 @@ pub struct BuildContext {
     pub manifests: Tree,
     /// strata's settings from the config.
     pub settings: StrataSettings,
-    slots: Semaphore,
+    pub(crate) slots: Semaphore,
     keys: Mutex<HashMap<ContentHash, Arc<Mutex<Option<String>>>>>,
     /// How many build scripts this run started.
     pub scripts_run: AtomicUsize,
@@ -147,6 +147,8 @@ pub struct BuildContext {
     pub used: Option<Tree>,
     /// The REAPI executor builds run on, when they run remotely.
     pub executor: Option<Arc<crate::remote_build::Executor>>,
+    /// Run local builds in a sandbox holding only their input root.
+    pub sandbox: bool,
     /// Build keys whose remote entry this run checked (or made).
     remote_checked: Mutex<HashSet<ContentHash>>,
     failed: std::sync::atomic::AtomicBool,
@@ -189,6 +191,7 @@ impl BuildContext {
             used: None,
             remote_checked: Mutex::new(HashSet::new()),
             executor: None,
+            sandbox: false,
         }
     }
 
@@ -486,6 +489,7 @@ pub fn build(
                 seconds: started.elapsed().as_secs_f64(),
             }
         }
+        None if ctx.sandbox => crate::sandbox::build(ctx, spec, key, prior, upstream)?,
         None => run(ctx, spec, key, prior)?,
     };
     upload_remote(ctx, &key, &record.outputs)?;
@@ -766,12 +770,22 @@ fn manifest(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<OutputFi
     Ok(complete.then_some(outputs))
 }
 
-fn remove_outputs(dir: &Path, outputs: &[OutputFile], keep: &HashSet<&str>) {
+pub(crate) fn remove_outputs(dir: &Path, outputs: &[OutputFile], keep: &HashSet<&str>) {
     for o in outputs {
         if !keep.contains(o.path.as_str()) {
             let _ = std::fs::remove_file(dir.join(strata_engine::fs_path(&o.path)));
         }
     }
+}
+
+/// Puts `outputs` (in the local store) in place in the app's folder; their
+/// stat there.
+pub(crate) fn restore_outputs(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    outputs: &[OutputFile],
+) -> Result<Vec<Fingerprint>> {
+    restore(ctx, spec, outputs, None)
 }
 
 fn restore(
@@ -838,7 +852,7 @@ fn ignored_files(dir: &Path) -> Result<BTreeMap<String, Fingerprint>> {
 }
 
 /// The files under the paths the config names as outputs.
-fn named_outputs(dir: &Path, paths: &[String]) -> BTreeMap<String, Fingerprint> {
+pub(crate) fn named_outputs(dir: &Path, paths: &[String]) -> BTreeMap<String, Fingerprint> {
     let mut out = BTreeMap::new();
     for p in paths {
         let mut walk = ignore::WalkBuilder::new(dir.join(p));
@@ -942,8 +956,27 @@ fn run(
     } else {
         named_outputs(&dir, &named).into_keys().collect()
     };
-    let stored: Vec<(OutputFile, Fingerprint)> = made
-        .par_iter()
+    let stored = store_outputs(ctx, &dir, &made)?;
+    let (outputs, fingerprints): (Vec<_>, Vec<_>) = stored.into_iter().unzip();
+    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
+    ctx.manifests.insert(&key.0, &bytes)?;
+    Ok(BuildRecord {
+        key,
+        outputs,
+        fingerprints,
+        how: How::Ran,
+        seconds,
+    })
+}
+
+/// Puts the files `made` (relative to `dir`; what outputs never hold left
+/// out) into the local store: each as an output, with its stat.
+pub(crate) fn store_outputs(
+    ctx: &BuildContext,
+    dir: &Path,
+    made: &[String],
+) -> Result<Vec<(OutputFile, Fingerprint)>> {
+    made.par_iter()
         .filter(|rel| !never_output(rel))
         .map(|rel| {
             let full = dir.join(strata_engine::fs_path(rel));
@@ -969,21 +1002,11 @@ fn run(
             };
             Ok((file, Fingerprint::of(&meta)))
         })
-        .collect::<Result<_>>()?;
-    let (outputs, fingerprints): (Vec<_>, Vec<_>) = stored.into_iter().unzip();
-    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
-    ctx.manifests.insert(&key.0, &bytes)?;
-    Ok(BuildRecord {
-        key,
-        outputs,
-        fingerprints,
-        how: How::Ran,
-        seconds,
-    })
+        .collect()
 }
 
 /// The last `n` lines of a file.
-fn tail(path: &Path, n: usize) -> Vec<String> {
+pub(crate) fn tail(path: &Path, n: usize) -> Vec<String> {
     let Ok(file) = std::fs::File::open(path) else {
         return Vec::new();
     };

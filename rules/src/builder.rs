@@ -41,6 +41,8 @@ pub struct BuildOptions {
     pub remote: Option<RemoteSettings>,
     /// The REAPI executor builds run on (`--remote-executor`).
     pub executor: Option<crate::remote_build::ExecutorSettings>,
+    /// Run local builds in a sandbox holding only their input root.
+    pub sandbox: bool,
 }
 
 /// What happened to one app.
@@ -297,6 +299,7 @@ pub fn build_context(
         options.fail_fast,
     );
     ctx.remote = remote;
+    ctx.sandbox = options.sandbox;
     if let Some(settings) = &options.executor
         && !options.dry_run
     {

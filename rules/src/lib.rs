@@ -30,6 +30,7 @@ mod remote_build;
 pub use remote_build::ExecutorSettings;
 mod revision;
 mod rollout;
+mod sandbox;
 mod servers;
 mod snapshot;
 mod sources;

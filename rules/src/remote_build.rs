@@ -43,8 +43,6 @@ pub struct ExecutorSettings {
 
 /// The root's inputs every build action shares, read once per run.
 struct Shared {
-    /// The root files builds read, and the root lockfile.
-    files: reapi::inputs::Files,
     /// The installed `node_modules/` folder's digest, when there is one.
     node_modules: Option<Digest>,
 }
@@ -129,30 +127,10 @@ impl Executor {
 
     /// The shared root inputs, read (and the installed `node_modules/`
     /// sent) once per run.
-    fn shared(&self, root: &Path, lockfile: Option<&str>) -> Result<Arc<Shared>> {
+    fn shared(&self, root: &Path) -> Result<Arc<Shared>> {
         let mut slot = self.shared.lock().unwrap();
         if let Some(shared) = &*slot {
             return Ok(shared.clone());
-        }
-        let mut files = reapi::inputs::Files::default();
-        for name in GLOBAL_INPUTS.iter().copied().chain(lockfile) {
-            let path = root.join(name);
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if !meta.is_file() {
-                continue;
-            }
-            use std::os::unix::fs::PermissionsExt;
-            let digest = self.hasher.digest(&path, &meta)?;
-            files.blobs.insert(digest.hash.clone(), path);
-            files.entries.insert(
-                name.to_string(),
-                reapi::tree::Entry::File {
-                    digest,
-                    executable: meta.permissions().mode() & 0o111 != 0,
-                },
-            );
         }
         let installed = root.join("node_modules");
         let node_modules = if installed.is_dir() {
@@ -171,10 +149,7 @@ impl Executor {
         } else {
             None
         };
-        let shared = Arc::new(Shared {
-            files,
-            node_modules,
-        });
+        let shared = Arc::new(Shared { node_modules });
         *slot = Some(shared.clone());
         Ok(shared)
     }
@@ -230,10 +205,85 @@ pub fn output_paths(ctx: &BuildContext, app: &str) -> Vec<String> {
     }
 }
 
+/// What a build's input root holds beside the composed app folder, and
+/// what of that folder it leaves out: one definition for remote actions
+/// and `--sandbox`.
+pub(crate) struct InputParts {
+    /// Files by their path in the root, with where they are: the root files
+    /// builds read, the root lockfile, and the outputs the build builds on.
+    pub files: Vec<(String, PathBuf)>,
+    /// Symlinks by their path in the root, with their targets.
+    pub links: Vec<(String, PathBuf)>,
+    /// The installed `node_modules/`, when there is one.
+    pub node_modules: Option<PathBuf>,
+    /// The app's output paths, relative to the app.
+    pub outputs: Vec<String>,
+    /// What the app folder holds that is not an input (given a path
+    /// relative to the app): tool files, installed dependencies, outputs
+    /// of an earlier build.
+    pub skip_in_app: Box<dyn Fn(&str) -> bool + Sync>,
+}
+
+/// The input root of the build of `spec`, whose upstream build (the
+/// middleware, for a frontend) is `upstream`.
+pub(crate) fn input_parts(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    upstream: Option<&BuildRecord>,
+) -> InputParts {
+    let mut files = Vec::new();
+    let mut links = Vec::new();
+    for name in GLOBAL_INPUTS.iter().copied().chain(ctx.lockfile.as_deref()) {
+        let path = ctx.root.join(name);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
+            files.push((name.to_string(), path));
+        }
+    }
+    if let Some(record) = upstream {
+        let above = spec.out.rsplit_once('/').map_or("", |(a, _)| a);
+        let up_out = if above.is_empty() {
+            MIDDLEWARE_APP.to_string()
+        } else {
+            format!("{above}/{MIDDLEWARE_APP}")
+        };
+        for o in &record.outputs {
+            let rel = format!("{up_out}/{}", o.path);
+            match o.kind {
+                EntryKind::Symlink => {
+                    links.push((rel, o.link_target.clone().unwrap_or_default()));
+                }
+                EntryKind::File { .. } => {
+                    let path = ctx.root.join(strata_engine::fs_path(&rel));
+                    files.push((rel, path));
+                }
+            }
+        }
+    }
+    let installed = ctx.root.join("node_modules");
+    let outputs = output_paths(ctx, &spec.app);
+    let skipped = outputs.clone();
+    InputParts {
+        files,
+        links,
+        node_modules: installed.is_dir().then_some(installed),
+        outputs,
+        skip_in_app: Box::new(move |inner: &str| {
+            let first = inner.split('/').next().unwrap_or(inner);
+            crate::materialize::TOOL_OWNED.contains(&first)
+                || skipped.iter().any(|o| {
+                    inner == o
+                        || inner
+                            .strip_prefix(o.as_str())
+                            .is_some_and(|r| r.starts_with('/'))
+                })
+        }),
+    }
+}
+
 /// `PATH` on the worker: the monorepo's `node_modules/.bin` (relative to
 /// the working directory `out`), then the setting, or this machine's
 /// folders of `node` and the package manager and the usual ones.
-fn worker_path(ctx: &BuildContext, out: &str) -> String {
+pub(crate) fn worker_path(ctx: &BuildContext, out: &str) -> String {
     let up = "../".repeat(out.split('/').filter(|p| !p.is_empty()).count());
     let rest = ctx.settings.remote.path.clone().unwrap_or_else(|| {
         let mut dirs: Vec<String> = Vec::new();
@@ -270,54 +320,35 @@ fn prepare(
     upstream: Option<&BuildRecord>,
 ) -> Result<Prepared> {
     let dir = ctx.root.join(&spec.out);
-    let outputs = output_paths(ctx, &spec.app);
-    // What the app folder holds that is not an input: tool files, the
-    // installed dependencies, and outputs of an earlier build.
-    let skip = |rel: &str| {
-        let inner = rel
-            .strip_prefix(spec.out.as_str())
-            .and_then(|r| r.strip_prefix('/'))
-            .unwrap_or(rel);
-        let first = inner.split('/').next().unwrap_or(inner);
-        crate::materialize::TOOL_OWNED.contains(&first)
-            || outputs
-                .iter()
-                .any(|o| inner == o || inner.starts_with(&format!("{o}/")))
-    };
+    let parts = input_parts(ctx, spec, upstream);
+    let prefix = format!("{}/", spec.out);
+    let skip = |rel: &str| (parts.skip_in_app)(rel.strip_prefix(prefix.as_str()).unwrap_or(rel));
     let mut files = exec.hasher.folder(&dir, &spec.out, &skip)?;
-    // What the build builds on (the middleware's outputs, for a frontend),
-    // at its place beside the app.
-    if let Some(record) = upstream {
-        let above = spec.out.rsplit_once('/').map_or("", |(a, _)| a);
-        let up_out = if above.is_empty() {
-            MIDDLEWARE_APP.to_string()
-        } else {
-            format!("{above}/{MIDDLEWARE_APP}")
-        };
-        for o in &record.outputs {
-            let rel = format!("{up_out}/{}", o.path);
-            let path = ctx.root.join(strata_engine::fs_path(&rel));
-            let entry = match o.kind {
-                EntryKind::Symlink => reapi::tree::Entry::Symlink {
-                    target: o
-                        .link_target
-                        .as_deref()
-                        .and_then(|t| t.to_str())
-                        .unwrap_or_default()
-                        .to_string(),
-                },
-                EntryKind::File { executable } => {
-                    let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
-                    let digest = exec.hasher.digest(&path, &meta)?;
-                    files.blobs.insert(digest.hash.clone(), path);
-                    reapi::tree::Entry::File { digest, executable }
-                }
-            };
-            files.entries.insert(rel, entry);
-        }
+    for (rel, path) in &parts.files {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
+        let digest = exec.hasher.digest(path, &meta)?;
+        files.blobs.insert(digest.hash.clone(), path.clone());
+        files.entries.insert(
+            rel.clone(),
+            reapi::tree::Entry::File {
+                digest,
+                executable: meta.permissions().mode() & 0o111 != 0,
+            },
+        );
     }
-    files.entries.extend(shared.files.entries.clone());
-    files.blobs.extend(shared.files.blobs.clone());
+    for (rel, target) in &parts.links {
+        let target = target.to_str().ok_or_else(|| Error::RemoteExecutor {
+            message: format!("{rel}: a link target that is not UTF-8 has no REAPI form"),
+        })?;
+        files.entries.insert(
+            rel.clone(),
+            reapi::tree::Entry::Symlink {
+                target: target.to_string(),
+            },
+        );
+    }
+    let outputs = parts.outputs.clone();
     let mounts: Vec<(&str, &Digest)> = shared
         .node_modules
         .as_ref()
@@ -396,7 +427,7 @@ pub fn execute(
     }
     let mut again = false;
     let response = loop {
-        let shared = exec.shared(&ctx.root, ctx.lockfile.as_deref())?;
+        let shared = exec.shared(&ctx.root)?;
         let prepared = prepare(ctx, exec, spec, &shared, upstream)?;
         exec.upload(prepared.blobs)?;
         exec.actions_submitted.fetch_add(1, Ordering::Relaxed);

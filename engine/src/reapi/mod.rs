@@ -137,6 +137,9 @@ const MAX_MESSAGE: usize = 64 << 20;
 const DEFAULT_BATCH: usize = 4 << 20;
 /// ByteStream chunk size.
 const CHUNK: usize = 1 << 20;
+/// What one blob adds to a batch message beside its bytes (its digest,
+/// status and field tags), counted generously.
+const PER_BLOB: usize = 160;
 
 impl Client {
     /// Connects to `url` (`grpc://host:port` or `grpcs://host[:port]`) and
@@ -403,7 +406,7 @@ impl Client {
             if size == 0 {
                 continue;
             }
-            if size > limit {
+            if size + PER_BLOB > limit {
                 sent += self.write(&blob)?;
                 continue;
             }
@@ -416,11 +419,11 @@ impl Client {
                     what: format!("a blob to upload ({})", show(&blob.digest)),
                 });
             }
-            if batch_bytes + size > limit {
+            if batch_bytes + size + PER_BLOB > limit {
                 sent += self.batch_update(std::mem::take(&mut batch))?;
                 batch_bytes = 0;
             }
-            batch_bytes += size;
+            batch_bytes += size + PER_BLOB;
             batch.push((blob.digest, bytes));
         }
         if !batch.is_empty() {
@@ -534,6 +537,7 @@ impl Client {
         let limit = self.capabilities.max_batch_bytes.saturating_sub(64 << 10);
         let mut out = HashMap::new();
         let mut batch: Vec<Digest> = Vec::new();
+        let mut asked = std::collections::HashSet::new();
         let mut batch_bytes = 0usize;
         for digest in digests {
             let size = usize::try_from(digest.size_bytes).unwrap_or(usize::MAX);
@@ -541,20 +545,20 @@ impl Client {
                 out.insert(digest.hash.clone(), Vec::new());
                 continue;
             }
-            if out.contains_key(&digest.hash) || batch.iter().any(|d| d.hash == digest.hash) {
+            if !asked.insert(digest.hash.clone()) {
                 continue;
             }
-            if size > limit {
+            if size + PER_BLOB > limit {
                 let mut bytes = Vec::with_capacity(size);
                 self.read_into(digest, &mut bytes)?;
                 out.insert(digest.hash.clone(), bytes);
                 continue;
             }
-            if batch_bytes + size > limit {
+            if batch_bytes + size + PER_BLOB > limit {
                 self.batch_read(std::mem::take(&mut batch), &mut out)?;
                 batch_bytes = 0;
             }
-            batch_bytes += size;
+            batch_bytes += size + PER_BLOB;
             batch.push(digest.clone());
         }
         if !batch.is_empty() {
@@ -600,7 +604,7 @@ impl Client {
                     rpc_status(status)
                 )));
             }
-            if !batch.iter().any(|d| d.hash == digest.hash) {
+            if !batch.iter().any(|d| d.hash == digest.hash) || out.contains_key(&digest.hash) {
                 return Err(self.wrong(format!(
                     "BatchReadBlobs answered with {}, which was not asked for",
                     show(&digest)
@@ -717,7 +721,7 @@ impl Client {
         let tmp = TempName::beside(dest);
         let result = (|| {
             let size = usize::try_from(digest.size_bytes).unwrap_or(usize::MAX);
-            if size <= self.capabilities.max_batch_bytes.saturating_sub(64 << 10) {
+            if size + PER_BLOB <= self.capabilities.max_batch_bytes.saturating_sub(64 << 10) {
                 let bytes = self
                     .read_blob(digest)?
                     .ok_or_else(|| Error::RemoteMissing {

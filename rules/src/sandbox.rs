@@ -1,0 +1,176 @@
+//! `store build --sandbox`: a local build in a temporary copy of the
+//! monorepo that holds only what a remote build's input root holds (see
+//! `remote_build`), with only the environment a remote action gets. A
+//! build that reads something undeclared fails here as it would on a
+//! build farm, without one.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use strata_engine::{ContentHash, process};
+
+use crate::build::{
+    BuildContext, BuildRecord, BuildSpec, How, named_outputs, remove_outputs, store_outputs, tail,
+};
+use crate::error::{Error, Result};
+use crate::remote_build::{input_parts, worker_path};
+use crate::toolchain::which;
+
+/// Copies `from` into `to`: folders made, symlinks made as they are,
+/// files linked when `link` (the installed dependencies: many, and read
+/// only) or copied; names `skip` gives (relative to `from`) left out.
+fn copy_tree(
+    from: &Path,
+    to: &Path,
+    rel: &str,
+    link: bool,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<()> {
+    std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
+        let entry = entry.map_err(|e| Error::io(from, e))?;
+        let name = entry.file_name();
+        let inner = if rel.is_empty() {
+            name.to_string_lossy().into_owned()
+        } else {
+            format!("{rel}/{}", name.to_string_lossy())
+        };
+        if skip(&inner) {
+            continue;
+        }
+        let source = entry.path();
+        let dest = to.join(&name);
+        let kind = entry.file_type().map_err(|e| Error::io(&source, e))?;
+        if kind.is_symlink() {
+            let target = std::fs::read_link(&source).map_err(|e| Error::io(&source, e))?;
+            std::os::unix::fs::symlink(&target, &dest).map_err(|e| Error::io(&dest, e))?;
+        } else if kind.is_dir() {
+            copy_tree(&source, &dest, &inner, link, skip)?;
+        } else if kind.is_file() {
+            copy_file(&source, &dest, link)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_file(source: &Path, dest: &Path, link: bool) -> Result<()> {
+    if let Some(parent) = dest.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    if link && std::fs::hard_link(source, dest).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(source, dest).map_err(|e| Error::io(source, e))?;
+    Ok(())
+}
+
+/// Removes the sandbox when dropped.
+struct Sandbox(PathBuf);
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Builds `spec` in a sandbox holding only its input root; the outputs go
+/// to the local store and `.out` as after any build.
+pub fn build(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    key: ContentHash,
+    prior: Option<&BuildRecord>,
+    upstream: Option<&BuildRecord>,
+) -> Result<BuildRecord> {
+    let out_dir = ctx.root.join(&spec.out);
+    if let Some(prior) = prior {
+        remove_outputs(&out_dir, &prior.outputs, &Default::default());
+    }
+    let parts = input_parts(ctx, spec, upstream);
+    let place = ctx.cas.dir().with_file_name("sandbox").join(key.to_hex());
+    let _ = std::fs::remove_dir_all(&place);
+    let sandbox = Sandbox(place.clone());
+    for (rel, source) in &parts.files {
+        copy_file(source, &place.join(strata_engine::fs_path(rel)), false)?;
+    }
+    for (rel, target) in &parts.links {
+        let dest = place.join(strata_engine::fs_path(rel));
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        std::os::unix::fs::symlink(target, &dest).map_err(|e| Error::io(&dest, e))?;
+    }
+    copy_tree(
+        &out_dir,
+        &place.join(&spec.out),
+        "",
+        false,
+        &parts.skip_in_app,
+    )?;
+    if let Some(installed) = &parts.node_modules {
+        let skip = |rel: &str| rel == ".cache";
+        copy_tree(installed, &place.join("node_modules"), "", true, &skip)?;
+    }
+    let dir = place.join(&spec.out);
+    let home = place.join(".home");
+    std::fs::create_dir_all(&home).map_err(|e| Error::io(&home, e))?;
+
+    let program = ctx.pm.program();
+    let program_path = which(program).ok_or_else(|| Error::Toolchain {
+        message: format!("{program} is not on PATH"),
+    })?;
+    let log_path = out_dir.join(".strata-build.log");
+    let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
+    let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
+    let mut command = Command::new(program_path);
+    command
+        .args(&ctx.pm.run_script("build")[1..])
+        .current_dir(&dir)
+        // Only what an action's command gets.
+        .env_clear()
+        .envs(ctx.env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", worker_path(ctx, &spec.out))
+        .env("HOME", &home)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log))
+        .stderr(Stdio::from(log_err));
+    let permit = ctx.slots.acquire();
+    if ctx.fail_fast && ctx.failed() {
+        return Err(Error::Cancelled);
+    }
+    let started = Instant::now();
+    ctx.scripts_run
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut child = process::spawn(&mut command).map_err(|e| Error::io(&dir, e))?;
+    let status = process::wait(&mut child);
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        ctx.mark_failed();
+    }
+    drop(permit);
+    let status = status.map_err(|e| Error::io(&dir, e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        return Err(Error::BuildFailed {
+            store: spec.store.clone(),
+            app: spec.app.clone(),
+            status: format!("{status}, in a sandbox holding only the input root"),
+            log: PathBuf::from(&spec.out).join(".strata-build.log"),
+            tail: tail(&log_path, 20),
+        });
+    }
+    let made: Vec<String> = named_outputs(&dir, &parts.outputs).into_keys().collect();
+    let stored = store_outputs(ctx, &dir, &made)?;
+    let outputs: Vec<_> = stored.into_iter().map(|(o, _)| o).collect();
+    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
+    ctx.manifests.insert(&key.0, &bytes)?;
+    let fingerprints = crate::build::restore_outputs(ctx, spec, &outputs)?;
+    drop(sandbox);
+    Ok(BuildRecord {
+        key,
+        outputs,
+        fingerprints,
+        how: How::Ran,
+        seconds,
+    })
+}
