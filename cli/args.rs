@@ -501,6 +501,11 @@ pub struct CiArgs {
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub remote_jobs: usize,
 
+    /// A PEM file of certificates to trust for grpcs:// (a private CA),
+    /// beside the usual roots.
+    #[arg(long, env = "STRATA_REMOTE_CA", value_name = "FILE")]
+    pub remote_ca: Option<PathBuf>,
+
     /// The REAPI instance name on a grpc(s):// remote cache or executor.
     #[arg(
         long,

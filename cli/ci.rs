@@ -37,6 +37,7 @@ pub fn remote(ci: &CiArgs) -> Option<strata_rules::RemoteSettings> {
             read_only: ci.remote_cache_read_only,
             instance: ci.remote_instance.clone(),
             headers: ci.remote_header.clone(),
+            ca: ci.remote_ca.clone(),
         })
 }
 
@@ -49,6 +50,7 @@ pub fn executor(ci: &CiArgs) -> Option<strata_rules::ExecutorSettings> {
             instance: ci.remote_instance.clone(),
             headers: ci.remote_header.clone(),
             jobs: ci.remote_jobs.max(1),
+            ca: ci.remote_ca.clone(),
         })
 }
 

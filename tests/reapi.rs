@@ -597,3 +597,195 @@ fn a_sandboxed_build_equals_a_plain_one_and_finds_an_undeclared_input() {
         "{stderr}"
     );
 }
+
+/// nginx terminating TLS in front of a REAPI server (gRPC over HTTP/2),
+/// demanding a bearer token, with a self-signed certificate for
+/// `localhost`.
+struct TlsFront {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl TlsFront {
+    fn start(upstream: &str, token: &str) -> TlsFront {
+        crate::registry::require("nginx", "nginx");
+        crate::registry::require("openssl", "openssl");
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // A private CA, and a certificate for localhost it signed.
+        let openssl = |args: &[&str]| {
+            let made = Command::new("openssl")
+                .current_dir(d)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                made.status.success(),
+                "{}",
+                String::from_utf8_lossy(&made.stderr)
+            );
+        };
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=strata test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "leaf.csr",
+        ]);
+        std::fs::write(
+            d.join("leaf.ext"),
+            "subjectAltName=DNS:localhost\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "cert.pem",
+            "-extfile",
+            "leaf.ext",
+        ]);
+        std::fs::create_dir_all(d.join("logs")).unwrap();
+        let port = crate::util::free_port();
+        let conf = format!(
+            "daemon off;\nmaster_process off;\nworker_processes 1;\nerror_log {d}/logs/error.log;\npid {d}/nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  server {{\n    listen 127.0.0.1:{port} ssl http2;\n    ssl_certificate {d}/cert.pem;\n    ssl_certificate_key {d}/key.pem;\n    client_max_body_size 0;\n    location / {{\n      if ($http_authorization != \"Bearer {token}\") {{ return 401; }}\n      grpc_pass grpc://{upstream};\n    }}\n  }}\n}}\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("nginx.conf"), conf).unwrap();
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .unwrap();
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(d)
+            .arg("-c")
+            .arg(d.join("nginx.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nginx did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        TlsFront { child, port, dir }
+    }
+
+    fn url(&self) -> String {
+        format!("grpcs://localhost:{}", self.port)
+    }
+
+    /// The CA that signed the server's certificate.
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+impl Drop for TlsFront {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_cache_behind_tls_and_a_token_is_used_and_the_token_is_never_shown() {
+    let grid = BuildGrid::start(0);
+    let token = "t0ken-that-must-not-show";
+    let front = TlsFront::start(&grid.address(), token);
+    let cert = front.cert();
+    let first = committed();
+    let header = format!("authorization=Bearer {token}");
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut args: Vec<String> = ["store", "build", "--json", "--remote-cache", &front.url()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let with_tls = {
+        let mut a = args(&[]);
+        a.extend(["--remote-ca".to_string(), cert.display().to_string()]);
+        a.extend(["--remote-header".to_string(), header.clone()]);
+        a
+    };
+    let with_tls: Vec<&str> = with_tls.iter().map(String::as_str).collect();
+    let (code, report, stderr) = run(&first, &with_tls);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        report["warnings"].as_array().unwrap().is_empty(),
+        "{report:#}"
+    );
+    assert!(
+        report["remote_cache"]["uploaded"].as_u64().unwrap() > 0,
+        "{report:#}"
+    );
+
+    let second = clone_of(&first);
+    let (code, report, stderr) = run(&second, &with_tls);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["scripts_run"], 0, "{report:#}");
+    assert_eq!(deploys(&second), deploys(&first));
+
+    // A wrong token: a warning (the cache only saves time), never the
+    // token itself.
+    let third = clone_of(&first);
+    let wrong = args(&["--remote-header", "authorization=Bearer wr0ng-t0ken"]);
+    let mut wrong: Vec<String> = wrong;
+    wrong.extend(["--remote-ca".to_string(), cert.display().to_string()]);
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let (code, report, stderr) = run(&third, &wrong);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(third.builds().len(), 5, "built here");
+    let text = format!("{stderr}{report}");
+    assert!(text.contains("going on without"), "{text}");
+    assert!(
+        !text.contains("wr0ng-t0ken") && !text.contains(token),
+        "{text}"
+    );
+
+    // Without the certificate, the server is not trusted.
+    let fourth = clone_of(&first);
+    let untrusted = args(&[
+        "--remote-header",
+        "authorization=Bearer t0ken-that-must-not-show",
+    ]);
+    let untrusted: Vec<&str> = untrusted.iter().map(String::as_str).collect();
+    let (code, report, stderr) = run(&fourth, &untrusted);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(fourth.builds().len(), 5, "built here: {report:#}");
+    assert!(!format!("{stderr}{report}").contains(token));
+}

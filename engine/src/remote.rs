@@ -75,6 +75,8 @@ pub struct RemoteOptions {
     pub instance: String,
     /// Headers sent with every gRPC call (values never shown).
     pub headers: Vec<(String, String)>,
+    /// Certificates (PEM) trusted for `grpcs://` beside the usual roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for RemoteOptions {
@@ -85,6 +87,7 @@ impl Default for RemoteOptions {
             timeout: Duration::from_secs(20),
             instance: String::new(),
             headers: Vec::new(),
+            ca_pem: None,
         }
     }
 }
@@ -161,6 +164,7 @@ impl RemoteCache {
                     headers,
                     timeout: options.timeout,
                     retries: 2,
+                    ca_pem: options.ca_pem.clone(),
                 },
             );
             return match client {

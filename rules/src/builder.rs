@@ -248,6 +248,26 @@ pub struct RemoteSettings {
     pub instance: String,
     /// Headers for every gRPC call (`name`, `value`; values never shown).
     pub headers: Vec<(String, String)>,
+    /// A PEM file of certificates trusted for `grpcs://`.
+    pub ca: Option<std::path::PathBuf>,
+}
+
+/// The certificates of `--remote-ca`, read.
+pub(crate) fn read_ca(path: Option<&std::path::Path>) -> Result<Option<Vec<u8>>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let pem = std::fs::read(path).map_err(|e| Error::BadUrl {
+        option: "--remote-ca",
+        message: format!("{}: {e}", path.display()),
+    })?;
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Error::BadUrl {
+            option: "--remote-ca",
+            message: format!("{} holds no PEM certificate", path.display()),
+        });
+    }
+    Ok(Some(pem))
 }
 
 /// The shared context of a run's builds.
@@ -265,6 +285,7 @@ pub fn build_context(
             read_only: false,
             instance: e.instance.clone(),
             headers: e.headers.clone(),
+            ca: e.ca.clone(),
         })
     });
     let remote = match &remote_settings {
@@ -277,6 +298,7 @@ pub fn build_context(
                     timeout: std::time::Duration::from_secs(20),
                     instance: settings.instance.clone(),
                     headers: settings.headers.clone(),
+                    ca_pem: read_ca(settings.ca.as_deref())?,
                 },
             )
             .map_err(|e| Error::BadUrl {

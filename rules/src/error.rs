@@ -300,7 +300,9 @@ impl Error {
                 matches!(e, strata_engine::Error::Busy { .. }) || e.is_permission_denied()
             }
             Error::Io { source, .. } => source.kind() == std::io::ErrorKind::PermissionDenied,
-            Error::Git { .. } | Error::ConsoleRefused { .. } => false,
+            Error::Git { .. } | Error::ConsoleRefused { .. } | Error::RemoteExecutor { .. } => {
+                false
+            }
             _ => true,
         }
     }

@@ -39,6 +39,8 @@ pub struct ExecutorSettings {
     pub headers: Vec<(String, String)>,
     /// Actions executing at once.
     pub jobs: usize,
+    /// A PEM file of certificates trusted for `grpcs://`.
+    pub ca: Option<PathBuf>,
 }
 
 /// The root's inputs every build action shares, read once per run.
@@ -76,10 +78,17 @@ impl Executor {
                 headers: settings.headers.clone(),
                 timeout: Duration::from_secs(60),
                 retries: 4,
+                ca_pem: crate::builder::read_ca(settings.ca.as_deref())?,
             },
         )
-        .map_err(|e| Error::RemoteExecutor {
-            message: e.to_string(),
+        .map_err(|e| match e {
+            strata_engine::Error::Url { message } => Error::BadUrl {
+                option: "--remote-executor",
+                message,
+            },
+            e => Error::RemoteExecutor {
+                message: e.to_string(),
+            },
         })?;
         if !client.capabilities().exec_enabled {
             return Err(Error::RemoteExecutor {

@@ -89,6 +89,8 @@ pub struct Options {
     pub timeout: Duration,
     /// How many times a call the server could not take is tried again.
     pub retries: u32,
+    /// Certificates (PEM) trusted for `grpcs://` beside the usual roots.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Default for Options {
@@ -98,6 +100,7 @@ impl Default for Options {
             headers: Vec::new(),
             timeout: Duration::from_secs(60),
             retries: 4,
+            ca_pem: None,
         }
     }
 }
@@ -195,12 +198,14 @@ impl Client {
             .keep_alive_timeout(Duration::from_secs(20))
             .keep_alive_while_idle(true);
         if tls {
+            let mut config = ClientTlsConfig::new()
+                .with_webpki_roots()
+                .domain_name(host.clone());
+            if let Some(pem) = &options.ca_pem {
+                config = config.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+            }
             endpoint = endpoint
-                .tls_config(
-                    ClientTlsConfig::new()
-                        .with_webpki_roots()
-                        .domain_name(host.clone()),
-                )
+                .tls_config(config)
                 .map_err(|e| bad(format!("{shown}: TLS: {e}")))?;
         }
         let channel = {
