@@ -23,8 +23,8 @@ pub fn run(cx: &Setup, args: &BuildArgs) -> anyhow::Result<ExitCode> {
         fail_fast: args.fail_fast,
         cas_dir: cx.state_dir.join("cas"),
         dry_run: false,
-        remote: crate::ci::remote(&args.ci),
-        executor: crate::ci::executor(&args.ci),
+        remote: crate::ci::remote(&args.ci)?,
+        executor: crate::ci::executor(&args.ci)?,
         sandbox: args.sandbox,
     };
     strata_engine::process::exit_on_signal(|| {

@@ -29,29 +29,67 @@ pub fn stores(
 }
 
 /// The remote cache option.
-pub fn remote(ci: &CiArgs) -> Option<strata_rules::RemoteSettings> {
-    ci.remote_cache
-        .clone()
-        .map(|url| strata_rules::RemoteSettings {
-            url,
-            read_only: ci.remote_cache_read_only,
-            instance: ci.remote_instance.clone(),
-            headers: ci.remote_header.clone(),
-            ca: ci.remote_ca.clone(),
+pub fn remote(ci: &CiArgs) -> Result<Option<strata_rules::RemoteSettings>, strata_rules::Error> {
+    let Some(url) = ci.remote_cache.clone() else {
+        return Ok(None);
+    };
+    Ok(Some(strata_rules::RemoteSettings {
+        url,
+        read_only: ci.remote_cache_read_only,
+        instance: ci.remote_instance.clone(),
+        headers: headers(&ci.remote_header)?,
+        ca: ci.remote_ca.clone(),
+    }))
+}
+
+/// The `--remote-header` values as (name, value): `NAME=VALUE`, or
+/// `Name: value` as curl writes them. An error names the header by its
+/// place, never by its text (it holds a secret).
+fn headers(given: &[String]) -> Result<Vec<(String, String)>, strata_rules::Error> {
+    given
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let split = match (text.find('='), text.find(':')) {
+                (Some(e), Some(c)) if c < e => text.split_at(c),
+                (Some(e), _) => text.split_at(e),
+                (None, Some(c)) => text.split_at(c),
+                (None, None) => ("", ""),
+            };
+            let (name, value) = (split.0.trim(), split.1.get(1..).unwrap_or("").trim());
+            let good = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+            if !good {
+                return Err(strata_rules::Error::BadUrl {
+                    option: "--remote-header",
+                    message: format!(
+                        "header {} of {} is not NAME=VALUE with a header name before the = (its text is not shown: it may hold a secret)",
+                        i + 1,
+                        given.len()
+                    ),
+                });
+            }
+            Ok((name.to_ascii_lowercase(), value.to_string()))
         })
+        .collect()
 }
 
 /// The remote executor option.
-pub fn executor(ci: &CiArgs) -> Option<strata_rules::ExecutorSettings> {
-    ci.remote_executor
-        .clone()
-        .map(|url| strata_rules::ExecutorSettings {
-            url,
-            instance: ci.remote_instance.clone(),
-            headers: ci.remote_header.clone(),
-            jobs: ci.remote_jobs.max(1),
-            ca: ci.remote_ca.clone(),
-        })
+pub fn executor(
+    ci: &CiArgs,
+) -> Result<Option<strata_rules::ExecutorSettings>, strata_rules::Error> {
+    let Some(url) = ci.remote_executor.clone() else {
+        return Ok(None);
+    };
+    Ok(Some(strata_rules::ExecutorSettings {
+        url,
+        instance: ci.remote_instance.clone(),
+        headers: headers(&ci.remote_header)?,
+        jobs: ci.remote_jobs.max(1),
+        ca: ci.remote_ca.clone(),
+    }))
 }
 
 fn write(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {

@@ -127,8 +127,8 @@ pub fn run(cx: &Setup, args: &DeployArgs) -> anyhow::Result<ExitCode> {
             fail_fast: false,
             cas_dir: cx.state_dir.join("cas"),
             dry_run: args.dry_run,
-            remote: crate::ci::remote(&args.ci),
-            executor: crate::ci::executor(&args.ci),
+            remote: crate::ci::remote(&args.ci)?,
+            executor: crate::ci::executor(&args.ci)?,
             sandbox: false,
         },
         registry: args

@@ -385,6 +385,10 @@ fn a_stream_cut_mid_execution_is_resumed_and_the_action_runs_once() {
         "the action ran once"
     );
     assert_eq!(report["remote_executor"]["actions"], 2, "{report:#}");
+    assert!(
+        report["remote_executor"]["resumed"].as_u64().unwrap() >= 1,
+        "the execution was waited for again, not submitted again: {report:#}"
+    );
     let lib = repo.path().join(".out/solo/storefront-middleware/.deploy");
     assert!(lib.is_dir());
 }
@@ -551,22 +555,27 @@ fn entries_written_over_http_are_valid_actionresults_a_grpc_clone_reads() {
 #[test]
 fn a_sandboxed_build_equals_a_plain_one_and_finds_an_undeclared_input() {
     let sandboxed = committed();
-    let (code, report, stderr) = run(&sandboxed, &["store", "build", "--json", "--sandbox"]);
-    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let temp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(sandboxed.path())
+        .args(["store", "build", "--json", "--sandbox"])
+        .env("TMPDIR", temp.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let plain = committed();
     let (code, _, stderr) = run(&plain, &["store", "build", "--json"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(deploys(&sandboxed), deploys(&plain));
-    // The sandbox is gone, and the builds logged nowhere in the monorepo
-    // (their `builds.log` was in the sandbox).
+    // The builds ran in sandboxes in the temporary folder (their
+    // `builds.log` was there), and those are gone.
     assert!(sandboxed.builds().is_empty(), "{:?}", sandboxed.builds());
-    assert!(
-        !sandboxed
-            .path()
-            .join(".strata/sandbox")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some())
-    );
+    assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 0);
 
     // A build that reads a file no input declares: fine here, not there.
     let repo = committed();

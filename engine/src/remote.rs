@@ -62,8 +62,19 @@ enum Backend {
     Grpc(Box<reapi::Client>),
 }
 
+impl std::fmt::Debug for RemoteOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteOptions")
+            .field("auth", &self.auth)
+            .field("read_only", &self.read_only)
+            .field("instance", &self.instance)
+            .field("headers", &reapi::Redacted(&self.headers))
+            .finish_non_exhaustive()
+    }
+}
+
 /// How to use a remote cache.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RemoteOptions {
     /// Credentials, when the URL holds none.
     pub auth: RemoteAuth,
@@ -168,7 +179,18 @@ impl RemoteCache {
                 },
             );
             return match client {
-                Ok(client) => Ok(cache(Backend::Grpc(Box::new(client)), false)),
+                Ok(client) => {
+                    let writable = client.capabilities().ac_writable;
+                    let mut cache = cache(Backend::Grpc(Box::new(client)), false);
+                    if !writable && !cache.read_only {
+                        cache.read_only = true;
+                        cache.warn(format!(
+                            "remote cache {}: the server lets no client write its action cache (its capabilities say so); reading only",
+                            cache.shown
+                        ));
+                    }
+                    Ok(cache)
+                }
                 Err(e @ Error::Url { .. }) => Err(e),
                 Err(e) => {
                     // Unreachable, or not a cache strata can use: it only
@@ -613,6 +635,13 @@ impl RemoteCache {
                 }
             },
         }
+    }
+}
+
+impl RemoteAuth {
+    /// The `authorization` header value, when there are credentials.
+    pub fn header(&self) -> Option<String> {
+        auth_header(self)
     }
 }
 

@@ -615,6 +615,7 @@ pub(crate) fn take_entries(
     if unsafe_entry {
         return Ok(None);
     }
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let fetched: Vec<Result<Option<OutputFile>>> = entries
         .par_iter()
         .map(|(path, entry)| match entry {
@@ -631,21 +632,45 @@ pub(crate) fn take_entries(
                 // The local store is keyed by blake3: the blob lands beside
                 // it, is checked against its sha256 as it arrives, then
                 // takes its blake3 name.
+                if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(None);
+                }
                 let staging = ctx.cas.dir().join("tmp");
                 std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
                 let tmp = strata_engine::TempName::beside(&staging.join(&digest.hash));
-                if !get(digest, &tmp) {
+                // The empty blob is never asked for: servers need not
+                // store it.
+                let got = if digest.size_bytes == 0 {
+                    std::fs::write(&tmp, b"").is_ok()
+                } else {
+                    get(digest, &tmp)
+                };
+                if !got {
+                    // One missing blob makes the entry a miss: the others
+                    // need not come.
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let _ = std::fs::remove_file(&tmp);
                     return Ok(None);
                 }
-                let blake = strata_engine::file_digest(&tmp)?;
-                let dest = ctx.cas.path(&blake);
-                if ctx.cas.contains(&blake) {
-                    let _ = std::fs::remove_file(&tmp);
-                } else {
-                    let dir = dest.parent().expect("a blob has a folder");
-                    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                    std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-                }
+                let placed = (|| {
+                    let blake = strata_engine::file_digest(&tmp)?;
+                    let dest = ctx.cas.path(&blake);
+                    if ctx.cas.contains(&blake) {
+                        let _ = std::fs::remove_file(&tmp);
+                    } else {
+                        let dir = dest.parent().expect("a blob has a folder");
+                        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                        std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+                    }
+                    Ok::<_, Error>(blake)
+                })();
+                let blake = match placed {
+                    Ok(blake) => blake,
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        return Err(e);
+                    }
+                };
                 Ok(Some(OutputFile {
                     path: path.clone(),
                     kind: EntryKind::File {

@@ -137,6 +137,11 @@ pub struct ExecutorUse {
     pub executed: usize,
     /// The workers that ran them.
     pub workers: Vec<String>,
+    /// Executions resumed with `WaitExecution` after a stream broke.
+    pub resumed: u64,
+    /// Where the executed actions' time went on the server (seconds,
+    /// summed).
+    pub server_time: crate::remote_build::Timings,
     /// Bytes sent (inputs).
     pub uploaded: u64,
     /// Bytes read (outputs, logs).
@@ -224,7 +229,7 @@ pub fn build_script_named(root: &Path, app: &str, name: &str) -> Result<Option<S
 /// The remote cache's credentials when its URL has none:
 /// `STRATA_REMOTE_CACHE_TOKEN` (a bearer token), or
 /// `STRATA_REMOTE_CACHE_USER` and `STRATA_REMOTE_CACHE_PASSWORD`.
-fn remote_auth() -> strata_engine::RemoteAuth {
+pub(crate) fn remote_auth() -> strata_engine::RemoteAuth {
     if let Ok(token) = std::env::var("STRATA_REMOTE_CACHE_TOKEN") {
         strata_engine::RemoteAuth::Bearer(token)
     } else if let (Ok(user), Ok(password)) = (
@@ -237,8 +242,20 @@ fn remote_auth() -> strata_engine::RemoteAuth {
     }
 }
 
+impl std::fmt::Debug for RemoteSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteSettings")
+            .field("url", &self.url)
+            .field("read_only", &self.read_only)
+            .field("instance", &self.instance)
+            .field("headers", &strata_engine::reapi::Redacted(&self.headers))
+            .field("ca", &self.ca)
+            .finish()
+    }
+}
+
 /// A remote cache to use.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RemoteSettings {
     /// `http(s)://…` or `grpc(s)://…`.
     pub url: String,
@@ -636,6 +653,8 @@ pub fn build_stores_with(
             actions: e.actions_submitted.load(Ordering::Relaxed),
             executed: e.actions_run.load(Ordering::Relaxed),
             workers: e.workers.lock().unwrap().iter().cloned().collect(),
+            resumed: e.resumed(),
+            server_time: e.timings.lock().unwrap().clone(),
             uploaded: e.traffic().0,
             downloaded: e.traffic().1,
         }),

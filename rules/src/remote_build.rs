@@ -28,8 +28,20 @@ use crate::prepare::AppKind;
 use crate::prepare::MIDDLEWARE_APP;
 use crate::toolchain::{GLOBAL_INPUTS, which};
 
+impl std::fmt::Debug for ExecutorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorSettings")
+            .field("url", &self.url)
+            .field("instance", &self.instance)
+            .field("headers", &reapi::Redacted(&self.headers))
+            .field("jobs", &self.jobs)
+            .field("ca", &self.ca)
+            .finish()
+    }
+}
+
 /// Where and how builds are executed remotely.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ExecutorSettings {
     /// `grpc(s)://host:port`.
     pub url: String,
@@ -62,6 +74,24 @@ pub struct Executor {
     pub actions_submitted: AtomicUsize,
     /// The workers that ran them, as the server names them.
     pub workers: Mutex<std::collections::BTreeSet<String>>,
+    /// Where the executed actions' time went, as the server reports it.
+    pub timings: Mutex<Timings>,
+}
+
+/// Where executed actions' time went, summed over the actions, as the
+/// server's `ExecutedActionMetadata` says (seconds).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Timings {
+    /// From queued to the worker's completion.
+    pub server: f64,
+    /// Waiting in the queue.
+    pub queued: f64,
+    /// Fetching inputs on the worker.
+    pub fetch: f64,
+    /// Running the command.
+    pub run: f64,
+    /// Uploading outputs from the worker.
+    pub upload: f64,
 }
 
 /// The longest one build may run remotely.
@@ -71,11 +101,21 @@ impl Executor {
     /// Connects to the executor at `settings.url`; it must execute actions
     /// with SHA-256 digests.
     pub fn connect(settings: &ExecutorSettings, memo: Tree, held: Tree) -> Result<Executor> {
+        // The token of the environment, as the remote cache sends it,
+        // unless a header says otherwise.
+        let mut headers = settings.headers.clone();
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            && let Some(value) = strata_engine::RemoteAuth::header(&crate::builder::remote_auth())
+        {
+            headers.push(("authorization".into(), value));
+        }
         let client = reapi::Client::connect(
             &settings.url,
             reapi::Options {
                 instance: settings.instance.clone(),
-                headers: settings.headers.clone(),
+                headers,
                 timeout: Duration::from_secs(60),
                 retries: 4,
                 ca_pem: crate::builder::read_ca(settings.ca.as_deref())?,
@@ -108,7 +148,44 @@ impl Executor {
             actions_run: AtomicUsize::new(0),
             actions_submitted: AtomicUsize::new(0),
             workers: Mutex::new(Default::default()),
+            timings: Mutex::new(Timings::default()),
         })
+    }
+
+    /// Executions resumed after a stream broke.
+    pub fn resumed(&self) -> u64 {
+        self.client.resumed.load(Ordering::Relaxed)
+    }
+
+    /// Records the worker and the timings of an executed action.
+    fn record(&self, result: &re::ActionResult) {
+        let Some(m) = &result.execution_metadata else {
+            return;
+        };
+        if !m.worker.is_empty() {
+            self.workers.lock().unwrap().insert(m.worker.clone());
+        }
+        let span = |a: &Option<reapi::Timestamp>, b: &Option<reapi::Timestamp>| match (a, b) {
+            (Some(a), Some(b)) => {
+                ((b.seconds - a.seconds) as f64 + (b.nanos - a.nanos) as f64 / 1e9).max(0.0)
+            }
+            _ => 0.0,
+        };
+        let mut t = self.timings.lock().unwrap();
+        t.server += span(&m.queued_timestamp, &m.worker_completed_timestamp);
+        t.queued += span(&m.queued_timestamp, &m.worker_start_timestamp);
+        t.fetch += span(
+            &m.input_fetch_start_timestamp,
+            &m.input_fetch_completed_timestamp,
+        );
+        t.run += span(
+            &m.execution_start_timestamp,
+            &m.execution_completed_timestamp,
+        );
+        t.upload += span(
+            &m.output_upload_start_timestamp,
+            &m.output_upload_completed_timestamp,
+        );
     }
 
     /// The server's address.
@@ -205,7 +282,19 @@ pub fn output_paths(ctx: &BuildContext, app: &str) -> Vec<String> {
         .map(|a| a.outputs.clone())
         .unwrap_or_default();
     if !named.is_empty() {
-        return named;
+        // Plain relative paths, once each, as REAPI wants them.
+        let mut paths: Vec<String> = named
+            .iter()
+            .map(|p| p.trim_start_matches("./").trim_end_matches('/').to_string())
+            .filter(|p| {
+                !p.is_empty()
+                    && !p.starts_with('/')
+                    && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+            })
+            .collect();
+        paths.sort();
+        paths.dedup();
+        return paths;
     }
     match AppKind::of(app) {
         AppKind::Next => vec![".next".into()],
@@ -271,6 +360,7 @@ pub(crate) fn input_parts(
     let installed = ctx.root.join("node_modules");
     let outputs = output_paths(ctx, &spec.app);
     let skipped = outputs.clone();
+    let dotenv = build_dotenv(AppKind::of(&spec.app));
     InputParts {
         files,
         links,
@@ -278,7 +368,10 @@ pub(crate) fn input_parts(
         outputs,
         skip_in_app: Box::new(move |inner: &str| {
             let first = inner.split('/').next().unwrap_or(inner);
-            crate::materialize::TOOL_OWNED.contains(&first)
+            // Only the `.env*` files a production build reads: the others
+            // (development, test settings) do not leave this machine.
+            (first == inner && first.starts_with(".env") && !dotenv.contains(&first))
+                || crate::materialize::TOOL_OWNED.contains(&first)
                 || skipped.iter().any(|o| {
                     inner == o
                         || inner
@@ -286,6 +379,20 @@ pub(crate) fn input_parts(
                             .is_some_and(|r| r.starts_with('/'))
                 })
         }),
+    }
+}
+
+/// The `.env*` files at an app's top that its build reads (a production
+/// build): Next.js and other Node tools read these four, Nuxt `.env`.
+fn build_dotenv(kind: AppKind) -> &'static [&'static str] {
+    match kind {
+        AppKind::Nuxt => &[".env"],
+        AppKind::Next | AppKind::Node => &[
+            ".env",
+            ".env.local",
+            ".env.production",
+            ".env.production.local",
+        ],
     }
 }
 
@@ -422,7 +529,10 @@ fn prepare(
 }
 
 /// Runs the build of `spec` on the executor; its outputs are in the local
-/// store and recorded under `key` when it returns.
+/// store and recorded under `key` when it returns. The action runs again,
+/// once, without the server's cache when the result the cache gave cannot
+/// be used (a failure it kept, outputs it lost), and its inputs are sent
+/// again, once, when the server says it lacks them.
 pub fn execute(
     ctx: &BuildContext,
     exec: &Executor,
@@ -434,119 +544,191 @@ pub fn execute(
     if ctx.fail_fast && ctx.failed() {
         return Err(Error::Cancelled);
     }
-    let mut again = false;
-    let response = loop {
+    let failed = |message: String| {
+        ctx.mark_failed();
+        Error::RemoteExecutor {
+            message: format!("{}/{}: {message}", spec.store, spec.app),
+        }
+    };
+    let mut resent = false;
+    let mut fresh = false;
+    loop {
         let shared = exec.shared(&ctx.root)?;
         let prepared = prepare(ctx, exec, spec, &shared, upstream)?;
         exec.upload(prepared.blobs)?;
         exec.actions_submitted.fetch_add(1, Ordering::Relaxed);
-        match exec.client.execute(&prepared.action, false, DEADLINE) {
-            Ok(response) => break response,
-            // The server lost inputs it was found to hold: send them again,
-            // once.
-            Err(e) if !again && e.to_string().contains("FailedPrecondition") => {
-                exec.forget_shared()?;
-                again = true;
+        let response = exec
+            .client
+            .execute(&prepared.action, fresh, DEADLINE)
+            .map_err(|e| failed(e.to_string()))?;
+        let status = response.status.clone().filter(|s| s.code != 0);
+        if let Some(status) = &status
+            && reapi::lacks_inputs(status)
+            && !resent
+        {
+            // The server lost inputs it was found to hold.
+            exec.forget_shared()?;
+            resent = true;
+            continue;
+        }
+        let result = response.result.clone().unwrap_or_default();
+        if !response.cached_result {
+            exec.actions_run.fetch_add(1, Ordering::Relaxed);
+            exec.record(&result);
+        }
+        let log = write_log(ctx, exec, spec, &response)?;
+        if let Some(status) = status {
+            return Err(failed(format!(
+                "{} could not run the build: {}; its output is in {}",
+                exec.url(),
+                reapi::Client::status_text(&status),
+                PathBuf::from(&spec.out).join(".strata-build.log").display()
+            )));
+        }
+        if result.exit_code != 0 {
+            if response.cached_result && !fresh {
+                // A failure the server kept: run it for real.
+                fresh = true;
+                continue;
             }
-            Err(e) => {
-                ctx.mark_failed();
-                return Err(Error::RemoteExecutor {
-                    message: format!("{}/{}: {e}", spec.store, spec.app),
-                });
+            ctx.mark_failed();
+            return Err(Error::BuildFailed {
+                store: spec.store.clone(),
+                app: spec.app.clone(),
+                status: format!("exit status: {} (on {})", result.exit_code, exec.url()),
+                log: PathBuf::from(&spec.out).join(".strata-build.log"),
+                tail: String::from_utf8_lossy(&log)
+                    .lines()
+                    .rev()
+                    .take(20)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .map(str::to_string)
+                    .collect(),
+            });
+        }
+        match take(ctx, exec, &result) {
+            Ok(outputs) => {
+                let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
+                ctx.manifests.insert(&key.0, &bytes)?;
+                return Ok(outputs);
             }
+            // Outputs the server's cache named but no longer holds.
+            Err(Taken::Missing(_)) if response.cached_result && !fresh => fresh = true,
+            Err(Taken::Missing(message)) | Err(Taken::Bad(message)) => {
+                return Err(failed(format!("the action's outputs: {message}")));
+            }
+            Err(Taken::Failed(e)) => return Err(e),
+        }
+    }
+}
+
+/// Why an action's outputs could not be taken.
+enum Taken {
+    /// A blob the result names is not on the server.
+    Missing(String),
+    /// The result is not usable (a path outside the app, a bad tree).
+    Bad(String),
+    /// Writing them here failed.
+    Failed(Error),
+}
+
+/// The outputs `result` names, fetched into the local store.
+fn take(
+    ctx: &BuildContext,
+    exec: &Executor,
+    result: &re::ActionResult,
+) -> std::result::Result<Vec<OutputFile>, Taken> {
+    let missing = Mutex::new(None::<String>);
+    let entries = reapi::tree::result_entries(result, |digest| {
+        use prost::Message as _;
+        let bytes = match exec.client.read_blob(digest) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                let text = format!("tree {} is not on the server", reapi::show(digest));
+                *missing.lock().unwrap() = Some(text.clone());
+                return Err(text);
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        re::Tree::decode(bytes.as_slice()).map_err(|e| e.to_string())
+    });
+    let entries = match entries {
+        Ok(entries) => entries,
+        Err(message) => {
+            return Err(match missing.into_inner().unwrap() {
+                Some(m) => Taken::Missing(m),
+                None => Taken::Bad(message),
+            });
         }
     };
-    let result = response.result.unwrap_or_default();
-    if !response.cached_result {
-        exec.actions_run.fetch_add(1, Ordering::Relaxed);
-        if let Some(worker) = result.execution_metadata.as_ref().map(|m| &m.worker)
-            && !worker.is_empty()
-        {
-            exec.workers.lock().unwrap().insert(worker.clone());
-        }
-    }
-    let dir = ctx.root.join(&spec.out);
-    let log_path = dir.join(".strata-build.log");
-    let mut log = Vec::new();
-    for (raw, digest) in [
-        (&result.stdout_raw, &result.stdout_digest),
-        (&result.stderr_raw, &result.stderr_digest),
-    ] {
-        if !raw.is_empty() {
-            log.extend_from_slice(raw);
-        } else if let Some(d) = digest
-            && let Ok(Some(bytes)) = exec.client.read_blob(d)
-        {
-            log.extend_from_slice(&bytes);
-        }
-    }
-    if !response.message.is_empty() {
-        log.extend_from_slice(format!("\n{}\n", response.message).as_bytes());
-    }
-    strata_engine::write_atomic(&log_path, &log, false)?;
-    if result.exit_code != 0 {
-        ctx.mark_failed();
-        return Err(Error::BuildFailed {
-            store: spec.store.clone(),
-            app: spec.app.clone(),
-            status: format!("exit status: {} (on {})", result.exit_code, exec.url()),
-            log: PathBuf::from(&spec.out).join(".strata-build.log"),
-            tail: String::from_utf8_lossy(&log)
-                .lines()
-                .rev()
-                .take(20)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .map(str::to_string)
-                .collect(),
-        });
-    }
-    let entries = reapi::tree::result_entries(&result, |digest| {
-        use prost::Message as _;
-        let bytes = exec
-            .client
-            .read_blob(digest)
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("tree {} is missing", reapi::show(digest)))?;
-        re::Tree::decode(bytes.as_slice()).map_err(|e| e.to_string())
-    })
-    .map_err(|message| Error::RemoteExecutor {
-        message: format!(
-            "{}/{}: the action's result: {message}",
-            spec.store, spec.app
-        ),
-    })?;
     // The Next.js cache and the like are not outputs.
     let entries: BTreeMap<String, reapi::tree::Entry> = entries
         .into_iter()
         .filter(|(path, _)| !never_output(path))
         .collect();
     let errors = Mutex::new(Vec::new());
+    let lost = Mutex::new(None::<String>);
     let outputs = take_entries(ctx, &entries, &|digest, dest| match exec
         .client
         .download(digest, dest)
     {
         Ok(()) => true,
+        Err(strata_engine::Error::RemoteMissing { digest, .. }) => {
+            *lost.lock().unwrap() = Some(format!("blob {digest} is not on the server"));
+            false
+        }
         Err(e) => {
             errors.lock().unwrap().push(e.to_string());
             false
         }
-    })?
-    .ok_or_else(|| Error::RemoteExecutor {
-        message: format!(
-            "{}/{}: the action's outputs could not be taken: {}",
-            spec.store,
-            spec.app,
-            errors
-                .lock()
-                .unwrap()
-                .first()
-                .cloned()
-                .unwrap_or_else(|| "a path outside the app folder".into())
-        ),
-    })?;
-    let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
-    ctx.manifests.insert(&key.0, &bytes)?;
-    Ok(outputs)
+    })
+    .map_err(Taken::Failed)?;
+    match outputs {
+        Some(outputs) => Ok(outputs),
+        None => {
+            if let Some(e) = errors.into_inner().unwrap().into_iter().next() {
+                Err(Taken::Bad(e))
+            } else if let Some(m) = lost.into_inner().unwrap() {
+                Err(Taken::Missing(m))
+            } else {
+                Err(Taken::Bad("a path outside the app folder".into()))
+            }
+        }
+    }
+}
+
+/// Writes the action's stdout, stderr and the server's message to the
+/// app's `.strata-build.log`; returns them.
+fn write_log(
+    ctx: &BuildContext,
+    exec: &Executor,
+    spec: &BuildSpec,
+    response: &re::ExecuteResponse,
+) -> Result<Vec<u8>> {
+    let mut log = Vec::new();
+    if let Some(result) = &response.result {
+        for (raw, digest) in [
+            (&result.stdout_raw, &result.stdout_digest),
+            (&result.stderr_raw, &result.stderr_digest),
+        ] {
+            if !raw.is_empty() {
+                log.extend_from_slice(raw);
+            } else if let Some(d) = digest
+                && let Ok(Some(bytes)) = exec.client.read_blob(d)
+            {
+                log.extend_from_slice(&bytes);
+            }
+        }
+    }
+    if !response.message.is_empty() {
+        log.extend_from_slice(format!("\n{}\n", response.message).as_bytes());
+    }
+    if let Some(status) = response.status.as_ref().filter(|s| s.code != 0) {
+        log.extend_from_slice(format!("\n{}\n", reapi::Client::status_text(status)).as_bytes());
+    }
+    let path = ctx.root.join(&spec.out).join(".strata-build.log");
+    strata_engine::write_atomic(&path, &log, false)?;
+    Ok(log)
 }

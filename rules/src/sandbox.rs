@@ -18,15 +18,9 @@ use crate::remote_build::{input_parts, worker_path};
 use crate::toolchain::which;
 
 /// Copies `from` into `to`: folders made, symlinks made as they are,
-/// files linked when `link` (the installed dependencies: many, and read
-/// only) or copied; names `skip` gives (relative to `from`) left out.
-fn copy_tree(
-    from: &Path,
-    to: &Path,
-    rel: &str,
-    link: bool,
-    skip: &dyn Fn(&str) -> bool,
-) -> Result<()> {
+/// files copied (never linked: a build that writes a file in place must not
+/// change the monorepo's); names `skip` gives (relative to `from`) left out.
+fn copy_tree(from: &Path, to: &Path, rel: &str, skip: &dyn Fn(&str) -> bool) -> Result<()> {
     std::fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
     for entry in std::fs::read_dir(from).map_err(|e| Error::io(from, e))? {
         let entry = entry.map_err(|e| Error::io(from, e))?;
@@ -46,32 +40,20 @@ fn copy_tree(
             let target = std::fs::read_link(&source).map_err(|e| Error::io(&source, e))?;
             std::os::unix::fs::symlink(&target, &dest).map_err(|e| Error::io(&dest, e))?;
         } else if kind.is_dir() {
-            copy_tree(&source, &dest, &inner, link, skip)?;
+            copy_tree(&source, &dest, &inner, skip)?;
         } else if kind.is_file() {
-            copy_file(&source, &dest, link)?;
+            copy_file(&source, &dest)?;
         }
     }
     Ok(())
 }
 
-fn copy_file(source: &Path, dest: &Path, link: bool) -> Result<()> {
+fn copy_file(source: &Path, dest: &Path) -> Result<()> {
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    if link && std::fs::hard_link(source, dest).is_ok() {
-        return Ok(());
-    }
     std::fs::copy(source, dest).map_err(|e| Error::io(source, e))?;
     Ok(())
-}
-
-/// Removes the sandbox when dropped.
-struct Sandbox(PathBuf);
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Builds `spec` in a sandbox holding only its input root; the outputs go
@@ -88,11 +70,24 @@ pub fn build(
         remove_outputs(&out_dir, &prior.outputs, &Default::default());
     }
     let parts = input_parts(ctx, spec, upstream);
-    let place = ctx.cas.dir().with_file_name("sandbox").join(key.to_hex());
-    let _ = std::fs::remove_dir_all(&place);
-    let sandbox = Sandbox(place.clone());
+    // Outside the monorepo (in the temporary folder), so that nothing a
+    // tool looks for upwards (a `node_modules`, a lockfile, `.git`) is
+    // found there; removed when dropped.
+    let sandbox = tempfile::Builder::new()
+        .prefix("strata-sandbox-")
+        .tempdir()
+        .map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let place = sandbox.path().to_path_buf();
+    if place.starts_with(&ctx.root) {
+        return Err(Error::Toolchain {
+            message: format!(
+                "--sandbox: the temporary folder {} is inside the monorepo; set TMPDIR to a folder outside it",
+                place.display()
+            ),
+        });
+    }
     for (rel, source) in &parts.files {
-        copy_file(source, &place.join(strata_engine::fs_path(rel)), false)?;
+        copy_file(source, &place.join(strata_engine::fs_path(rel)))?;
     }
     for (rel, target) in &parts.links {
         let dest = place.join(strata_engine::fs_path(rel));
@@ -101,20 +96,12 @@ pub fn build(
         }
         std::os::unix::fs::symlink(target, &dest).map_err(|e| Error::io(&dest, e))?;
     }
-    copy_tree(
-        &out_dir,
-        &place.join(&spec.out),
-        "",
-        false,
-        &parts.skip_in_app,
-    )?;
+    copy_tree(&out_dir, &place.join(&spec.out), "", &parts.skip_in_app)?;
     if let Some(installed) = &parts.node_modules {
         let skip = |rel: &str| rel == ".cache";
-        copy_tree(installed, &place.join("node_modules"), "", true, &skip)?;
+        copy_tree(installed, &place.join("node_modules"), "", &skip)?;
     }
     let dir = place.join(&spec.out);
-    let home = place.join(".home");
-    std::fs::create_dir_all(&home).map_err(|e| Error::io(&home, e))?;
 
     let program = ctx.pm.program();
     let program_path = which(program).ok_or_else(|| Error::Toolchain {
@@ -131,7 +118,6 @@ pub fn build(
         .env_clear()
         .envs(ctx.env.iter().map(|(k, v)| (k, v)))
         .env("PATH", worker_path(ctx, &spec.out))
-        .env("HOME", &home)
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err));

@@ -129,7 +129,9 @@ pub fn lockfile_digest(lockfile: Option<&Path>) -> Result<ContentHash> {
 }
 
 /// The `.env*` files at the top of an app folder: (name, digest), sorted.
-/// Only digests are kept: their values never reach a log or the cache.
+/// Only digests are kept here: their values never reach a log or strata's
+/// cache. (A build on `--remote-executor` sends the ones its framework
+/// reads at build time to the server, as inputs of the action.)
 pub fn dotenv_digests(app_dir: &Path) -> Result<Vec<(String, ContentHash)>> {
     let entries = match std::fs::read_dir(app_dir) {
         Ok(e) => e,

@@ -37,6 +37,15 @@ use tonic::{Code, Request, Status};
 use crate::atomic::TempName;
 use crate::error::{Error, Result};
 
+/// A point in time, as REAPI metadata gives it.
+pub type Timestamp = bazel_remote_apis::google::protobuf::Timestamp;
+
+/// Whether an execution's status says the server lacks some of the
+/// action's inputs (`FAILED_PRECONDITION`): they are to be sent again.
+pub fn lacks_inputs(status: &bazel_remote_apis::google::rpc::Status) -> bool {
+    status.code == Code::FailedPrecondition as i32
+}
+
 /// A blob's REAPI digest: its SHA-256 (lowercase hex) and size.
 pub type Digest = re::Digest;
 
@@ -77,8 +86,30 @@ pub struct Blob {
     pub source: Source,
 }
 
+/// Headers for debug output: names only (values may be secrets).
+pub struct Redacted<'a>(pub &'a [(String, String)]);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(name, _)| format!("{name}: …")))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("instance", &self.instance)
+            .field("headers", &Redacted(&self.headers))
+            .field("timeout", &self.timeout)
+            .field("retries", &self.retries)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How to reach a REAPI server.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// The instance name (`--remote-instance`); empty for the default.
     pub instance: String,
@@ -130,6 +161,8 @@ pub struct Client {
     pub downloaded: AtomicU64,
     /// Bytes sent to the server.
     pub uploaded: AtomicU64,
+    /// Executions resumed with `WaitExecution` after a stream broke.
+    pub resumed: AtomicU64,
 }
 
 /// The largest gRPC message strata reads (batch answers are kept under the
@@ -149,8 +182,11 @@ impl Client {
     /// checks its capabilities: SHA-256 digests and REAPI v2.
     pub fn connect(url: &str, options: Options) -> Result<Client> {
         let bad = |message: String| Error::Url { message };
-        let parsed = reqwest::Url::parse(url)
-            .map_err(|e| bad(format!("{url} is not a URL ({e}); use grpc://host:port")))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            bad(format!(
+                "the address is not a URL ({e}); use grpc://host:port"
+            ))
+        })?;
         let tls = match parsed.scheme() {
             "grpc" => false,
             "grpcs" => true,
@@ -162,7 +198,7 @@ impl Client {
         };
         let host = parsed
             .host_str()
-            .ok_or_else(|| bad(format!("{url} names no host")))?
+            .ok_or_else(|| bad("the address names no host; use grpc://host:port".into()))?
             .to_string();
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(bad(
@@ -227,6 +263,7 @@ impl Client {
             },
             downloaded: AtomicU64::new(0),
             uploaded: AtomicU64::new(0),
+            resumed: AtomicU64::new(0),
         };
         client.capabilities = client.check_capabilities()?;
         Ok(client)
@@ -474,23 +511,28 @@ impl Client {
     /// Sends one blob through ByteStream `Write`, resuming from what the
     /// server committed when the stream breaks.
     fn write(&self, blob: &Blob) -> Result<u64> {
-        let resource = format!(
-            "{}uploads/{}/blobs/{}/{}",
-            prefix(&self.instance),
-            upload_id(),
-            blob.digest.hash,
-            blob.digest.size_bytes
-        );
+        let resource = |id: &str| {
+            format!(
+                "{}uploads/{id}/blobs/{}/{}",
+                prefix(&self.instance),
+                blob.digest.hash,
+                blob.digest.size_bytes
+            )
+        };
+        let mut name = resource(&upload_id());
         let size = blob.digest.size_bytes;
+        // At least 1 MiB/s beside the usual timeout: a slow link is not
+        // a dead one.
+        let limit = self.timeout + Duration::from_secs((size as u64) >> 20);
         let mut offset = 0i64;
         let mut attempt = 0;
         loop {
-            let chunks = chunks_from(&blob.source, offset, size, &resource)?;
+            let chunks = Chunks::new(&blob.source, offset, size, &name)?;
             let mut bytestream = self.bytestream();
             let request = self.request(tokio_stream::iter(chunks));
-            let outcome = self.runtime.block_on(async {
-                tokio::time::timeout(self.timeout, bytestream.write(request)).await
-            });
+            let outcome = self
+                .runtime
+                .block_on(async { tokio::time::timeout(limit, bytestream.write(request)).await });
             let status = match outcome {
                 Ok(Ok(answer)) => {
                     let committed = answer.into_inner().committed_size;
@@ -502,38 +544,56 @@ impl Client {
                             show(&blob.digest)
                         )));
                     }
+                    self.check_source(blob)?;
                     return Ok((size - offset) as u64);
                 }
                 Ok(Err(status)) => status,
                 Err(_) => Status::deadline_exceeded("no answer"),
             };
+            self.check_source(blob)?;
             if attempt >= self.retries || !transient(&status) {
                 return Err(self.error(&format!("uploading {}", show(&blob.digest)), &status));
             }
             attempt += 1;
             std::thread::sleep(Duration::from_millis(100 << attempt.min(5)));
-            // Resume where the server got to, when it can say.
-            offset = self
+            // Resume where the server got to, when it can say; from the
+            // start under a new name otherwise.
+            let status = self
                 .retry("QueryWriteStatus", || {
                     let mut bytestream = self.bytestream();
                     let request = self.request(QueryWriteStatusRequest {
-                        resource_name: resource.clone(),
+                        resource_name: name.clone(),
                     });
                     async move { bytestream.query_write_status(request).await }
                 })
-                .map(|a| a.into_inner())
-                .map(|a| {
-                    if a.complete {
-                        size
-                    } else {
-                        a.committed_size.clamp(0, size)
-                    }
-                })
-                .unwrap_or(0);
+                .map(|a| a.into_inner());
+            offset = match status {
+                Ok(a) if a.complete => size,
+                Ok(a) => a.committed_size.clamp(0, size),
+                Err(_) => 0,
+            };
             if offset == size {
                 return Ok(0);
             }
+            if offset == 0 {
+                name = resource(&upload_id());
+            }
         }
+    }
+
+    /// A file that changed while it was sent is an error, not a blob.
+    fn check_source(&self, blob: &Blob) -> Result<()> {
+        if let Source::File(path) = &blob.source {
+            let size = std::fs::metadata(path)
+                .map_err(|e| Error::io(path, e))?
+                .len();
+            if size as i64 != blob.digest.size_bytes {
+                return Err(Error::Changed {
+                    what: path.display().to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The bytes of `digests` (small ones batched, large ones streamed),
@@ -798,102 +858,117 @@ impl Client {
     }
 
     /// Executes `action` (its blobs already uploaded) and waits for its
-    /// response. A stream that breaks is resumed with `WaitExecution`;
-    /// an operation the server forgot is submitted again. `deadline`
-    /// bounds the whole execution.
+    /// response. A stream that breaks is resumed with `WaitExecution` once
+    /// the server has named the operation (before that, `Execute` is sent
+    /// again: servers merge equal actions in flight); an operation the
+    /// server forgot is submitted again. `deadline` bounds the whole
+    /// execution; breaks are retried without end while streams make
+    /// progress, and `retries` times in a row otherwise.
+    ///
+    /// The response may carry a status that is not OK (the action timed
+    /// out, its inputs are missing): the caller reads it, with the result
+    /// the server gave beside it (the action's logs).
     pub fn execute(
         &self,
         action: &Digest,
         skip_cache: bool,
         deadline: Duration,
     ) -> Result<re::ExecuteResponse> {
+        enum Step {
+            Done(Operation),
+            Ended,
+            Failed(Status),
+            TimedOut,
+        }
         let started = std::time::Instant::now();
         let mut name: Option<String> = None;
         let mut failures = 0;
+        let too_long = || {
+            self.wrong(format!(
+                "the execution of action {} took longer than {}s",
+                show(action),
+                deadline.as_secs()
+            ))
+        };
         loop {
             let left = deadline.saturating_sub(started.elapsed());
             if left.is_zero() {
-                return Err(self.wrong(format!(
-                    "the execution of action {} took longer than {}s",
-                    show(action),
-                    deadline.as_secs()
-                )));
+                return Err(too_long());
             }
             let mut execution =
                 ExecutionClient::new(self.channel.clone()).max_decoding_message_size(MAX_MESSAGE);
-            // The operation's name, kept as soon as the server gives it: a
-            // stream that breaks is resumed with `WaitExecution`.
+            if name.is_some() {
+                self.resumed.fetch_add(1, Ordering::Relaxed);
+            }
+            // The operation's name, kept as soon as the server gives it, and
+            // whether the stream said anything at all.
             let mut seen: Option<String> = None;
-            let outcome: std::result::Result<Option<Operation>, Status> =
-                self.runtime.block_on(async {
-                    let call = async {
-                        let stream = match &name {
-                            Some(n) => {
-                                let request =
-                                    self.request(re::WaitExecutionRequest { name: n.clone() });
-                                execution.wait_execution(request).await
-                            }
-                            None => {
-                                let request = self.request(re::ExecuteRequest {
-                                    instance_name: self.instance.clone(),
-                                    skip_cache_lookup: skip_cache,
-                                    action_digest: Some(action.clone()),
-                                    execution_policy: None,
-                                    results_cache_policy: None,
-                                    digest_function: re::digest_function::Value::Sha256 as i32,
-                                    inline_stdout: false,
-                                    inline_stderr: false,
-                                    inline_output_files: Vec::new(),
-                                });
-                                execution.execute(request).await
-                            }
-                        };
-                        let mut stream = stream?.into_inner();
-                        while let Some(op) = stream.message().await? {
-                            if !op.name.is_empty() {
-                                seen = Some(op.name.clone());
-                            }
-                            if op.done {
-                                return Ok(Some(op));
-                            }
+            let mut progress = false;
+            let step = self.runtime.block_on(async {
+                let call = async {
+                    let stream = match &name {
+                        Some(n) => {
+                            let request =
+                                self.request(re::WaitExecutionRequest { name: n.clone() });
+                            execution.wait_execution(request).await
                         }
-                        // The stream ended before the operation did.
-                        Ok(None)
+                        None => {
+                            let request = self.request(re::ExecuteRequest {
+                                instance_name: self.instance.clone(),
+                                skip_cache_lookup: skip_cache,
+                                action_digest: Some(action.clone()),
+                                execution_policy: None,
+                                results_cache_policy: None,
+                                digest_function: re::digest_function::Value::Sha256 as i32,
+                                inline_stdout: false,
+                                inline_stderr: false,
+                                inline_output_files: Vec::new(),
+                            });
+                            execution.execute(request).await
+                        }
                     };
-                    match tokio::time::timeout(left, call).await {
-                        Ok(outcome) => outcome,
-                        Err(_) => Err(Status::deadline_exceeded("the execution's deadline")),
+                    let mut stream = match stream {
+                        Ok(s) => s.into_inner(),
+                        Err(status) => return Step::Failed(status),
+                    };
+                    loop {
+                        match stream.message().await {
+                            Ok(Some(op)) => {
+                                progress = true;
+                                if !op.name.is_empty() {
+                                    seen = Some(op.name.clone());
+                                }
+                                if op.done {
+                                    return Step::Done(op);
+                                }
+                            }
+                            Ok(None) => return Step::Ended,
+                            Err(status) => return Step::Failed(status),
+                        }
                     }
-                });
+                };
+                tokio::time::timeout(left, call)
+                    .await
+                    .unwrap_or(Step::TimedOut)
+            });
             if seen.is_some() {
                 name = seen;
             }
-            match outcome {
-                Ok(Some(op)) => return self.finished(action, op),
-                Ok(None) => {
-                    failures += 1;
-                    if failures > self.retries {
-                        return Err(self.wrong(format!(
-                            "the execution stream of action {} ended without an answer",
-                            show(action)
-                        )));
-                    }
-                }
-                Err(status) if status.code() == Code::DeadlineExceeded => {
-                    return Err(self.wrong(format!(
-                        "the execution of action {} took longer than {}s",
-                        show(action),
-                        deadline.as_secs()
-                    )));
-                }
-                Err(status) if status.code() == Code::NotFound && name.is_some() => {
+            if progress {
+                failures = 0;
+            }
+            match step {
+                Step::Done(op) => return self.finished(action, op),
+                Step::TimedOut => return Err(too_long()),
+                Step::Ended => failures += 1,
+                Step::Failed(status) if status.code() == Code::NotFound && name.is_some() => {
                     // The server forgot the operation: submit it again (its
                     // action cache answers if it finished meanwhile).
                     name = None;
                     failures += 1;
                 }
                 // A stream cut off shows as one of these.
-                Err(status)
+                Step::Failed(status)
                     if transient(&status)
                         || matches!(
                             status.code(),
@@ -905,18 +980,21 @@ impl Client {
                         return Err(self.error("Execute", &status));
                     }
                 }
-                Err(status) => return Err(self.error("Execute", &status)),
+                Step::Failed(status) => return Err(self.error("Execute", &status)),
             }
             if failures > self.retries {
                 return Err(self.wrong(format!(
-                    "the execution of action {} was broken off {failures} times",
+                    "the execution stream of action {} broke {failures} times in a row",
                     show(action)
                 )));
             }
-            if failures > 0 {
-                std::thread::sleep(Duration::from_millis(100 << failures.min(5)));
-            }
+            std::thread::sleep(Duration::from_millis(100 << failures.min(5)));
         }
+    }
+
+    /// The text of a status an execution answered.
+    pub fn status_text(status: &bazel_remote_apis::google::rpc::Status) -> String {
+        rpc_status(status)
     }
 
     fn finished(&self, action: &Digest, op: Operation) -> Result<re::ExecuteResponse> {
@@ -938,27 +1016,20 @@ impl Client {
                         show(action)
                     ))
                 })?;
-                if let Some(status) = &response.status
-                    && status.code != 0
-                {
-                    return Err(self.wrong(format!(
-                        "could not execute action {}: {}",
-                        show(action),
-                        rpc_status(status)
-                    )));
-                }
-                if response.result.is_none() {
+                let ok = response.status.as_ref().is_none_or(|s| s.code == 0);
+                if ok && response.result.is_none() {
                     return Err(
                         self.wrong(format!("the execution of {} gave no result", show(action)))
                     );
                 }
                 Ok(response)
             }
-            Some(operation::Result::Error(status)) => Err(self.wrong(format!(
-                "could not execute action {}: {}",
-                show(action),
-                rpc_status(&status)
-            ))),
+            // As an answer with that status, so the caller reads it in one
+            // place.
+            Some(operation::Result::Error(status)) => Ok(re::ExecuteResponse {
+                status: Some(status),
+                ..Default::default()
+            }),
             None => Err(self.wrong(format!(
                 "the execution of {} finished without a response",
                 show(action)
@@ -1000,46 +1071,78 @@ fn upload_id() -> String {
     )
 }
 
-/// The write requests that send `source` from `offset` on.
-fn chunks_from(
-    source: &Source,
-    offset: i64,
+/// The write requests that send `source` from `offset` on, read a chunk at
+/// a time as the stream is sent. A read that fails ends the stream without
+/// `finish_write`, which the server answers with an error.
+struct Chunks {
+    file: Option<std::fs::File>,
+    bytes: Option<std::sync::Arc<Vec<u8>>>,
+    at: i64,
     size: i64,
-    resource: &str,
-) -> Result<Vec<WriteRequest>> {
-    let mut data = Vec::new();
-    match source {
-        Source::Bytes(b) => data.extend_from_slice(&b[offset as usize..]),
-        Source::File(path) => {
-            let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-            std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset as u64))
-                .map_err(|e| Error::io(path, e))?;
-            file.read_to_end(&mut data)
-                .map_err(|e| Error::io(path, e))?;
+    resource: String,
+    first: bool,
+}
+
+impl Chunks {
+    fn new(source: &Source, offset: i64, size: i64, resource: &str) -> Result<Chunks> {
+        let (file, bytes) = match source {
+            Source::Bytes(b) => {
+                if b.len() as i64 != size {
+                    return Err(Error::Changed {
+                        what: format!("a blob to upload ({resource})"),
+                    });
+                }
+                (None, Some(std::sync::Arc::new(b.clone())))
+            }
+            Source::File(path) => {
+                let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset as u64))
+                    .map_err(|e| Error::io(path, e))?;
+                (Some(file), None)
+            }
+        };
+        Ok(Chunks {
+            file,
+            bytes,
+            at: offset,
+            size,
+            resource: resource.to_string(),
+            first: true,
+        })
+    }
+}
+
+impl Iterator for Chunks {
+    type Item = WriteRequest;
+
+    fn next(&mut self) -> Option<WriteRequest> {
+        if self.at >= self.size {
+            return None;
         }
-    }
-    if offset + data.len() as i64 != size {
-        return Err(Error::Changed {
-            what: format!("a blob to upload ({resource})"),
-        });
-    }
-    let mut requests = Vec::new();
-    let mut at = offset;
-    let mut pieces = data.chunks(CHUNK).peekable();
-    while let Some(piece) = pieces.next() {
-        requests.push(WriteRequest {
-            resource_name: if at == offset {
-                resource.to_string()
+        let want = CHUNK.min((self.size - self.at) as usize);
+        let data = match (&mut self.file, &self.bytes) {
+            (Some(file), _) => {
+                let mut data = vec![0u8; want];
+                file.read_exact(&mut data).ok()?;
+                data
+            }
+            (None, Some(bytes)) => bytes[self.at as usize..self.at as usize + want].to_vec(),
+            (None, None) => return None,
+        };
+        let request = WriteRequest {
+            resource_name: if self.first {
+                self.resource.clone()
             } else {
                 String::new()
             },
-            write_offset: at,
-            finish_write: pieces.peek().is_none(),
-            data: piece.to_vec(),
-        });
-        at += piece.len() as i64;
+            write_offset: self.at,
+            finish_write: self.at + want as i64 == self.size,
+            data,
+        };
+        self.first = false;
+        self.at += want as i64;
+        Some(request)
     }
-    Ok(requests)
 }
 
 /// Whether a call that failed with `status` may succeed when tried again.
@@ -1076,20 +1179,31 @@ mod tests {
     fn chunks_resume_at_the_offset_and_finish_once() {
         let bytes = vec![7u8; CHUNK * 2 + 5];
         let digest = digest_of(&bytes);
-        let chunks = chunks_from(
+        let chunks: Vec<WriteRequest> = Chunks::new(
             &Source::Bytes(bytes.clone()),
             CHUNK as i64,
             digest.size_bytes,
             "r",
         )
-        .unwrap();
+        .unwrap()
+        .collect();
         assert_eq!(chunks.len(), 2);
         assert_eq!(chunks[0].resource_name, "r");
         assert_eq!(chunks[0].write_offset, CHUNK as i64);
         assert_eq!(chunks[1].resource_name, "");
         assert_eq!(chunks[1].write_offset, 2 * CHUNK as i64);
         assert!(!chunks[0].finish_write && chunks[1].finish_write);
-        assert!(chunks_from(&Source::Bytes(bytes), 0, 3, "r").is_err());
+        assert!(Chunks::new(&Source::Bytes(bytes), 0, 3, "r").is_err());
+        // From a file, read as it goes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob");
+        let text: Vec<u8> = (0..CHUNK + 10).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &text).unwrap();
+        let sent: Vec<u8> = Chunks::new(&Source::File(path), 3, text.len() as i64, "r")
+            .unwrap()
+            .flat_map(|c| c.data)
+            .collect();
+        assert_eq!(sent, text[3..]);
     }
 
     #[test]

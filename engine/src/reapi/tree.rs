@@ -83,6 +83,14 @@ pub fn build_with<'a>(
     mounts: &[(&str, &Digest)],
 ) -> Result<Built, String> {
     let mut top = Folder::default();
+    for (i, (a, _)) in mounts.iter().enumerate() {
+        for (b, _) in &mounts[i + 1..] {
+            let inside = |x: &str, y: &str| x == y || x.starts_with(&format!("{y}/"));
+            if inside(a, b) || inside(b, a) {
+                return Err(format!("{a} and {b} are mounted one in the other"));
+            }
+        }
+    }
     for (path, digest) in mounts {
         let parts: Vec<&str> = path.split('/').collect();
         if parts.iter().any(|p| !good_name(p)) {
