@@ -161,8 +161,20 @@ fn committed() -> Repo {
 }
 
 /// Installed dependencies: 1,500 files of 3 KB (more than one batch of
-/// blobs), the same in every monorepo.
+/// blobs) and a 6 MB binary (sent through ByteStream), the same in every
+/// monorepo; and a 5 MB banner in r1 (a page fetched through ByteStream).
 fn install(repo: &Repo) {
+    let big: String = (0..6_000_000)
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    repo.write("node_modules/dep-native/bin/tool.node", &big);
+    let banner: String = (0..5_000_000)
+        .map(|i| (b'A' + (i % 23) as u8) as char)
+        .collect();
+    repo.write(
+        "apps/stores/brand/stores/r1/storefront-unified-nextjs/components/banner.html",
+        &banner,
+    );
     for i in 0..1500 {
         let line = format!("export const v{i} = {i}; // a line of an installed package\n");
         repo.write(
@@ -217,6 +229,7 @@ fn builds_run_as_actions_on_workers_equal_local_builds_and_warm_a_cache_another_
     // Another clone, at another path, with only the cache: no action, no
     // script, the same .deploy.
     let other = clone_of(&local);
+    install(&other);
     let (code, report, stderr) = run(
         &other,
         &["store", "build", "--json", "--remote-cache", &grid.url()],
@@ -248,6 +261,17 @@ fn builds_run_as_actions_on_workers_equal_local_builds_and_warm_a_cache_another_
     assert_eq!(executor["executed"], 1, "{report:#}");
     let sent = executor["uploaded"].as_u64().unwrap();
     assert!(sent > 0 && sent < 16_000, "{sent} bytes sent: {report:#}");
+    // The big page came back whole.
+    assert_eq!(
+        std::fs::metadata(
+            remote
+                .path()
+                .join(".out/r1/storefront-unified-nextjs/.deploy/.next/server/page.html")
+        )
+        .unwrap()
+        .len(),
+        5_000_000
+    );
     let page = remote
         .path()
         .join(".out/solo/storefront-unified-nextjs/.deploy/.next/server/page.html");
