@@ -27,6 +27,11 @@ impl BuildGrid {
     /// Starts BuildGrid with `workers` workers (a dead worker's lease goes
     /// back to the queue after 4 s without news from it).
     pub fn start(workers: usize) -> BuildGrid {
+        Self::start_on(workers, None)
+    }
+
+    /// Starts BuildGrid on `port` (a free one when `None`).
+    pub fn start_on(workers: usize, port: Option<u16>) -> BuildGrid {
         let venv = std::env::var("STRATA_REAPI_VENV")
             .unwrap_or_else(|_| "/opt/strata-reapi/venv".to_string());
         assert!(
@@ -37,6 +42,10 @@ impl BuildGrid {
         let out = Command::new(fixture().join("start"))
             .arg(dir.path())
             .args(["--workers", &workers.to_string(), "--bot-keepalive", "4"])
+            .args(
+                port.map(|p| vec!["--port".to_string(), p.to_string()])
+                    .unwrap_or_default(),
+            )
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -56,6 +65,10 @@ impl BuildGrid {
     /// `grpc://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         self.values["REAPI_ENDPOINT"].clone()
+    }
+
+    fn port(&self) -> u16 {
+        self.values["REAPI_PORT"].parse().unwrap()
     }
 
     fn address(&self) -> String {
@@ -821,4 +834,59 @@ fn a_cache_behind_tls_and_a_token_is_used_and_the_token_is_never_shown() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(fourth.builds().len(), 5, "built here: {report:#}");
     assert!(!format!("{stderr}{report}").contains(token));
+}
+
+#[test]
+fn inputs_a_restarted_server_lost_are_sent_again() {
+    let grid = BuildGrid::start(1);
+    let port = grid.port();
+    let repo = committed();
+    install(&repo);
+    let (code, _, stderr) = run(
+        &repo,
+        &[
+            "store",
+            "build",
+            "--json",
+            "-s",
+            "solo",
+            "--remote-executor",
+            &grid.url(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // The server starts again at the same address with empty storage:
+    // what strata recorded as held there is gone.
+    drop(grid);
+    let grid = BuildGrid::start_on(1, Some(port));
+    repo.write(
+        "apps/stores/solo/storefront-unified-nextjs/components/banner.html",
+        "solo banner, after the restart\n",
+    );
+    let (code, report, stderr) = run(
+        &repo,
+        &[
+            "store",
+            "build",
+            "--json",
+            "-s",
+            "solo",
+            "--remote-executor",
+            &grid.url(),
+        ],
+    );
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let executor = &report["remote_executor"];
+    assert_eq!(executor["executed"], 1, "{report:#}");
+    assert!(
+        executor["uploaded"].as_u64().unwrap() > 6_000_000,
+        "node_modules was sent again: {report:#}"
+    );
+    let page = repo
+        .path()
+        .join(".out/solo/storefront-unified-nextjs/.deploy/.next/server/page.html");
+    assert_eq!(
+        std::fs::read_to_string(page).unwrap(),
+        "solo banner, after the restart\n"
+    );
 }

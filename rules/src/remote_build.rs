@@ -426,6 +426,9 @@ pub(crate) fn worker_path(ctx: &BuildContext, out: &str) -> String {
 struct Prepared {
     action: Digest,
     blobs: Vec<Blob>,
+    /// The folders sent (or found held), held in full once the blobs are
+    /// up.
+    folders: Vec<Digest>,
 }
 
 fn prepare(
@@ -513,7 +516,7 @@ fn prepare(
         ..Default::default()
     };
     let (action_digest, action_bytes) = reapi::message_digest(&action);
-    let mut all = blobs(&built, &files);
+    let (mut all, folders) = unheld(&built, &files, &exec.held)?;
     all.push(Blob {
         digest: command_digest,
         source: Source::Bytes(command_bytes),
@@ -525,7 +528,58 @@ fn prepare(
     Ok(Prepared {
         action: action_digest,
         blobs: all,
+        folders,
     })
+}
+
+/// The blobs of `built` under no folder the server holds in full (those
+/// are not asked about again: a second build of an app with a few changed
+/// files sends and asks about those and the folders above them), and the
+/// folders they make up.
+fn unheld(
+    built: &reapi::tree::Built,
+    files: &reapi::inputs::Files,
+    held: &reapi::inputs::Held,
+) -> Result<(Vec<Blob>, Vec<Digest>)> {
+    use prost::Message as _;
+    let messages: std::collections::HashMap<&str, &re::Directory> = built
+        .directories
+        .iter()
+        .map(|(d, m)| (d.hash.as_str(), m))
+        .collect();
+    let mut blobs = Vec::new();
+    let mut folders = Vec::new();
+    let mut seen = HashSet::new();
+    let mut sent = HashSet::new();
+    let mut stack = vec![built.root.clone()];
+    while let Some(digest) = stack.pop() {
+        if !seen.insert(digest.hash.clone()) || held.holds(&digest)? {
+            continue;
+        }
+        // A folder built elsewhere (a mount) is held, or sent with its
+        // own blobs.
+        let Some(message) = messages.get(digest.hash.as_str()) else {
+            continue;
+        };
+        blobs.push(Blob {
+            digest: digest.clone(),
+            source: Source::Bytes(message.encode_to_vec()),
+        });
+        for file in &message.files {
+            if let Some(d) = &file.digest
+                && sent.insert(d.hash.clone())
+                && let Some(path) = files.blobs.get(&d.hash)
+            {
+                blobs.push(Blob {
+                    digest: d.clone(),
+                    source: Source::File(path.clone()),
+                });
+            }
+        }
+        stack.extend(message.directories.iter().filter_map(|c| c.digest.clone()));
+        folders.push(digest);
+    }
+    Ok((blobs, folders))
 }
 
 /// Runs the build of `spec` on the executor; its outputs are in the local
@@ -556,6 +610,9 @@ pub fn execute(
         let shared = exec.shared(&ctx.root)?;
         let prepared = prepare(ctx, exec, spec, &shared, upstream)?;
         exec.upload(prepared.blobs)?;
+        for folder in &prepared.folders {
+            exec.held.record(folder)?;
+        }
         exec.actions_submitted.fetch_add(1, Ordering::Relaxed);
         let response = exec
             .client
