@@ -280,6 +280,33 @@ fn a_real_next_app_deploys_the_same_runnable_images_fresh_shared_restored_and_re
     assert_same_trees(&deploy_trees(&clone), &want_trees, "remote");
     every_image_serves_its_store(&clone, &tag);
 
+    // Built on a REAPI service (BuildGrid, two workers, an empty cache):
+    // every build an action there, none here; each image starts as
+    // production runs it. (`next build` writes a new build id each time,
+    // so these trees are not the local build's byte for byte.)
+    let grid = crate::reapi::BuildGrid::start(2);
+    let holder = tempfile::tempdir().unwrap();
+    git(
+        holder.path(),
+        &[
+            "clone",
+            "-q",
+            &format!("file://{}", repo.path().display()),
+            "farmed",
+        ],
+    );
+    copy_tree(
+        &repo.path().join("node_modules"),
+        &holder.path().join("farmed/node_modules"),
+    );
+    let farmed = Repo::at(holder.path().join("farmed"), holder);
+    let report = farmed.deploy_ok(&["--remote-executor", &grid.url()]);
+    let build = &report["build"];
+    assert_eq!(build["scripts_run"], 0, "{build}");
+    assert_eq!(build["executor"]["executed"], 4, "{build}");
+    every_image_serves_its_store(&farmed, &tag);
+    drop(grid);
+
     // A one-line commit in store-b: its frontend alone is rebuilt and
     // triggered, the others keep their digests under the new tag, and the
     // new image differs from the old by its app layer only (the traced
