@@ -57,7 +57,9 @@ fn headers(given: &[String]) -> Result<Vec<(String, String)>, strata_rules::Erro
                 (None, None) => ("", ""),
             };
             let (name, value) = (split.0.trim(), split.1.get(1..).unwrap_or("").trim());
-            let good = !name.is_empty()
+            // A token given without a name would split at its padding.
+            let good = !value.trim_matches(['=', ':']).is_empty()
+                && !name.is_empty()
                 && name
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
@@ -115,4 +117,32 @@ pub fn reports(
         write(path, &summary())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::headers;
+
+    #[test]
+    fn headers_are_read_both_ways_and_never_echoed() {
+        let given = vec![
+            "Authorization=Bearer a=b".to_string(),
+            "x-api-key: k3y".to_string(),
+        ];
+        assert_eq!(
+            headers(&given).unwrap(),
+            [
+                ("authorization".to_string(), "Bearer a=b".to_string()),
+                ("x-api-key".to_string(), "k3y".to_string())
+            ]
+        );
+        for bad in ["dXNlcjpwYXNz==", "Bearer s3cret-token", "bad name=v4lue"] {
+            let err = headers(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(
+                !err.contains("s3cret") && !err.contains("dXNlcjpwYXNz") && !err.contains("v4lue"),
+                "{err}"
+            );
+            assert!(err.contains("header 1 of 1"), "{err}");
+        }
+    }
 }

@@ -460,6 +460,35 @@ impl RemoteCache {
         }
     }
 
+    /// Downloads every blob of `wanted` into its path (over gRPC, small
+    /// ones in batches); whether all came. A blob that does not match is a
+    /// miss with a warning.
+    pub fn get_blobs(&self, wanted: &[(reapi::Digest, std::path::PathBuf)]) -> bool {
+        if !self.usable() {
+            return false;
+        }
+        match &self.backend {
+            Backend::Http { .. } => {
+                use rayon::prelude::*;
+                wanted
+                    .par_iter()
+                    .all(|(digest, path)| self.http_get_cas(&digest.hash, path))
+            }
+            Backend::Grpc(client) => match client.download_many(wanted) {
+                Ok(()) => true,
+                Err(Error::RemoteMissing { .. }) => false,
+                Err(Error::Remote { message, .. }) if message.contains("other content") => {
+                    self.warn(format!("remote cache {}: {message}; not used", self.shown));
+                    false
+                }
+                Err(e) => {
+                    self.give_up("reading blobs", e.to_string());
+                    false
+                }
+            },
+        }
+    }
+
     /// The bytes of blob `digest` (a small one: a tree), checked.
     pub fn get_blob_bytes(&self, digest: &reapi::Digest) -> Option<Vec<u8>> {
         if !self.usable() {

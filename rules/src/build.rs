@@ -565,8 +565,7 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
     let Ok(entries) = entries else {
         return Ok(None);
     };
-    let Some(outputs) = take_entries(ctx, &entries, &|digest, dest| remote.get_blob(digest, dest))?
-    else {
+    let Some(outputs) = take_entries(ctx, &entries, &|wanted| remote.get_blobs(wanted))? else {
         return Ok(None);
     };
     let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
@@ -574,13 +573,17 @@ fn fetch_remote(ctx: &BuildContext, key: &ContentHash) -> Result<Option<Vec<Outp
     Ok(Some(outputs))
 }
 
-/// The outputs an action result names (`entries`), each file blob fetched
-/// by `get` into the local store and checked; `None` when a path is not
+/// A blob to fetch, and the path it goes to.
+pub(crate) type Wanted = (reapi::Digest, PathBuf);
+
+/// The outputs an action result names (`entries`), their file blobs
+/// fetched by `get_all` (each into its path) into the local store and
+/// checked; `None` when a path is not
 /// safe to write (see below) or a blob could not be had.
 pub(crate) fn take_entries(
     ctx: &BuildContext,
     entries: &BTreeMap<String, reapi::tree::Entry>,
-    get: &(dyn Fn(&reapi::Digest, &Path) -> bool + Sync),
+    get_all: &dyn Fn(&[Wanted]) -> bool,
 ) -> Result<Option<Vec<OutputFile>>> {
     // An entry names paths to write: only plain relative paths inside the
     // app, never under a symlink it also makes, and links that stay inside
@@ -615,80 +618,81 @@ pub(crate) fn take_entries(
     if unsafe_entry {
         return Ok(None);
     }
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let fetched: Vec<Result<Option<OutputFile>>> = entries
+    // The local store is keyed by blake3: each distinct blob lands beside
+    // it under a temporary name, is checked against its sha256 as it
+    // arrives (all in one go: batches, not a call per file), then takes its
+    // blake3 name.
+    let staging = ctx.cas.dir().join("tmp");
+    std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+    let mut temps: HashMap<&str, PathBuf> = HashMap::new();
+    let mut wanted = Vec::new();
+    for entry in entries.values() {
+        if let reapi::tree::Entry::File { digest, .. } = entry
+            && !temps.contains_key(digest.hash.as_str())
+        {
+            let tmp = strata_engine::TempName::beside(&staging.join(&digest.hash));
+            temps.insert(digest.hash.as_str(), tmp.clone());
+            // The empty blob is never asked for: servers need not store it.
+            if digest.size_bytes == 0 {
+                std::fs::write(&tmp, b"").map_err(|e| Error::io(&tmp, e))?;
+            } else {
+                wanted.push((digest.clone(), tmp));
+            }
+        }
+    }
+    let remove_all = || {
+        for tmp in temps.values() {
+            let _ = std::fs::remove_file(tmp);
+        }
+    };
+    if !wanted.is_empty() && !get_all(&wanted) {
+        remove_all();
+        return Ok(None);
+    }
+    let placed: Result<HashMap<&str, ContentHash>> = temps
         .par_iter()
+        .map(|(hash, tmp)| {
+            let blake = strata_engine::file_digest(tmp)?;
+            let dest = ctx.cas.path(&blake);
+            if ctx.cas.contains(&blake) {
+                let _ = std::fs::remove_file(tmp);
+            } else {
+                let dir = dest.parent().expect("a blob has a folder");
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                std::fs::rename(tmp, &dest).map_err(|e| Error::io(&dest, e))?;
+            }
+            Ok((*hash, blake))
+        })
+        .collect();
+    let placed = match placed {
+        Ok(placed) => placed,
+        Err(e) => {
+            remove_all();
+            return Err(e);
+        }
+    };
+    let outputs = entries
+        .iter()
         .map(|(path, entry)| match entry {
             reapi::tree::Entry::Symlink { target } => {
                 let target = PathBuf::from(target);
-                Ok(Some(OutputFile {
+                OutputFile {
                     path: path.clone(),
                     kind: EntryKind::Symlink,
                     digest: symlink_digest(&target),
                     link_target: Some(target),
-                }))
-            }
-            reapi::tree::Entry::File { digest, executable } => {
-                // The local store is keyed by blake3: the blob lands beside
-                // it, is checked against its sha256 as it arrives, then
-                // takes its blake3 name.
-                if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    return Ok(None);
                 }
-                let staging = ctx.cas.dir().join("tmp");
-                std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-                let tmp = strata_engine::TempName::beside(&staging.join(&digest.hash));
-                // The empty blob is never asked for: servers need not
-                // store it.
-                let got = if digest.size_bytes == 0 {
-                    std::fs::write(&tmp, b"").is_ok()
-                } else {
-                    get(digest, &tmp)
-                };
-                if !got {
-                    // One missing blob makes the entry a miss: the others
-                    // need not come.
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                    let _ = std::fs::remove_file(&tmp);
-                    return Ok(None);
-                }
-                let placed = (|| {
-                    let blake = strata_engine::file_digest(&tmp)?;
-                    let dest = ctx.cas.path(&blake);
-                    if ctx.cas.contains(&blake) {
-                        let _ = std::fs::remove_file(&tmp);
-                    } else {
-                        let dir = dest.parent().expect("a blob has a folder");
-                        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-                        std::fs::rename(&tmp, &dest).map_err(|e| Error::io(&dest, e))?;
-                    }
-                    Ok::<_, Error>(blake)
-                })();
-                let blake = match placed {
-                    Ok(blake) => blake,
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&tmp);
-                        return Err(e);
-                    }
-                };
-                Ok(Some(OutputFile {
-                    path: path.clone(),
-                    kind: EntryKind::File {
-                        executable: *executable,
-                    },
-                    digest: blake,
-                    link_target: None,
-                }))
             }
+            reapi::tree::Entry::File { digest, executable } => OutputFile {
+                path: path.clone(),
+                kind: EntryKind::File {
+                    executable: *executable,
+                },
+                digest: placed[digest.hash.as_str()],
+                link_target: None,
+            },
         })
         .collect();
-    let mut outputs = Vec::with_capacity(fetched.len());
-    for f in fetched {
-        match f? {
-            Some(o) => outputs.push(o),
-            None => return Ok(None),
-        }
-    }
     Ok(Some(outputs))
 }
 

@@ -346,6 +346,11 @@ pub fn build_context(
             settings,
             engine.db().tree("reapi-sha256")?,
             engine.db().tree("reapi-held")?,
+            // The cache's token goes only to the server it was given for.
+            options
+                .remote
+                .as_ref()
+                .is_none_or(|r| r.url == settings.url),
         )?));
     }
     ctx.lockfile = lockfile

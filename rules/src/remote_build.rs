@@ -99,14 +99,22 @@ const DEADLINE: Duration = Duration::from_secs(3 * 3600);
 
 impl Executor {
     /// Connects to the executor at `settings.url`; it must execute actions
-    /// with SHA-256 digests.
-    pub fn connect(settings: &ExecutorSettings, memo: Tree, held: Tree) -> Result<Executor> {
+    /// with SHA-256 digests. `cache_token`: whether the token of the
+    /// environment (`STRATA_REMOTE_CACHE_TOKEN`) may go to it (it is the
+    /// cache too).
+    pub fn connect(
+        settings: &ExecutorSettings,
+        memo: Tree,
+        held: Tree,
+        cache_token: bool,
+    ) -> Result<Executor> {
         // The token of the environment, as the remote cache sends it,
         // unless a header says otherwise.
         let mut headers = settings.headers.clone();
-        if !headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        if cache_token
+            && !headers
+                .iter()
+                .any(|(k, _)| k.eq_ignore_ascii_case("authorization"))
             && let Some(value) = strata_engine::RemoteAuth::header(&crate::builder::remote_auth())
         {
             headers.push(("authorization".into(), value));
@@ -227,9 +235,10 @@ impl Executor {
                 .map_err(|message| Error::RemoteExecutor {
                     message: format!("{}: {message}", installed.display()),
                 })?;
+            let generation = self.held.generation();
             if !self.held.holds(&built.root)? {
                 self.upload(blobs(&built, &found))?;
-                self.held.record(&built.root)?;
+                self.held.record(&built.root, generation)?;
             }
             Some(built.root)
         } else {
@@ -261,15 +270,24 @@ fn blobs(built: &reapi::tree::Built, files: &reapi::inputs::Files) -> Vec<Blob> 
     for entry in files.entries.values() {
         if let reapi::tree::Entry::File { digest, .. } = entry
             && seen.insert(digest.hash.clone())
-            && let Some(path) = files.blobs.get(&digest.hash)
+            && let Some(source) = source_of(files, &digest.hash)
         {
             out.push(Blob {
                 digest: digest.clone(),
-                source: Source::File(path.clone()),
+                source,
             });
         }
     }
     out
+}
+
+/// Where the blob `hash` of `files` is.
+fn source_of(files: &reapi::inputs::Files, hash: &str) -> Option<Source> {
+    files
+        .blobs
+        .get(hash)
+        .map(|p| Source::File(p.clone()))
+        .or_else(|| files.inline.get(hash).map(|b| Source::Bytes(b.clone())))
 }
 
 /// The folders (relative to the app) a build of `app` writes, which the
@@ -310,6 +328,9 @@ pub(crate) struct InputParts {
     /// Files by their path in the root, with where they are: the root files
     /// builds read, the root lockfile, and the outputs the build builds on.
     pub files: Vec<(String, PathBuf)>,
+    /// Files by their path in the root, with their content: root settings
+    /// less their credentials.
+    pub contents: Vec<(String, Vec<u8>)>,
     /// Symlinks by their path in the root, with their targets.
     pub links: Vec<(String, PathBuf)>,
     /// The installed `node_modules/`, when there is one.
@@ -330,11 +351,18 @@ pub(crate) fn input_parts(
     upstream: Option<&BuildRecord>,
 ) -> InputParts {
     let mut files = Vec::new();
+    let mut contents = Vec::new();
     let mut links = Vec::new();
     for name in GLOBAL_INPUTS.iter().copied().chain(ctx.lockfile.as_deref()) {
         let path = ctx.root.join(name);
         if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
-            files.push((name.to_string(), path));
+            match std::fs::read(&path)
+                .ok()
+                .and_then(|text| without_credentials(name, &text))
+            {
+                Some(clean) => contents.push((name.to_string(), clean)),
+                None => files.push((name.to_string(), path)),
+            }
         }
     }
     if let Some(record) = upstream {
@@ -363,6 +391,7 @@ pub(crate) fn input_parts(
     let dotenv = build_dotenv(AppKind::of(&spec.app));
     InputParts {
         files,
+        contents,
         links,
         node_modules: installed.is_dir().then_some(installed),
         outputs,
@@ -383,17 +412,40 @@ pub(crate) fn input_parts(
 }
 
 /// The `.env*` files at an app's top that its build reads (a production
-/// build): Next.js and other Node tools read these four, Nuxt `.env`.
+/// build): Next.js these four, Nuxt `.env`; other apps (the middleware,
+/// whose `.env` holds the commerce API's secrets) none: their compilers do
+/// not read them.
 fn build_dotenv(kind: AppKind) -> &'static [&'static str] {
     match kind {
         AppKind::Nuxt => &[".env"],
-        AppKind::Next | AppKind::Node => &[
+        AppKind::Next => &[
             ".env",
             ".env.local",
             ".env.production",
             ".env.production.local",
         ],
+        AppKind::Node => &[],
     }
+}
+
+/// The root package manager settings with their credentials left out
+/// (`_auth`, `_authToken`, `_password`, `npmAuthToken`, `npmAuthIdent`
+/// lines): `npm run build` needs none of them, and they would be stored on
+/// the server. `None` when the file holds none.
+fn without_credentials(name: &str, text: &[u8]) -> Option<Vec<u8>> {
+    if !matches!(name, ".npmrc" | ".yarnrc" | ".yarnrc.yml") {
+        return None;
+    }
+    let text = String::from_utf8_lossy(text);
+    let secret = |line: &str| {
+        let l = line.to_ascii_lowercase();
+        l.contains("_auth") || l.contains("_password") || l.contains("npmauth")
+    };
+    if !text.lines().any(secret) {
+        return None;
+    }
+    let kept: Vec<&str> = text.lines().filter(|l| !secret(l)).collect();
+    Some(format!("{}\n", kept.join("\n")).into_bytes())
 }
 
 /// `PATH` on the worker: the monorepo's `node_modules/.bin` (relative to
@@ -453,6 +505,17 @@ fn prepare(
             reapi::tree::Entry::File {
                 digest,
                 executable: meta.permissions().mode() & 0o111 != 0,
+            },
+        );
+    }
+    for (rel, bytes) in &parts.contents {
+        let digest = reapi::digest_of(bytes);
+        files.inline.insert(digest.hash.clone(), bytes.clone());
+        files.entries.insert(
+            rel.clone(),
+            reapi::tree::Entry::File {
+                digest,
+                executable: false,
             },
         );
     }
@@ -568,11 +631,11 @@ fn unheld(
         for file in &message.files {
             if let Some(d) = &file.digest
                 && sent.insert(d.hash.clone())
-                && let Some(path) = files.blobs.get(&d.hash)
+                && let Some(source) = source_of(files, &d.hash)
             {
                 blobs.push(Blob {
                     digest: d.clone(),
-                    source: Source::File(path.clone()),
+                    source,
                 });
             }
         }
@@ -608,10 +671,17 @@ pub fn execute(
     let mut fresh = false;
     loop {
         let shared = exec.shared(&ctx.root)?;
+        let generation = exec.held.generation();
         let prepared = prepare(ctx, exec, spec, &shared, upstream)?;
-        exec.upload(prepared.blobs)?;
+        exec.upload(prepared.blobs).map_err(|e| match e {
+            Error::RemoteExecutor { message } => failed(format!("sending inputs: {message}")),
+            e => {
+                ctx.mark_failed();
+                e
+            }
+        })?;
         for folder in &prepared.folders {
-            exec.held.record(folder)?;
+            exec.held.record(folder, generation)?;
         }
         exec.actions_submitted.fetch_add(1, Ordering::Relaxed);
         let response = exec
@@ -727,20 +797,21 @@ fn take(
         .collect();
     let errors = Mutex::new(Vec::new());
     let lost = Mutex::new(None::<String>);
-    let outputs = take_entries(ctx, &entries, &|digest, dest| match exec
-        .client
-        .download(digest, dest)
-    {
-        Ok(()) => true,
-        Err(strata_engine::Error::RemoteMissing { digest, .. }) => {
-            *lost.lock().unwrap() = Some(format!("blob {digest} is not on the server"));
-            false
-        }
-        Err(e) => {
-            errors.lock().unwrap().push(e.to_string());
-            false
-        }
-    })
+    let outputs = take_entries(
+        ctx,
+        &entries,
+        &|wanted| match exec.client.download_many(wanted) {
+            Ok(()) => true,
+            Err(strata_engine::Error::RemoteMissing { digest, .. }) => {
+                *lost.lock().unwrap() = Some(format!("blob {digest} is not on the server"));
+                false
+            }
+            Err(e) => {
+                errors.lock().unwrap().push(e.to_string());
+                false
+            }
+        },
+    )
     .map_err(Taken::Failed)?;
     match outputs {
         Some(outputs) => Ok(outputs),
@@ -788,4 +859,38 @@ fn write_log(
     let path = ctx.root.join(&spec.out).join(".strata-build.log");
     strata_engine::write_atomic(&path, &log, false)?;
     Ok(log)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_leave_the_package_manager_settings() {
+        let npmrc = b"registry=https://npm.example/\n//npm.example/:_authToken=s3cret\n_auth=dXNlcjpwYXNz\nalways-auth=true\n";
+        let clean = String::from_utf8(without_credentials(".npmrc", npmrc).unwrap()).unwrap();
+        assert!(clean.contains("registry=https://npm.example/"));
+        assert!(clean.contains("always-auth=true"));
+        assert!(
+            !clean.contains("s3cret") && !clean.contains("dXNlcjpwYXNz"),
+            "{clean}"
+        );
+        let yarnrc = b"npmRegistryServer: \"https://npm.example\"\nnpmAuthToken: t0ken\n";
+        let clean = String::from_utf8(without_credentials(".yarnrc.yml", yarnrc).unwrap()).unwrap();
+        assert!(
+            !clean.contains("t0ken") && clean.contains("npmRegistryServer"),
+            "{clean}"
+        );
+        // Nothing to leave out: the file itself goes.
+        assert!(without_credentials(".npmrc", b"save-exact=true\n").is_none());
+        assert!(without_credentials("package.json", b"{\"_auth\": 1}").is_none());
+    }
+
+    #[test]
+    fn only_a_frontend_build_gets_its_dotenv_files() {
+        assert!(build_dotenv(AppKind::Node).is_empty());
+        assert_eq!(build_dotenv(AppKind::Nuxt), [".env"]);
+        assert!(build_dotenv(AppKind::Next).contains(&".env.production"));
+        assert!(!build_dotenv(AppKind::Next).contains(&".env.development"));
+    }
 }

@@ -69,6 +69,8 @@ pub fn build(
     if let Some(prior) = prior {
         remove_outputs(&out_dir, &prior.outputs, &Default::default());
     }
+    // The slot first: copies are made for builds about to run only.
+    let permit = ctx.slots.acquire();
     let parts = input_parts(ctx, spec, upstream);
     // Outside the monorepo (in the temporary folder), so that nothing a
     // tool looks for upwards (a `node_modules`, a lockfile, `.git`) is
@@ -88,6 +90,10 @@ pub fn build(
     }
     for (rel, source) in &parts.files {
         copy_file(source, &place.join(strata_engine::fs_path(rel)))?;
+    }
+    for (rel, bytes) in &parts.contents {
+        let dest = place.join(strata_engine::fs_path(rel));
+        std::fs::write(&dest, bytes).map_err(|e| Error::io(&dest, e))?;
     }
     for (rel, target) in &parts.links {
         let dest = place.join(strata_engine::fs_path(rel));
@@ -121,7 +127,6 @@ pub fn build(
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err));
-    let permit = ctx.slots.acquire();
     if ctx.fail_fast && ctx.failed() {
         return Err(Error::Cancelled);
     }

@@ -29,6 +29,8 @@ pub struct Files {
     pub entries: BTreeMap<String, Entry>,
     /// Each file blob's path on disk, by SHA-256.
     pub blobs: HashMap<String, PathBuf>,
+    /// Blobs held in memory rather than on disk, by SHA-256.
+    pub inline: HashMap<String, Vec<u8>>,
 }
 
 impl Files {
@@ -36,6 +38,7 @@ impl Files {
     pub fn extend(&mut self, other: Files) {
         self.entries.extend(other.entries);
         self.blobs.extend(other.blobs);
+        self.inline.extend(other.inline);
     }
 }
 
@@ -170,6 +173,9 @@ impl Hasher {
 pub struct Held {
     tree: Tree,
     server: String,
+    /// Bumped by [`Held::forget`]: what was found before it is not
+    /// recorded after it.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl Held {
@@ -178,6 +184,7 @@ impl Held {
         Held {
             tree,
             server: server.to_string(),
+            generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -190,14 +197,25 @@ impl Held {
         Ok(self.tree.get(&self.key(digest))?.is_some())
     }
 
-    /// Records that the server holds all of the folder `digest`.
-    pub fn record(&self, digest: &Digest) -> Result<()> {
-        self.tree.insert(&self.key(digest), &[])?;
+    /// The generation of the record, to give back to [`Held::record`].
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Records that the server holds all of the folder `digest`, found
+    /// while the record was at `generation`: nothing is recorded when it
+    /// was forgotten since (what was found held then may be gone).
+    pub fn record(&self, digest: &Digest, generation: u64) -> Result<()> {
+        if self.generation() == generation {
+            self.tree.insert(&self.key(digest), &[])?;
+        }
         Ok(())
     }
 
     /// Forgets what the server was found to hold (it lost blobs).
     pub fn forget(&self) -> Result<()> {
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let prefix = format!("{}\0", self.server);
         for key in self.tree.keys_with_prefix(prefix.as_bytes())? {
             self.tree.remove(&key)?;

@@ -173,6 +173,8 @@ const MAX_MESSAGE: usize = 64 << 20;
 const DEFAULT_BATCH: usize = 4 << 20;
 /// ByteStream chunk size.
 const CHUNK: usize = 1 << 20;
+/// How long an execution stream may say nothing before it is asked again.
+const IDLE: Duration = Duration::from_secs(300);
 /// What one blob adds to a batch message beside its bytes (its digest,
 /// status and field tags), counted generously.
 const PER_BLOB: usize = 160;
@@ -535,6 +537,9 @@ impl Client {
                 .block_on(async { tokio::time::timeout(limit, bytestream.write(request)).await });
             let status = match outcome {
                 Ok(Ok(answer)) => {
+                    // A file that changed while it was read is ours to
+                    // report, not the server's.
+                    self.check_source(blob)?;
                     let committed = answer.into_inner().committed_size;
                     // A server that already held the blob may answer early
                     // with its full size.
@@ -544,7 +549,6 @@ impl Client {
                             show(&blob.digest)
                         )));
                     }
-                    self.check_source(blob)?;
                     return Ok((size - offset) as u64);
                 }
                 Ok(Err(status)) => status,
@@ -808,6 +812,54 @@ impl Client {
         result
     }
 
+    /// Downloads each blob of `wanted` into its path: the small ones a
+    /// batch at a time, the large ones streamed; each checked. Stops at the
+    /// first error (a blob the server lacks is [`Error::RemoteMissing`]);
+    /// the paths already written are the caller's to remove.
+    pub fn download_many(&self, wanted: &[(Digest, PathBuf)]) -> Result<()> {
+        let limit = self.capabilities.max_batch_bytes.saturating_sub(64 << 10);
+        let mut batch: Vec<&(Digest, PathBuf)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for item in wanted {
+            let size = usize::try_from(item.0.size_bytes).unwrap_or(usize::MAX);
+            if size == 0 {
+                std::fs::write(&item.1, b"").map_err(|e| Error::io(&item.1, e))?;
+                continue;
+            }
+            if size + PER_BLOB > limit {
+                self.download(&item.0, &item.1)?;
+                continue;
+            }
+            if batch_bytes + size + PER_BLOB > limit {
+                self.write_batch(&batch)?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+            batch_bytes += size + PER_BLOB;
+            batch.push(item);
+        }
+        self.write_batch(&batch)
+    }
+
+    fn write_batch(&self, batch: &[&(Digest, PathBuf)]) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut asked = std::collections::HashSet::new();
+        let digests: Vec<Digest> = batch
+            .iter()
+            .filter(|(d, _)| asked.insert(d.hash.clone()))
+            .map(|(d, _)| d.clone())
+            .collect();
+        let mut got = HashMap::new();
+        self.batch_read(digests, &mut got)?;
+        for (digest, path) in batch {
+            let bytes = &got[&digest.hash];
+            std::fs::write(path, bytes).map_err(|e| Error::io(path, e))?;
+        }
+        Ok(())
+    }
+
     /// The action cache's result for `action`, if it holds one.
     pub fn get_action_result(&self, action: &Digest) -> Result<Option<re::ActionResult>> {
         let channel = self.channel.clone();
@@ -879,6 +931,8 @@ impl Client {
             Ended,
             Failed(Status),
             TimedOut,
+            /// The server said nothing for [`IDLE`]: ask again.
+            Idle,
         }
         let started = std::time::Instant::now();
         let mut name: Option<String> = None;
@@ -904,6 +958,7 @@ impl Client {
             // whether the stream said anything at all.
             let mut seen: Option<String> = None;
             let mut progress = false;
+            let opened = std::time::Instant::now();
             let step = self.runtime.block_on(async {
                 let call = async {
                     let stream = match &name {
@@ -932,7 +987,10 @@ impl Client {
                         Err(status) => return Step::Failed(status),
                     };
                     loop {
-                        match stream.message().await {
+                        let Ok(next) = tokio::time::timeout(IDLE, stream.message()).await else {
+                            return Step::Idle;
+                        };
+                        match next {
                             Ok(Some(op)) => {
                                 progress = true;
                                 if !op.name.is_empty() {
@@ -954,12 +1012,30 @@ impl Client {
             if seen.is_some() {
                 name = seen;
             }
-            if progress {
+            // A stream that stayed up a while and said something was no
+            // failure: the count is of breaks in a row.
+            if progress && opened.elapsed() >= Duration::from_secs(10) {
                 failures = 0;
             }
             match step {
                 Step::Done(op) => return self.finished(action, op),
                 Step::TimedOut => return Err(too_long()),
+                // A quiet server is asked again on a new stream (a stuck
+                // one is then found by the breaks it gives, or the
+                // deadline); this is not a break.
+                Step::Idle => continue,
+                // A problem the server found before it made an operation
+                // (missing inputs): answered as the response's status.
+                Step::Failed(status) if status.code() == Code::FailedPrecondition => {
+                    return Ok(re::ExecuteResponse {
+                        status: Some(bazel_remote_apis::google::rpc::Status {
+                            code: Code::FailedPrecondition as i32,
+                            message: status.message().to_string(),
+                            details: Vec::new(),
+                        }),
+                        ..Default::default()
+                    });
+                }
                 Step::Ended => failures += 1,
                 Step::Failed(status) if status.code() == Code::NotFound && name.is_some() => {
                     // The server forgot the operation: submit it again (its
