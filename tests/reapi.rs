@@ -11,6 +11,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::remote::run;
 use crate::util::{Repo, full_tree, git};
 
 fn fixture() -> PathBuf {
@@ -140,16 +141,6 @@ impl Cutter {
             let _ = stream.shutdown(Shutdown::Both);
         }
     }
-}
-
-fn run(repo: &Repo, args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = repo.strata(args);
-    let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
-    (
-        out.status.code().unwrap_or(-1),
-        report,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// Every store's `.deploy` folders, file by file (bytes, mode, links).
@@ -339,6 +330,25 @@ while (!gate.existsSync("{dir}/go")) await new Promise((done) => setTimeout(done
     );
 }
 
+/// Builds the solo store on the executor at `url`, in the background.
+fn solo_in_background(repo: &Repo, url: String) -> std::thread::JoinHandle<std::process::Output> {
+    let root = repo.path().to_path_buf();
+    std::thread::spawn(move || {
+        bounded(
+            &root,
+            &[
+                "store",
+                "build",
+                "-s",
+                "solo",
+                "--json",
+                "--remote-executor",
+                &url,
+            ],
+        )
+    })
+}
+
 /// Runs strata on `root`, killed after five minutes (a hang fails the test
 /// rather than the whole run).
 fn bounded(root: &Path, args: &[&str]) -> std::process::Output {
@@ -392,23 +402,7 @@ fn a_stream_cut_mid_execution_is_resumed_and_the_action_runs_once() {
     let repo = committed();
     gated_middleware(&repo, gate.path());
     let url = cutter.url();
-    let mut child = Some({
-        let repo_path = repo.path().to_path_buf();
-        std::thread::spawn(move || {
-            bounded(
-                &repo_path,
-                &[
-                    "store",
-                    "build",
-                    "-s",
-                    "solo",
-                    "--json",
-                    "--remote-executor",
-                    &url,
-                ],
-            )
-        })
-    });
+    let mut child = Some(solo_in_background(&repo, url));
     wait_for_lines(&gate.path().join("started"), 1, &mut child);
     cutter.cut();
     std::fs::write(gate.path().join("go"), "").unwrap();
@@ -437,23 +431,7 @@ fn a_worker_killed_mid_action_is_replaced_and_the_build_gets_one_result() {
     let repo = committed();
     gated_middleware(&repo, gate.path());
     let url = grid.url();
-    let mut child = Some({
-        let repo_path = repo.path().to_path_buf();
-        std::thread::spawn(move || {
-            bounded(
-                &repo_path,
-                &[
-                    "store",
-                    "build",
-                    "-s",
-                    "solo",
-                    "--json",
-                    "--remote-executor",
-                    &url,
-                ],
-            )
-        })
-    });
+    let mut child = Some(solo_in_background(&repo, url));
     let started = wait_for_lines(&gate.path().join("started"), 1, &mut child);
     let script: u32 = started[0].parse().unwrap();
     // The worker whose action this is: an ancestor of the script.

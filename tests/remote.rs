@@ -96,7 +96,8 @@ fn checkouts() -> (Repo, Repo) {
     (first, second)
 }
 
-fn run(repo: &Repo, args: &[&str]) -> (i32, serde_json::Value, String) {
+/// Runs strata on `repo`: (exit code, the JSON report, stderr).
+pub fn run(repo: &Repo, args: &[&str]) -> (i32, serde_json::Value, String) {
     let out = repo.strata(args);
     let report = serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null);
     (
