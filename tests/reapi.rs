@@ -746,7 +746,7 @@ impl Drop for TlsFront {
 
 #[test]
 fn a_cache_behind_tls_and_a_token_is_used_and_the_token_is_never_shown() {
-    let grid = BuildGrid::start(0);
+    let grid = BuildGrid::start(1);
     let token = "t0ken-that-must-not-show";
     let front = TlsFront::start(&grid.address(), token);
     let cert = front.cert();
@@ -811,6 +811,37 @@ fn a_cache_behind_tls_and_a_token_is_used_and_the_token_is_never_shown() {
     let (code, report, stderr) = run(&fourth, &untrusted);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(fourth.builds().len(), 5, "built here: {report:#}");
+    assert!(!format!("{stderr}{report}").contains(token));
+
+    // The executor behind the same front, its token from the environment
+    // (it is the cache's server too): the builds run there.
+    let fifth = committed();
+    fifth.write(
+        "apps/stores/solo/storefront-unified-nextjs/components/banner.html",
+        "solo banner, built behind TLS\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_strata"))
+        .arg("--root")
+        .arg(fifth.path())
+        .args([
+            "store",
+            "build",
+            "--json",
+            "-s",
+            "solo",
+            "--remote-executor",
+            &front.url(),
+        ])
+        .arg("--remote-ca")
+        .arg(&cert)
+        .env("STRATA_REMOTE_CACHE_TOKEN", token)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["remote_executor"]["executed"], 1, "{report:#}");
+    assert!(fifth.builds().is_empty());
     assert!(!format!("{stderr}{report}").contains(token));
 }
 
