@@ -899,3 +899,77 @@ fn inputs_a_restarted_server_lost_are_sent_again() {
         "solo banner, after the restart\n"
     );
 }
+
+#[test]
+fn entries_written_over_grpc_are_read_over_http_by_another_clone() {
+    use prost::Message as _;
+    use strata_engine::reapi::{Digest, re};
+    crate::registry::require("nginx", "nginx");
+    let grid = BuildGrid::start(0);
+    let http = crate::remote::CacheServer::start();
+    let first = committed();
+    let (code, report, stderr) = run(
+        &first,
+        &["store", "build", "--json", "--remote-cache", &grid.url()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    // The actions the builds are kept under, as the report names them.
+    let mut actions: Vec<Digest> = report["stores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["apps"].as_array().unwrap())
+        .filter_map(|a| a["remote_action"].as_str())
+        .map(|text| {
+            let (hash, size) = text.split_once('/').unwrap();
+            Digest {
+                hash: hash.to_string(),
+                size_bytes: size.parse().unwrap(),
+            }
+        })
+        .collect();
+    actions.sort_by(|a, b| a.hash.cmp(&b.hash));
+    actions.dedup();
+    assert_eq!(actions.len(), 5, "{report:#}");
+
+    // The same store served over HTTP, as bazel-remote serves one store
+    // through both: each entry under its action, and every blob it names.
+    let client = strata_engine::reapi::Client::connect(&grid.url(), Default::default()).unwrap();
+    let data = http.data();
+    std::fs::create_dir_all(data.join("ac")).unwrap();
+    std::fs::create_dir_all(data.join("cas")).unwrap();
+    let copy = |d: &Digest| {
+        if d.size_bytes == 0 {
+            return Vec::new();
+        }
+        let bytes = client.read_blob(d).unwrap().unwrap();
+        std::fs::write(data.join("cas").join(&d.hash), &bytes).unwrap();
+        bytes
+    };
+    for action in &actions {
+        let result = client.get_action_result(action).unwrap().unwrap();
+        std::fs::write(data.join("ac").join(&action.hash), result.encode_to_vec()).unwrap();
+        for file in &result.output_files {
+            copy(file.digest.as_ref().unwrap());
+        }
+        for dir in &result.output_directories {
+            let tree =
+                re::Tree::decode(copy(dir.tree_digest.as_ref().unwrap()).as_slice()).unwrap();
+            for folder in tree.root.iter().chain(&tree.children) {
+                for file in &folder.files {
+                    copy(file.digest.as_ref().unwrap());
+                }
+            }
+        }
+    }
+
+    let other = clone_of(&first);
+    let (code, report, stderr) = run(
+        &other,
+        &["store", "build", "--json", "--remote-cache", &http.url()],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["scripts_run"], 0, "{report:#}");
+    assert!(other.builds().is_empty());
+    assert_eq!(deploys(&other), deploys(&first));
+}

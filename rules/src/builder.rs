@@ -70,6 +70,11 @@ pub struct AppBuild {
     pub output_bytes: Option<u64>,
     /// Bytes of `.deploy`, when the run read its record.
     pub deploy_bytes: Option<u64>,
+    /// The action the build is kept under in a remote cache
+    /// (`<sha256>/<size>`), when a remote cache is in use and the run
+    /// read the build's record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote_action: Option<String>,
 }
 
 /// One store's builds.
@@ -606,9 +611,14 @@ pub fn build_stores_with(
                 });
             // Sizes from the values the run computed or checked: a record
             // nobody read is not loaded for them.
-            let output_bytes = match outcome.value(&bid).as_deref() {
-                Some(StoreValue::Build(r)) => Some(r.fingerprints.iter().map(|f| f.size).sum()),
-                _ => None,
+            let (output_bytes, remote_action) = match outcome.value(&bid).as_deref() {
+                Some(StoreValue::Build(r)) => (
+                    Some(r.fingerprints.iter().map(|f| f.size).sum()),
+                    ctx.remote.as_ref().map(|_| {
+                        strata_engine::reapi::show(&crate::build::cache_action(&ctx, &r.key).0)
+                    }),
+                ),
+                _ => (None, None),
             };
             let deploy_bytes = match deploy.and_then(|_| outcome.value(&did)).as_deref() {
                 Some(StoreValue::Out(r)) => Some(r.files.iter().map(|f| f.fingerprint.size).sum()),
@@ -622,6 +632,7 @@ pub fn build_stores_with(
                 deploy,
                 output_bytes,
                 deploy_bytes,
+                remote_action,
             });
         }
         stores.push(StoreBuild {
