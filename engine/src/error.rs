@@ -124,7 +124,17 @@ pub enum Error {
         /// The blob, as `<sha256>/<size>`.
         digest: String,
     },
-    /// A file changed while it was being read.
+    /// A REAPI server sent a blob whose bytes are not its digest's.
+    #[error("REAPI server {server}: blob {digest} arrived with other content ({got})")]
+    RemoteCorrupt {
+        /// The server's address (no credentials).
+        server: String,
+        /// The blob asked for, as `<sha256>/<size>`.
+        digest: String,
+        /// What the bytes hash to.
+        got: String,
+    },
+    /// A file changed while it was read.
     #[error("{what} changed while it was read")]
     Changed {
         /// What changed.

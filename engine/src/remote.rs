@@ -333,31 +333,9 @@ impl RemoteCache {
             return None;
         }
         match &self.backend {
-            Backend::Http { base, client, .. } => {
-                let url = format!("{base}/ac/{}", action.hash);
-                let bytes = match self.http_request(client.get(&url)).send() {
-                    Ok(r) if r.status().is_success() => match r.bytes() {
-                        Ok(b) => b,
-                        Err(e) => {
-                            self.give_up("reading an action result", e.without_url().to_string());
-                            return None;
-                        }
-                    },
-                    Ok(r) if r.status() == StatusCode::NOT_FOUND => return None,
-                    Ok(r) => {
-                        self.give_up(
-                            "reading an action result",
-                            format!("answered {}", r.status()),
-                        );
-                        return None;
-                    }
-                    Err(e) => {
-                        self.give_up("reading an action result", e.without_url().to_string());
-                        return None;
-                    }
-                };
-                self.downloaded
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            Backend::Http { .. } => {
+                let bytes = self
+                    .http_get_bytes(&format!("ac/{}", action.hash), "reading an action result")?;
                 use prost::Message as _;
                 reapi::re::ActionResult::decode(bytes.as_ref()).ok()
             }
@@ -408,13 +386,7 @@ impl RemoteCache {
         let Some(missing) = self.missing_blobs(&digests) else {
             return false;
         };
-        let missing: std::collections::HashSet<String> =
-            missing.into_iter().map(|d| d.hash).collect();
-        let mut sent = std::collections::HashSet::new();
-        let wanted: Vec<reapi::Blob> = blobs
-            .into_iter()
-            .filter(|b| missing.contains(&b.digest.hash) && sent.insert(b.digest.hash.clone()))
-            .collect();
+        let wanted = reapi::keep_missing(blobs, missing);
         match &self.backend {
             Backend::Http { .. } => wanted.into_iter().all(|blob| {
                 let len = blob.digest.size_bytes as u64;
@@ -431,29 +403,6 @@ impl RemoteCache {
                 Ok(_) => true,
                 Err(e) => {
                     self.give_up("storing blobs", e.to_string());
-                    false
-                }
-            },
-        }
-    }
-
-    /// Downloads blob `digest` into `dest` (atomically), checking it. A
-    /// blob that does not match is a miss with a warning.
-    pub fn get_blob(&self, digest: &reapi::Digest, dest: &Path) -> bool {
-        if !self.usable() {
-            return false;
-        }
-        match &self.backend {
-            Backend::Http { .. } => self.http_get_cas(&digest.hash, dest),
-            Backend::Grpc(client) => match client.download(digest, dest) {
-                Ok(()) => true,
-                Err(Error::RemoteMissing { .. }) => false,
-                Err(Error::Remote { message, .. }) if message.contains("other content") => {
-                    self.warn(format!("remote cache {}: {message}; not used", self.shown));
-                    false
-                }
-                Err(e) => {
-                    self.give_up("reading a blob", e.to_string());
                     false
                 }
             },
@@ -477,8 +426,8 @@ impl RemoteCache {
             Backend::Grpc(client) => match client.download_many(wanted) {
                 Ok(()) => true,
                 Err(Error::RemoteMissing { .. }) => false,
-                Err(Error::Remote { message, .. }) if message.contains("other content") => {
-                    self.warn(format!("remote cache {}: {message}; not used", self.shown));
+                Err(e @ Error::RemoteCorrupt { .. }) => {
+                    self.warn(format!("{e}; not used"));
                     false
                 }
                 Err(e) => {
@@ -495,36 +444,17 @@ impl RemoteCache {
             return None;
         }
         match &self.backend {
-            Backend::Http { base, client, .. } => {
-                let url = format!("{base}/cas/{}", digest.hash);
-                match self.http_request(client.get(&url)).send() {
-                    Ok(r) if r.status().is_success() => match r.bytes() {
-                        Ok(b) if reapi::digest_of(&b) == *digest => {
-                            self.downloaded.fetch_add(b.len() as u64, Ordering::Relaxed);
-                            Some(b.to_vec())
-                        }
-                        Ok(_) => {
-                            self.warn(format!(
-                                "remote cache {}: blob {} is corrupt; not used",
-                                self.shown, digest.hash
-                            ));
-                            None
-                        }
-                        Err(e) => {
-                            self.give_up("reading a blob", e.without_url().to_string());
-                            None
-                        }
-                    },
-                    Ok(r) if r.status() == StatusCode::NOT_FOUND => None,
-                    Ok(r) => {
-                        self.give_up("reading a blob", format!("answered {}", r.status()));
-                        None
-                    }
-                    Err(e) => {
-                        self.give_up("reading a blob", e.without_url().to_string());
-                        None
-                    }
+            Backend::Http { .. } => {
+                let bytes =
+                    self.http_get_bytes(&format!("cas/{}", digest.hash), "reading a blob")?;
+                if reapi::digest_of(&bytes) != *digest {
+                    self.warn(format!(
+                        "remote cache {}: blob {} is corrupt; not used",
+                        self.shown, digest.hash
+                    ));
+                    return None;
                 }
+                Some(bytes)
             }
             Backend::Grpc(client) => match client.read_blob(digest) {
                 Ok(found) => found,
@@ -539,21 +469,8 @@ impl RemoteCache {
     /// Downloads blob `sha256` into `dest` (atomically), checking its
     /// digest. A corrupt blob is a miss with a warning.
     fn http_get_cas(&self, sha256: &str, dest: &Path) -> bool {
-        let Backend::Http { base, client, .. } = &self.backend else {
+        let Some(mut response) = self.http_get(&format!("cas/{sha256}"), "reading a blob") else {
             return false;
-        };
-        let url = format!("{base}/cas/{sha256}");
-        let mut response = match self.http_request(client.get(&url)).send() {
-            Ok(r) if r.status().is_success() => r,
-            Ok(r) if r.status() == StatusCode::NOT_FOUND => return false,
-            Ok(r) => {
-                self.give_up("reading a blob", format!("answered {}", r.status()));
-                return false;
-            }
-            Err(e) => {
-                self.give_up("reading a blob", e.without_url().to_string());
-                return false;
-            }
         };
         let tmp = TempName::beside(dest);
         let result = (|| -> std::io::Result<(String, u64)> {
@@ -590,6 +507,45 @@ impl RemoteCache {
                 let _ = std::fs::remove_file(&tmp);
                 self.give_up("reading a blob", e.to_string());
                 false
+            }
+        }
+    }
+
+    /// `GET <base>/<path>`: the response when found; `None` when not (a
+    /// 404), or when the cache failed (it is then left alone, with a
+    /// warning naming `what` it was doing).
+    fn http_get(&self, path: &str, what: &str) -> Option<reqwest::blocking::Response> {
+        let Backend::Http { base, client, .. } = &self.backend else {
+            return None;
+        };
+        match self
+            .http_request(client.get(format!("{base}/{path}")))
+            .send()
+        {
+            Ok(r) if r.status().is_success() => Some(r),
+            Ok(r) if r.status() == StatusCode::NOT_FOUND => None,
+            Ok(r) => {
+                self.give_up(what, format!("answered {}", r.status()));
+                None
+            }
+            Err(e) => {
+                self.give_up(what, e.without_url().to_string());
+                None
+            }
+        }
+    }
+
+    /// The whole body of [`Self::http_get`], counted as fetched.
+    fn http_get_bytes(&self, path: &str, what: &str) -> Option<Vec<u8>> {
+        match self.http_get(path, what)?.bytes() {
+            Ok(bytes) => {
+                self.downloaded
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Some(bytes.to_vec())
+            }
+            Err(e) => {
+                self.give_up(what, e.without_url().to_string());
+                None
             }
         }
     }

@@ -426,17 +426,8 @@ impl Client {
     /// batches, large ones through ByteStream. Returns the bytes sent.
     pub fn upload_missing(&self, blobs: Vec<Blob>) -> Result<u64> {
         let digests: Vec<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
-        let missing: std::collections::HashSet<String> = self
-            .find_missing(&digests)?
-            .into_iter()
-            .map(|d| d.hash)
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        let wanted: Vec<Blob> = blobs
-            .into_iter()
-            .filter(|b| missing.contains(&b.digest.hash) && seen.insert(b.digest.hash.clone()))
-            .collect();
-        self.upload(wanted)
+        let missing = self.find_missing(&digests)?;
+        self.upload(keep_missing(blobs, missing))
     }
 
     /// Uploads `blobs` (whether or not the server has them).
@@ -693,11 +684,11 @@ impl Client {
     fn verify(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
         let got = digest_of(bytes);
         if got.hash != digest.hash || got.size_bytes != digest.size_bytes {
-            return Err(self.wrong(format!(
-                "blob {} arrived with other content ({})",
-                show(digest),
-                show(&got)
-            )));
+            return Err(Error::RemoteCorrupt {
+                server: self.shown.clone(),
+                digest: show(digest),
+                got: show(&got),
+            });
         }
         Ok(())
     }
@@ -776,10 +767,11 @@ impl Client {
         }
         let got = format!("{:x}", hasher.finalize());
         if got != digest.hash {
-            return Err(self.wrong(format!(
-                "blob {} arrived with other content (sha256 {got})",
-                show(digest)
-            )));
+            return Err(Error::RemoteCorrupt {
+                server: self.shown.clone(),
+                digest: show(digest),
+                got: format!("sha256 {got}"),
+            });
         }
         Ok(())
     }
@@ -1112,6 +1104,16 @@ impl Client {
             ))),
         }
     }
+}
+
+/// The blobs of `blobs` that are `missing`, once each.
+pub fn keep_missing(blobs: Vec<Blob>, missing: Vec<Digest>) -> Vec<Blob> {
+    let missing: std::collections::HashSet<String> = missing.into_iter().map(|d| d.hash).collect();
+    let mut seen = std::collections::HashSet::new();
+    blobs
+        .into_iter()
+        .filter(|b| missing.contains(&b.digest.hash) && seen.insert(b.digest.hash.clone()))
+        .collect()
 }
 
 /// `<instance>/` or nothing, to start a ByteStream resource name.
