@@ -905,17 +905,7 @@ fn run(
     prior: Option<&BuildRecord>,
 ) -> Result<BuildRecord> {
     let dir = spec.dir(&ctx.root);
-    let program = ctx.pm.program();
-    let program_path = which(program).ok_or_else(|| Error::Toolchain {
-        message: format!(
-            "{program} is not on PATH, and this repository uses it ({}); install it (npm install -g {program}, or corepack enable)",
-            match ctx.pm {
-                PackageManager::Yarn => "yarn.lock",
-                PackageManager::Pnpm => "pnpm-lock.yaml",
-                PackageManager::Npm => "package-lock.json",
-            }
-        ),
-    })?;
+    let program_path = package_manager(ctx)?;
     // A build starts from a clean slate: what the last build made goes.
     if let Some(prior) = prior {
         remove_outputs(&dir, &prior.outputs, &HashSet::new());
@@ -940,31 +930,7 @@ fn run(
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err));
 
-    let permit = ctx.slots.acquire();
-    let started = Instant::now();
-    ctx.scripts_run.fetch_add(1, Ordering::Relaxed);
-    if ctx.fail_fast && ctx.failed.load(Ordering::Acquire) {
-        return Err(Error::Cancelled);
-    }
-    let mut child = process::spawn(&mut command).map_err(|e| Error::io(&dir, e))?;
-    let status = process::wait(&mut child);
-    // A failure is known before the next build may start: with
-    // --fail-fast, the build waiting for this slot must see it.
-    if !status.as_ref().is_ok_and(|s| s.success()) {
-        ctx.failed.store(true, Ordering::Release);
-    }
-    drop(permit);
-    let status = status.map_err(|e| Error::io(&dir, e))?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        return Err(Error::BuildFailed {
-            store: spec.store.clone(),
-            app: spec.app.clone(),
-            status: status.to_string(),
-            log: PathBuf::from(&spec.out).join(".strata-build.log"),
-            tail: tail(&log_path, 20),
-        });
-    }
+    let seconds = run_script(ctx, spec, command, ctx.slots.acquire(), &dir, "")?;
 
     let named = ctx
         .settings
@@ -996,6 +962,62 @@ fn run(
         how: How::Ran,
         seconds,
     })
+}
+
+/// The package manager's program, found on `PATH`.
+pub(crate) fn package_manager(ctx: &BuildContext) -> Result<PathBuf> {
+    let program = ctx.pm.program();
+    which(program).ok_or_else(|| Error::Toolchain {
+        message: format!(
+            "{program} is not on PATH, and this repository uses it ({}); install it (npm install -g {program}, or corepack enable)",
+            match ctx.pm {
+                PackageManager::Yarn => "yarn.lock",
+                PackageManager::Pnpm => "pnpm-lock.yaml",
+                PackageManager::Npm => "package-lock.json",
+            }
+        ),
+    })
+}
+
+/// Runs the build script `command` in `dir` (its output going to the
+/// app's `.strata-build.log`), holding `permit` until it ends: counted,
+/// not started after another build failed under `--fail-fast`, and a
+/// failure (`note` added to its status) is a [`Error::BuildFailed`] with the
+/// log's last lines. The seconds it ran.
+pub(crate) fn run_script(
+    ctx: &BuildContext,
+    spec: &BuildSpec,
+    mut command: Command,
+    permit: Permit<'_>,
+    dir: &Path,
+    note: &str,
+) -> Result<f64> {
+    let started = Instant::now();
+    ctx.scripts_run.fetch_add(1, Ordering::Relaxed);
+    if ctx.fail_fast && ctx.failed() {
+        return Err(Error::Cancelled);
+    }
+    let mut child = process::spawn(&mut command).map_err(|e| Error::io(dir, e))?;
+    let status = process::wait(&mut child);
+    // A failure is known before the next build may start: with
+    // --fail-fast, the build waiting for this slot must see it.
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        ctx.mark_failed();
+    }
+    drop(permit);
+    let status = status.map_err(|e| Error::io(dir, e))?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let log = PathBuf::from(&spec.out).join(".strata-build.log");
+        return Err(Error::BuildFailed {
+            store: spec.store.clone(),
+            app: spec.app.clone(),
+            status: format!("{status}{note}"),
+            tail: tail(&ctx.root.join(&log), 20),
+            log,
+        });
+    }
+    Ok(seconds)
 }
 
 /// Puts the files `made` (relative to `dir`; what outputs never hold left

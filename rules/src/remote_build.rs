@@ -235,10 +235,13 @@ impl Executor {
                 .map_err(|message| Error::RemoteExecutor {
                     message: format!("{}: {message}", installed.display()),
                 })?;
+            // As an action's inputs: what the server holds in full is not
+            // asked about (a changed package sends its folders alone).
             let generation = self.held.generation();
-            if !self.held.holds(&built.root)? {
-                self.upload(blobs(&built, &found))?;
-                self.held.record(&built.root, generation)?;
+            let (blobs, folders) = unheld(&built, &found, &self.held)?;
+            self.upload(blobs)?;
+            for folder in &folders {
+                self.held.record(folder, generation)?;
             }
             Some(built.root)
         } else {
@@ -254,31 +257,6 @@ impl Executor {
         *self.shared.lock().unwrap() = None;
         Ok(())
     }
-}
-
-/// The blobs of a built tree: its folders and its files.
-fn blobs(built: &reapi::tree::Built, files: &reapi::inputs::Files) -> Vec<Blob> {
-    let mut out: Vec<Blob> = built
-        .blobs()
-        .into_iter()
-        .map(|(digest, bytes)| Blob {
-            digest,
-            source: Source::Bytes(bytes),
-        })
-        .collect();
-    let mut seen = HashSet::new();
-    for entry in files.entries.values() {
-        if let reapi::tree::Entry::File { digest, .. } = entry
-            && seen.insert(digest.hash.clone())
-            && let Some(source) = source_of(files, &digest.hash)
-        {
-            out.push(Blob {
-                digest: digest.clone(),
-                source,
-            });
-        }
-    }
-    out
 }
 
 /// Where the blob `hash` of `files` is.
@@ -496,17 +474,9 @@ fn prepare(
     let skip = |rel: &str| (parts.skip_in_app)(rel.strip_prefix(prefix.as_str()).unwrap_or(rel));
     let mut files = exec.hasher.folder(&dir, &spec.out, &skip)?;
     for (rel, path) in &parts.files {
-        use std::os::unix::fs::PermissionsExt;
         let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io(path, e))?;
-        let digest = exec.hasher.digest(path, &meta)?;
-        files.blobs.insert(digest.hash.clone(), path.clone());
-        files.entries.insert(
-            rel.clone(),
-            reapi::tree::Entry::File {
-                digest,
-                executable: meta.permissions().mode() & 0o111 != 0,
-            },
-        );
+        exec.hasher
+            .add_file(&mut files, rel.clone(), path.clone(), &meta)?;
     }
     for (rel, bytes) in &parts.contents {
         let digest = reapi::digest_of(bytes);

@@ -4,18 +4,17 @@
 //! build that reads something undeclared fails here as it would on a
 //! build farm, without one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::Instant;
 
-use strata_engine::{ContentHash, process};
+use strata_engine::ContentHash;
 
 use crate::build::{
-    BuildContext, BuildRecord, BuildSpec, How, named_outputs, remove_outputs, store_outputs, tail,
+    BuildContext, BuildRecord, BuildSpec, How, named_outputs, package_manager, remove_outputs,
+    run_script, store_outputs,
 };
 use crate::error::{Error, Result};
 use crate::remote_build::{input_parts, worker_path};
-use crate::toolchain::which;
 
 /// Copies `from` into `to`: folders made, symlinks made as they are,
 /// files copied (never linked: a build that writes a file in place must not
@@ -109,10 +108,7 @@ pub fn build(
     }
     let dir = place.join(&spec.out);
 
-    let program = ctx.pm.program();
-    let program_path = which(program).ok_or_else(|| Error::Toolchain {
-        message: format!("{program} is not on PATH"),
-    })?;
+    let program_path = package_manager(ctx)?;
     let log_path = out_dir.join(".strata-build.log");
     let log = std::fs::File::create(&log_path).map_err(|e| Error::io(&log_path, e))?;
     let log_err = log.try_clone().map_err(|e| Error::io(&log_path, e))?;
@@ -127,29 +123,14 @@ pub fn build(
         .stdin(Stdio::null())
         .stdout(Stdio::from(log))
         .stderr(Stdio::from(log_err));
-    if ctx.fail_fast && ctx.failed() {
-        return Err(Error::Cancelled);
-    }
-    let started = Instant::now();
-    ctx.scripts_run
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut child = process::spawn(&mut command).map_err(|e| Error::io(&dir, e))?;
-    let status = process::wait(&mut child);
-    if !status.as_ref().is_ok_and(|s| s.success()) {
-        ctx.mark_failed();
-    }
-    drop(permit);
-    let status = status.map_err(|e| Error::io(&dir, e))?;
-    let seconds = started.elapsed().as_secs_f64();
-    if !status.success() {
-        return Err(Error::BuildFailed {
-            store: spec.store.clone(),
-            app: spec.app.clone(),
-            status: format!("{status}, in a sandbox holding only the input root"),
-            log: PathBuf::from(&spec.out).join(".strata-build.log"),
-            tail: tail(&log_path, 20),
-        });
-    }
+    let seconds = run_script(
+        ctx,
+        spec,
+        command,
+        permit,
+        &dir,
+        ", in a sandbox holding only the input root",
+    )?;
     let made: Vec<String> = named_outputs(&dir, &parts.outputs).into_keys().collect();
     let stored = store_outputs(ctx, &dir, &made)?;
     let outputs: Vec<_> = stored.into_iter().map(|(o, _)| o).collect();

@@ -96,6 +96,28 @@ impl Hasher {
         })
     }
 
+    /// Adds the regular file at `path`, whose metadata is `meta`, to
+    /// `files` as `rel`.
+    pub fn add_file(
+        &self,
+        files: &mut Files,
+        rel: String,
+        path: PathBuf,
+        meta: &std::fs::Metadata,
+    ) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let digest = self.digest(&path, meta)?;
+        files.blobs.insert(digest.hash.clone(), path);
+        files.entries.insert(
+            rel,
+            Entry::File {
+                digest,
+                executable: meta.permissions().mode() & 0o111 != 0,
+            },
+        );
+        Ok(())
+    }
+
     /// Every file and symlink under `dir` (links not followed; other kinds
     /// of file left out), with paths `prefix/…` (or relative to `dir` when
     /// `prefix` is empty), less those `skip` names (given the relative
@@ -146,16 +168,7 @@ impl Hasher {
                 } else if kind.is_dir() {
                     files.extend(self.folder(&path, &rel, skip)?);
                 } else if kind.is_file() {
-                    use std::os::unix::fs::PermissionsExt;
-                    let digest = self.digest(&path, &meta)?;
-                    files.blobs.insert(digest.hash.clone(), path);
-                    files.entries.insert(
-                        rel,
-                        Entry::File {
-                            digest,
-                            executable: meta.permissions().mode() & 0o111 != 0,
-                        },
-                    );
+                    self.add_file(&mut files, rel, path, &meta)?;
                 }
                 Ok(files)
             })
