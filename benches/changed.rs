@@ -12,24 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use measure::{Run, median, run_strata, run_strata_exiting};
-
-fn git(root: &Path, args: &[&str]) {
-    let status = Command::new("git")
-        .current_dir(root)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@strata.invalid",
-        ])
-        .args(["-c", "init.defaultBranch=main"])
-        .args(args)
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success(), "git {args:?}");
-}
+use measure::{Run, git, median, run_strata, run_strata_exiting};
 
 /// Appends 999 commits, each changing one to three files across layers.
 fn history(root: &Path, stores: &[String]) {

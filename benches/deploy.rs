@@ -273,24 +273,7 @@ fn main() {
     let root = tmp.path().join("repo");
     let stores = generate::monorepo(&root);
     generate::dependencies(&root, 40, 25);
-    let git = |args: &[&str]| {
-        let ok = Command::new("git")
-            .current_dir(&root)
-            .args([
-                "-c",
-                "user.name=bench",
-                "-c",
-                "user.email=bench@strata.invalid",
-                "-c",
-                "init.defaultBranch=main",
-            ])
-            .args(args)
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "git {args:?}");
-    };
+    let git = |args: &[&str]| measure::git(&root, args);
     git(&["init", "-q"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "bench"]);

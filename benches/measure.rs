@@ -63,3 +63,23 @@ pub fn median(runs: &[Run]) -> Run {
     sorted.sort_by_key(|r| r.wall);
     sorted[sorted.len() / 2].clone()
 }
+
+/// Runs `git` in `dir` as the benchmarks' own user, on branch `main`.
+pub fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=bench",
+            "-c",
+            "user.email=bench@strata.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}

@@ -13,9 +13,9 @@ mod generate;
 mod measure;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use measure::run_strata;
+use measure::{git, run_strata};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/reapi")
@@ -49,26 +49,6 @@ fn grid(workers: usize) -> Grid {
         .unwrap()
         .to_string();
     Grid(dir, url)
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@strata.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
 }
 
 fn report(stdout: &str) -> serde_json::Value {

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use measure::run_strata;
+use measure::{git, run_strata};
 
 struct Nginx(Child, #[allow(dead_code)] tempfile::TempDir);
 
@@ -53,26 +53,6 @@ fn nginx(port: u16) -> Nginx {
         std::thread::sleep(Duration::from_millis(20));
     }
     Nginx(child, dir)
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let ok = Command::new("git")
-        .current_dir(dir)
-        .args([
-            "-c",
-            "user.name=bench",
-            "-c",
-            "user.email=bench@strata.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "git {args:?}");
 }
 
 fn main() {
