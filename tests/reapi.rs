@@ -470,6 +470,40 @@ fn a_worker_killed_mid_action_is_replaced_and_the_build_gets_one_result() {
     assert!(server.is_dir());
 }
 
+/// Reads every blob `result` names with `read`: its files, its trees
+/// (decoded from what `read` gives) and their files.
+fn each_blob(
+    result: &strata_engine::reapi::re::ActionResult,
+    read: &mut dyn FnMut(&strata_engine::reapi::Digest) -> Vec<u8>,
+) {
+    use prost::Message as _;
+    for file in &result.output_files {
+        read(file.digest.as_ref().unwrap());
+    }
+    for dir in &result.output_directories {
+        let tree = strata_engine::reapi::re::Tree::decode(
+            read(dir.tree_digest.as_ref().unwrap()).as_slice(),
+        )
+        .unwrap();
+        for folder in tree.root.iter().chain(&tree.children) {
+            for file in &folder.files {
+                read(file.digest.as_ref().unwrap());
+            }
+        }
+    }
+}
+
+/// A clone of `first` at another path, served by the cache at `url`
+/// alone: it runs no script and gets `first`'s `.deploy` folders.
+fn a_clone_builds_from_the_cache_alone(first: &Repo, url: &str) {
+    let other = clone_of(first);
+    let (code, report, stderr) = run(&other, &["store", "build", "--json", "--remote-cache", url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(report["scripts_run"], 0, "{report:#}");
+    assert!(other.builds().is_empty());
+    assert_eq!(deploys(&other), deploys(first));
+}
+
 /// What bazel-remote checks of an `/ac/` entry before it stores it: an
 /// `ActionResult` whose output files and trees are in the CAS, and whose
 /// trees' files are too. Returns the digests of the entries' actions
@@ -499,17 +533,7 @@ fn validate_http_cache(data: &Path) -> Vec<strata_engine::reapi::Digest> {
             !result.output_directories.is_empty(),
             "ac/{name}: {result:?}"
         );
-        for file in &result.output_files {
-            cas(file.digest.as_ref().unwrap());
-        }
-        for dir in &result.output_directories {
-            let tree = re::Tree::decode(cas(dir.tree_digest.as_ref().unwrap()).as_slice()).unwrap();
-            for folder in tree.root.iter().chain(&tree.children) {
-                for file in &folder.files {
-                    cas(file.digest.as_ref().unwrap());
-                }
-            }
-        }
+        each_blob(&result, &mut |d| cas(d));
         // The action the entry is kept under is in the CAS too.
         let action_bytes = std::fs::read(data.join("cas").join(&name))
             .unwrap_or_else(|_| panic!("the action of ac/{name} is not in the cache"));
@@ -556,15 +580,7 @@ fn entries_written_over_http_are_valid_actionresults_a_grpc_clone_reads() {
         client.update_action_result(action, &result).unwrap();
     }
 
-    let other = clone_of(&first);
-    let (code, report, stderr) = run(
-        &other,
-        &["store", "build", "--json", "--remote-cache", &grid.url()],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["scripts_run"], 0, "{report:#}");
-    assert!(other.builds().is_empty());
-    assert_eq!(deploys(&other), deploys(&first));
+    a_clone_builds_from_the_cache_alone(&first, &grid.url());
 }
 
 #[test]
@@ -903,7 +919,7 @@ fn inputs_a_restarted_server_lost_are_sent_again() {
 #[test]
 fn entries_written_over_grpc_are_read_over_http_by_another_clone() {
     use prost::Message as _;
-    use strata_engine::reapi::{Digest, re};
+    use strata_engine::reapi::Digest;
     crate::registry::require("nginx", "nginx");
     let grid = BuildGrid::start(0);
     let http = crate::remote::CacheServer::start();
@@ -938,7 +954,7 @@ fn entries_written_over_grpc_are_read_over_http_by_another_clone() {
     let data = http.data();
     std::fs::create_dir_all(data.join("ac")).unwrap();
     std::fs::create_dir_all(data.join("cas")).unwrap();
-    let copy = |d: &Digest| {
+    let mut copy = |d: &Digest| {
         if d.size_bytes == 0 {
             return Vec::new();
         }
@@ -949,27 +965,8 @@ fn entries_written_over_grpc_are_read_over_http_by_another_clone() {
     for action in &actions {
         let result = client.get_action_result(action).unwrap().unwrap();
         std::fs::write(data.join("ac").join(&action.hash), result.encode_to_vec()).unwrap();
-        for file in &result.output_files {
-            copy(file.digest.as_ref().unwrap());
-        }
-        for dir in &result.output_directories {
-            let tree =
-                re::Tree::decode(copy(dir.tree_digest.as_ref().unwrap()).as_slice()).unwrap();
-            for folder in tree.root.iter().chain(&tree.children) {
-                for file in &folder.files {
-                    copy(file.digest.as_ref().unwrap());
-                }
-            }
-        }
+        each_blob(&result, &mut copy);
     }
 
-    let other = clone_of(&first);
-    let (code, report, stderr) = run(
-        &other,
-        &["store", "build", "--json", "--remote-cache", &http.url()],
-    );
-    assert_eq!(code, 0, "{stderr}");
-    assert_eq!(report["scripts_run"], 0, "{report:#}");
-    assert!(other.builds().is_empty());
-    assert_eq!(deploys(&other), deploys(&first));
+    a_clone_builds_from_the_cache_alone(&first, &http.url());
 }
