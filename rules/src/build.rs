@@ -479,15 +479,20 @@ pub fn build(
             if let Some(prior) = prior {
                 remove_outputs(&spec.dir(&ctx.root), &prior.outputs, &HashSet::new());
             }
-            let outputs = crate::remote_build::execute(ctx, executor, spec, &key, upstream)?;
+            let (outputs, entries) =
+                crate::remote_build::execute(ctx, executor, spec, &key, upstream)?;
             let fingerprints = restore(ctx, spec, &outputs, None)?;
-            BuildRecord {
+            // Kept under the build key too, with the digests the server
+            // gave (not read and hashed again).
+            upload_executed(ctx, &key, &outputs, &entries)?;
+            *built_by = Some(format!("{}/{}", spec.store, spec.app));
+            return Ok(BuildRecord {
                 key,
                 outputs,
                 fingerprints,
                 how: How::Executed,
                 seconds: started.elapsed().as_secs_f64(),
-            }
+            });
         }
         None if ctx.sandbox => crate::sandbox::build(ctx, spec, key, prior, upstream)?,
         None => run(ctx, spec, key, prior)?,
@@ -759,8 +764,51 @@ fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) 
             None => return Ok(()),
         }
     }
-    let Ok(parts) = reapi::tree::outputs(&entries) else {
+    put_result(ctx, remote, key, &entries, blobs);
+    Ok(())
+}
+
+/// Stores an executed build's outputs in the remote cache under `key`:
+/// `entries` are their REAPI form as the executor gave it, `outputs` where
+/// each file's blob is here.
+fn upload_executed(
+    ctx: &BuildContext,
+    key: &ContentHash,
+    outputs: &[OutputFile],
+    entries: &BTreeMap<String, reapi::tree::Entry>,
+) -> Result<()> {
+    let Some(remote) = &ctx.remote else {
         return Ok(());
+    };
+    if remote.read_only() || !remote.usable() {
+        return Ok(());
+    }
+    let blobs = outputs
+        .iter()
+        .filter_map(|o| match entries.get(&o.path) {
+            Some(reapi::tree::Entry::File { digest, .. }) => Some(reapi::Blob {
+                digest: digest.clone(),
+                source: reapi::Source::File(ctx.cas.path(&o.digest)),
+            }),
+            _ => None,
+        })
+        .collect();
+    put_result(ctx, remote, key, entries, blobs);
+    Ok(())
+}
+
+/// Stores `entries` (files among them sent from `blobs`) as the remote
+/// cache's result of `key`: the blobs first (files, then each output
+/// folder's `Tree`), then the result that names them.
+fn put_result(
+    ctx: &BuildContext,
+    remote: &RemoteCache,
+    key: &ContentHash,
+    entries: &BTreeMap<String, reapi::tree::Entry>,
+    mut blobs: Vec<reapi::Blob>,
+) {
+    let Ok(parts) = reapi::tree::outputs(entries) else {
+        return;
     };
     let (action, action_blobs) = cache_action(ctx, key);
     blobs.extend(action_blobs);
@@ -770,7 +818,7 @@ fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) 
     }));
     // No result may name a blob that did not go up.
     if !remote.put_blobs(blobs) {
-        return Ok(());
+        return;
     }
     remote.put_action_result(
         &action,
@@ -782,7 +830,6 @@ fn upload_remote(ctx: &BuildContext, key: &ContentHash, outputs: &[OutputFile]) 
             ..Default::default()
         },
     );
-    Ok(())
 }
 
 /// The manifest stored for `key`, when every blob it names is present.

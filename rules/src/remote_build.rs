@@ -616,7 +616,8 @@ fn unheld(
 }
 
 /// Runs the build of `spec` on the executor; its outputs are in the local
-/// store and recorded under `key` when it returns. The action runs again,
+/// store and recorded under `key` when it returns (with their REAPI
+/// entries, whose digests the remote cache's record reuses). The action runs again,
 /// once, without the server's cache when the result the cache gave cannot
 /// be used (a failure it kept, outputs it lost), and its inputs are sent
 /// again, once, when the server says it lacks them.
@@ -626,7 +627,7 @@ pub fn execute(
     spec: &BuildSpec,
     key: &ContentHash,
     upstream: Option<&BuildRecord>,
-) -> Result<Vec<OutputFile>> {
+) -> Result<Outputs> {
     let _permit = exec.slots.acquire();
     if ctx.fail_fast && ctx.failed() {
         return Err(Error::Cancelled);
@@ -706,10 +707,10 @@ pub fn execute(
             });
         }
         match take(ctx, exec, &result) {
-            Ok(outputs) => {
+            Ok((outputs, entries)) => {
                 let bytes = postcard::to_stdvec(&outputs).expect("a manifest encodes");
                 ctx.manifests.insert(&key.0, &bytes)?;
-                return Ok(outputs);
+                return Ok((outputs, entries));
             }
             // Outputs the server's cache named but no longer holds.
             Err(Taken::Missing(_)) if response.cached_result && !fresh => fresh = true,
@@ -720,6 +721,10 @@ pub fn execute(
         }
     }
 }
+
+/// An action's outputs as they are kept here, and as the result named
+/// them (less what outputs never hold).
+pub(crate) type Outputs = (Vec<OutputFile>, BTreeMap<String, reapi::tree::Entry>);
 
 /// Why an action's outputs could not be taken.
 enum Taken {
@@ -736,7 +741,7 @@ fn take(
     ctx: &BuildContext,
     exec: &Executor,
     result: &re::ActionResult,
-) -> std::result::Result<Vec<OutputFile>, Taken> {
+) -> std::result::Result<Outputs, Taken> {
     let missing = Mutex::new(None::<String>);
     let entries = reapi::tree::result_entries(result, |digest| {
         use prost::Message as _;
@@ -784,7 +789,7 @@ fn take(
     )
     .map_err(Taken::Failed)?;
     match outputs {
-        Some(outputs) => Ok(outputs),
+        Some(outputs) => Ok((outputs, entries)),
         None => {
             if let Some(e) = errors.into_inner().unwrap().into_iter().next() {
                 Err(Taken::Bad(e))
